@@ -1,0 +1,3 @@
+from streamtasks.cli import main
+
+main()

@@ -1,0 +1,159 @@
+"""The confluent-kafka boundary: client construction and admin calls, errors translated.
+
+Invariants: librdkafka exceptions never escape this module untranslated from client
+construction or topic administration; a bad librdkafka property surfaces as a
+:class:`ConfigError` naming the property and where to look it up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from streamtasks.errors import BrokerError, ConfigError
+from streamtasks.topics import TopicSpec
+
+__all__ = [
+    "apply_topics",
+    "check_reachable",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "stable_members",
+    "wait_for_topics",
+]
+
+_CONFIG_HELP = (
+    "see the librdkafka configuration reference "
+    "(https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)"
+)
+
+
+def _build(kind: str, factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any]) -> Any:
+    try:
+        return factory(cfg)
+    except KafkaException as exc:
+        raise ConfigError(
+            f"invalid Kafka {kind} configuration: {exc.args[0].str()}; {_CONFIG_HELP}"
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid Kafka {kind} configuration: {exc}; {_CONFIG_HELP}") from exc
+
+
+def make_producer(cfg: dict[str, Any]) -> Producer:
+    producer: Producer = _build("producer", Producer, cfg)
+    return producer
+
+
+def make_consumer(cfg: dict[str, Any]) -> Consumer:
+    consumer: Consumer = _build("consumer", Consumer, cfg)
+    return consumer
+
+
+def make_admin(cfg: dict[str, Any]) -> AdminClient:
+    admin: AdminClient = _build("admin", AdminClient, cfg)
+    return admin
+
+
+def apply_topics(
+    admin: AdminClient,
+    specs: Iterable[TopicSpec],
+    *,
+    replication_factor: int = -1,
+    timeout: float = 30.0,
+) -> dict[str, str]:
+    """Create ``specs`` idempotently. Returns ``{topic: "created" | "exists"}``.
+
+    An existing topic is left as it is (partition counts are never changed behind the
+    user's back); a broker refusal raises :class:`BrokerError` naming the topic.
+    """
+    specs = list(specs)
+    if not specs:
+        return {}
+    new = [
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=replication_factor,
+            config=dict(s.config),
+        )
+        for s in specs
+    ]
+    try:
+        futures = admin.create_topics(new, request_timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"could not create topics: {exc.args[0].str()}") from exc
+    outcome: dict[str, str] = {}
+    for name, fut in futures.items():
+        try:
+            fut.result(timeout=timeout)
+            outcome[name] = "created"
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+            else:
+                raise BrokerError(f"could not create topic {name!r}: {err.str()}") from exc
+    wait_for_topics(admin, [s.name for s in specs], timeout=timeout)
+    return outcome
+
+
+def wait_for_topics(admin: AdminClient, names: Iterable[str], *, timeout: float = 30.0) -> None:
+    """Block until every topic in ``names`` has metadata with all partitions led."""
+    pending = set(names)
+    deadline = time.monotonic() + timeout
+    while pending:
+        try:
+            md = admin.list_topics(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+        except KafkaException as exc:
+            raise BrokerError(f"broker unreachable while waiting for topics: {exc}") from exc
+        for name in list(pending):
+            topic = md.topics.get(name)
+            if (
+                topic is not None
+                and topic.error is None
+                and topic.partitions
+                and all(p.leader >= 0 for p in topic.partitions.values())
+            ):
+                pending.discard(name)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics not ready after {timeout:.0f}s: {sorted(pending)}")
+        time.sleep(0.05)
+
+
+def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0) -> None:
+    """Fail fast with a fix-it message when no broker answers at ``bootstrap``."""
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        md = None
+        cause: Exception | None = exc
+    else:
+        cause = None
+    if md is None or not md.brokers:
+        raise BrokerError(
+            f"no Kafka broker answered at {bootstrap!r} within {timeout:.0f}s. Check the "
+            "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
+            "is running; for a local one run `streamtasks broker`."
+        ) from cause
+
+
+def stable_members(admin: AdminClient, group: str, *, timeout: float = 5.0) -> int:
+    """How many members a consumer group has with partitions assigned (0 if not stable)."""
+    from confluent_kafka import ConsumerGroupState
+
+    try:
+        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
+        desc = futures[group].result(timeout=timeout)
+    except KafkaException:
+        return 0
+    if desc.state != ConsumerGroupState.STABLE:
+        return 0
+    return sum(1 for m in desc.members if m.assignment and m.assignment.topic_partitions)

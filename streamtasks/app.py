@@ -1,0 +1,252 @@
+"""The application object: settings, the task registry, and the process's shared clients.
+
+Invariants: an App holds at most one producer and one result listener per process, created
+lazily on first use (so importing a module that defines an App never touches the network);
+every task name is registered once; the codec knows every schema the app can write.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from streamtasks import _kafka
+from streamtasks.codec import Codec
+from streamtasks.config import Settings
+from streamtasks.envelope import Envelope, register_builtin
+from streamtasks.errors import ConfigError
+from streamtasks.task import Task, default_task_name
+from streamtasks.topics import (
+    Headers,
+    TopicSpec,
+    dlq_topic,
+    events_topic,
+    results_topic,
+    scheduler_topic,
+    task_topic,
+)
+
+if TYPE_CHECKING:
+    from streamtasks.asyncresult import AsyncResult, ResultListener
+
+__all__ = ["App"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """A streamtasks application: ``App("billing", bootstrap_servers="kafka:9092")``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        bootstrap_servers: str | None = None,
+        namespace: str | None = None,
+        default_queue: str = "default",
+        partitions: int | None = None,
+        replication_factor: int | None = None,
+        kafka_config: Mapping[str, object] | None = None,
+        producer_config: Mapping[str, object] | None = None,
+        consumer_config: Mapping[str, object] | None = None,
+    ) -> None:
+        self.settings = Settings.resolve(
+            name,
+            bootstrap_servers=bootstrap_servers,
+            namespace=namespace,
+            default_queue=default_queue,
+            partitions=partitions,
+            replication_factor=replication_factor,
+            kafka_config=kafka_config,
+            producer_config=producer_config,
+            consumer_config=consumer_config,
+        )
+        self.codec = Codec()
+        self.envelope_schema, self.result_schema = register_builtin(self.codec)
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self._producer: Producer | None = None
+        self._listener: ResultListener | None = None
+        self._history: ResultListener | None = None
+        self._atexit_registered = False
+
+    def __repr__(self) -> str:
+        return f"<App {self.settings.name} ns={self.settings.namespace} tasks={len(self.tasks)}>"
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    # -- registry -------------------------------------------------------------------------
+    @overload
+    def task(self, func: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self, func: None = None, /, *, name: str | None = None, queue: str | None = None
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a typed function as a task (``@app.task`` or ``@app.task(queue=...)``)."""
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            task_name = name or default_task_name(fn)
+            if task_name in self.tasks:
+                raise ConfigError(
+                    f"task name {task_name!r} is registered twice; pass @app.task(name=...) "
+                    "to give one of them another name"
+                )
+            task = Task(
+                self,
+                fn,
+                name=task_name,
+                queue=queue or self.settings.default_queue,
+                codec=self.codec,
+            )
+            self.tasks[task_name] = task
+            return task
+
+        return register(func) if func is not None else register
+
+    def queues(self) -> list[str]:
+        found = {t.queue for t in self.tasks.values()} | {self.settings.default_queue}
+        return sorted(found)
+
+    # -- topics ---------------------------------------------------------------------------
+    def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
+        s = self.settings
+        specs: list[TopicSpec] = []
+        for q in queues if queues is not None else self.queues():
+            specs.append(TopicSpec(task_topic(s.namespace, q), s.partitions))
+            specs.append(TopicSpec(dlq_topic(s.namespace, q), s.partitions))
+        specs.append(
+            TopicSpec(results_topic(s.namespace), s.partitions, {"cleanup.policy": "compact"})
+        )
+        specs.append(TopicSpec(events_topic(s.namespace), s.partitions))
+        specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
+        return specs
+
+    def apply_topics(
+        self, queues: Iterable[str] | None = None, *, timeout: float = 30.0
+    ) -> dict[str, str]:
+        """Create this app's topics if missing; returns ``{topic: "created" | "exists"}``."""
+        admin = _kafka.make_admin(self.settings.admin())
+        _kafka.check_reachable(admin, self.settings.require_bootstrap())
+        return _kafka.apply_topics(
+            admin,
+            self.topic_specs(queues),
+            replication_factor=self.settings.replication_factor,
+            timeout=timeout,
+        )
+
+    # -- producing ------------------------------------------------------------------------
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            with self._lock:
+                if self._producer is None:
+                    self._producer = _kafka.make_producer(self.settings.producer())
+                    if not self._atexit_registered:
+                        atexit.register(self._flush_at_exit)
+                        self._atexit_registered = True
+        return self._producer
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: str | bytes | None,
+        headers: Headers | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+    ) -> None:
+        """Produce one record, waiting for room when the local queue is full."""
+        producer = self.producer
+        while True:
+            try:
+                producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _publish_task(
+        self,
+        envelope: Envelope,
+        *,
+        key: str | bytes | None,
+        headers: Headers,
+        task: Task[Any, Any] | None,
+    ) -> AsyncResult:
+        from streamtasks.asyncresult import AsyncResult, Delivery
+
+        listener = self.results_listener()
+        listener.expect(envelope.id)
+        delivery = Delivery()
+        payload = self.codec.encode(self.envelope_schema, envelope.to_avro())
+        self.produce(
+            task_topic(self.settings.namespace, envelope.queue),
+            payload,
+            key=key if key is not None else envelope.id,
+            headers=[
+                ("st-task", envelope.task.encode()),
+                ("st-id", envelope.id.encode()),
+                ("st-attempt", str(envelope.attempt).encode()),
+                *headers,
+            ],
+            on_delivery=delivery.on_delivery,
+        )
+        self.producer.poll(0)
+        return AsyncResult(envelope.id, app=self, task=task, delivery=delivery)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait until every produced record is acknowledged; returns how many are still queued."""
+        if self._producer is None:
+            return 0
+        remaining: int = self._producer.flush(timeout)
+        return remaining
+
+    def _flush_at_exit(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10.0)
+
+    # -- results --------------------------------------------------------------------------
+    def results_listener(self, *, history: bool = False) -> ResultListener:
+        """The process-wide result listener (``history=True``: one that reads from the start)."""
+        from streamtasks.asyncresult import ResultListener
+
+        with self._lock:
+            if history:
+                if self._history is None:
+                    self._history = ResultListener(self, from_beginning=True)
+                return self._history
+            if self._listener is None:
+                self._listener = ResultListener(self, from_beginning=False)
+            return self._listener
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:
+        """A handle on a task sent elsewhere (looked up from the start of the results topic)."""
+        from streamtasks.asyncresult import AsyncResult
+
+        return AsyncResult(task_id, app=self)
+
+    def close(self) -> None:
+        """Flush the producer and stop the result listeners."""
+        self._flush_at_exit()
+        for listener in (self._listener, self._history):
+            if listener is not None:
+                listener.close()
+        self._listener = self._history = None

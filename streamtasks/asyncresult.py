@@ -1,0 +1,296 @@
+"""Awaiting results: :class:`AsyncResult` handles served by one listener per process.
+
+Invariants: a process has at most two result consumers (one for tasks it sent, reading from
+the results topic's end as it was *before* its first send, so no result of its own can be
+missed; one reading from the beginning, only for handles on tasks sent elsewhere), however
+many handles wait; listeners use ``assign()``, never join a group, never commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+
+from streamtasks import _kafka
+from streamtasks.envelope import ResultRecord, TaskStatus
+from streamtasks.errors import (
+    BrokerError,
+    DecodeError,
+    ResultTimeoutError,
+    StreamtasksError,
+    TaskFailedError,
+)
+from streamtasks.topics import results_topic
+
+if TYPE_CHECKING:
+    from streamtasks.app import App
+    from streamtasks.task import Task
+
+__all__ = ["AsyncResult", "Delivery", "ResultListener"]
+
+log = structlog.get_logger("streamtasks.results")
+
+_MAX_REMEMBERED = 200_000
+
+
+class Delivery:
+    """The broker's acknowledgement of one produced record (set from a delivery callback)."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: str | None = None
+
+    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        self.error = None if err is None else err.str()
+        self.done = True
+
+
+class ResultListener:
+    """Reads ``{ns}.results`` in a background thread and wakes the handles waiting on it."""
+
+    def __init__(self, app: App, *, from_beginning: bool) -> None:
+        self._app = app
+        self._topic = results_topic(app.settings.namespace)
+        self._from_beginning = from_beginning
+        self._cond = threading.Condition()
+        self._latest: OrderedDict[str, ResultRecord] = OrderedDict()
+        self._expected: OrderedDict[str, None] = OrderedDict()
+        self._start: list[TopicPartition] | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._caught_up = threading.Event()
+        self._error: str | None = None
+
+    # -- registration (before producing) ---------------------------------------------------
+    def expect(self, task_id: str) -> None:
+        """Remember that this process sent ``task_id``; call before producing it."""
+        with self._cond:
+            if self._start is None:
+                self._start = self._snapshot_start()
+            self._expected[task_id] = None
+            if len(self._expected) > _MAX_REMEMBERED:
+                self._expected.popitem(last=False)
+
+    def _snapshot_start(self) -> list[TopicPartition]:
+        consumer = _kafka.make_consumer(self._reader_config())
+        try:
+            partitions = self._partitions(consumer)
+            if self._from_beginning or partitions is None:
+                return [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions or []]
+            start = []
+            for p in partitions:
+                _lo, hi = consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, p), timeout=10.0
+                )
+                start.append(TopicPartition(self._topic, p, max(hi, 0)))
+            return start
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the results topic {self._topic!r}: {exc}") from exc
+        finally:
+            consumer.close()
+
+    def _partitions(self, consumer: Any) -> list[int] | None:
+        md = consumer.list_topics(self._topic, timeout=10.0)
+        topic = md.topics.get(self._topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise BrokerError(
+                f"the results topic {self._topic!r} does not exist: run "
+                "`streamtasks topics apply <module:app>` (or start a worker) first"
+            )
+        return sorted(topic.partitions)
+
+    def _reader_config(self) -> dict[str, Any]:
+        return self._app.settings.consumer(
+            None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100}
+        )
+
+    # -- reading -------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            if self._start is None:
+                self._start = self._snapshot_start()
+            self._thread = threading.Thread(
+                target=self._run, name=f"streamtasks-results-{self._topic}", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        consumer = _kafka.make_consumer(self._reader_config())
+        assert self._start is not None
+        consumer.assign(self._start)
+        pending_eof = {tp.partition for tp in self._start}
+        codec, schema = self._app.codec, self._app.result_schema
+        try:
+            while not self._closed.is_set():
+                msgs = consumer.consume(1000, 0.1)
+                updates: list[ResultRecord] = []
+                for msg in msgs:
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending_eof.discard(msg.partition())
+                            if not pending_eof:
+                                self._caught_up.set()
+                        else:
+                            log.warning("results topic read error", error=err.str())
+                        continue
+                    if msg.value() is None:  # tombstone of an expired result
+                        continue
+                    try:
+                        _, raw = codec.decode(msg.value(), expect=schema)
+                    except DecodeError as exc:
+                        log.warning(
+                            "undecodable record on results topic",
+                            error=str(exc),
+                            partition=msg.partition(),
+                            offset=msg.offset(),
+                        )
+                        continue
+                    updates.append(ResultRecord.from_avro(raw))
+                if updates:
+                    self._store(updates)
+        except Exception as exc:  # keep waiters from hanging forever on a dead thread
+            self._error = f"result listener stopped: {exc!r}"
+            log.exception("result listener crashed")
+            with self._cond:
+                self._cond.notify_all()
+        finally:
+            consumer.close()
+
+    def _store(self, updates: list[ResultRecord]) -> None:
+        with self._cond:
+            for rec in updates:
+                if self._from_beginning or rec.task_id in self._expected:
+                    self._latest[rec.task_id] = rec
+                    self._latest.move_to_end(rec.task_id)
+            while len(self._latest) > _MAX_REMEMBERED and not self._from_beginning:
+                self._latest.popitem(last=False)
+            self._cond.notify_all()
+
+    # -- queries -------------------------------------------------------------------------
+    def peek(self, task_id: str) -> ResultRecord | None:
+        self._ensure_started()
+        with self._cond:
+            return self._latest.get(task_id)
+
+    def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
+        """Block until ``task_id`` has a final result; ``None`` on timeout."""
+        self._ensure_started()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                rec = self._latest.get(task_id)
+                if rec is not None and rec.status.is_final:
+                    return rec
+                if self._error is not None:
+                    raise BrokerError(self._error)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining if remaining is not None else 1.0)
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """True once every partition was read to its end at least once."""
+        self._ensure_started()
+        return self._caught_up.wait(timeout)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+
+class AsyncResult:
+    """A handle on a task's outcome: ``.status``, ``.ready()``, ``.get(timeout=...)``."""
+
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        app: App,
+        task: Task[Any, Any] | None = None,
+        delivery: Delivery | None = None,
+    ) -> None:
+        self.id = task_id
+        self.app = app
+        self.task = task
+        self._delivery = delivery
+        self._final: ResultRecord | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    def _listener(self) -> ResultListener:
+        return self.app.results_listener(history=self._delivery is None)
+
+    def _ensure_sent(self, timeout: float | None) -> None:
+        d = self._delivery
+        if d is None:
+            return
+        if not d.done:
+            self.app.flush(30.0 if timeout is None else max(timeout, 0.1))
+        if not d.done:
+            raise ResultTimeoutError(f"task {self.id} was not acknowledged by the broker yet")
+        if d.error is not None:
+            raise BrokerError(f"task {self.id} was never enqueued: {d.error}")
+
+    def record(self) -> ResultRecord | None:
+        """The latest state seen for this task (``None`` if nothing yet)."""
+        if self._final is not None:
+            return self._final
+        rec = self._listener().peek(self.id)
+        if rec is not None and rec.status.is_final:
+            self._final = rec
+        return rec
+
+    @property
+    def status(self) -> TaskStatus:
+        rec = self.record()
+        return TaskStatus.PENDING if rec is None else rec.status
+
+    def ready(self) -> bool:
+        return self.status.is_final
+
+    def get(self, timeout: float | None = None, *, propagate: bool = True) -> Any:
+        """Wait for the task to finish and return its value.
+
+        Raises :class:`TaskFailedError` (with the remote error type, message and traceback)
+        if it failed and ``propagate`` is true, :class:`ResultTimeoutError` after ``timeout``.
+        """
+        start = time.monotonic()
+        self._ensure_sent(timeout)
+        rec = self._final
+        if rec is None:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            rec = self._listener().wait(self.id, left)
+            if rec is None:
+                raise ResultTimeoutError(f"task {self.id} did not finish within {timeout}s")
+            self._final = rec
+        if rec.status is TaskStatus.SUCCESS:
+            return self._decode_value(rec)
+        error = rec.error
+        if not propagate:
+            return error
+        if error is None:
+            raise TaskFailedError(self.id, rec.status.value, f"task ended {rec.status.value}")
+        raise TaskFailedError(self.id, error.type, error.message, error.traceback)
+
+    def _decode_value(self, rec: ResultRecord) -> Any:
+        if rec.value is None:
+            return None
+        task = self.task or self.app.tasks.get(rec.task)
+        if task is None:
+            raise StreamtasksError(
+                f"cannot decode the result of task {rec.task!r}: it is not registered in app "
+                f"{self.app.name!r}"
+            )
+        return task.decode_result(rec.value)

@@ -1,0 +1,277 @@
+"""The ``streamtasks`` command line: a thin layer over the library (typer).
+
+Every command is a few lines calling library code; library errors are printed as one clear
+line (exit code 2 for configuration mistakes, 1 otherwise), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+from streamtasks.errors import ConfigError, StreamtasksError
+from streamtasks.logs import LogFormat, configure_logging
+
+__all__ = ["main"]
+
+cli = typer.Typer(
+    name="streamtasks",
+    help="Kafka-native distributed task processing.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+topics_cli = typer.Typer(help="Manage the app's Kafka topics.", no_args_is_help=True)
+cli.add_typer(topics_cli, name="topics")
+
+AppArg = Annotated[str, typer.Argument(help="The app to load, as 'package.module:app'.")]
+
+
+@cli.callback()
+def _root(
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="console or json", envvar="STREAMTASKS_LOG_FORMAT")
+    ] = "console",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level", help="debug, info, warning, error", envvar="STREAMTASKS_LOG_LEVEL"
+        ),
+    ] = "info",
+    bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap-servers",
+            "-b",
+            help="Kafka bootstrap address; overrides STREAMTASKS_BOOTSTRAP_SERVERS.",
+        ),
+    ] = None,
+) -> None:
+    if log_format not in ("console", "json"):
+        _fail(ConfigError(f"--log-format must be 'console' or 'json', not {log_format!r}"))
+    try:
+        fmt: LogFormat = "json" if log_format == "json" else "console"
+        configure_logging(fmt, log_level)
+    except ValueError as exc:
+        _fail(ConfigError(str(exc)))
+    if bootstrap_servers:
+        os.environ["STREAMTASKS_BOOTSTRAP_SERVERS"] = bootstrap_servers
+
+
+def _fail(exc: BaseException) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+@cli.command()
+def broker(
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: a free one).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Start the embedded development broker (Tansu) and print its bootstrap address.
+
+    Example: streamtasks broker --port 9092   (Ctrl-C stops it)
+    """
+    from streamtasks.devbroker import EmbeddedBroker, serve_forever
+
+    def ready(bootstrap: str) -> None:
+        typer.echo(f"broker ready: STREAMTASKS_BOOTSTRAP_SERVERS={bootstrap}")
+
+    try:
+        code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
+    except StreamtasksError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@cli.command()
+def worker(
+    app: AppArg,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Tasks run at once (threads).")
+    ] = 8,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-Q", help="Comma-separated queues (default: all).")
+    ] = None,
+    group_id: Annotated[str | None, typer.Option(help="Consumer group (default: derived).")] = None,
+    max_in_flight: Annotated[
+        int | None, typer.Option(help="Received-but-unfinished tasks before partitions are paused.")
+    ] = None,
+    shutdown_grace: Annotated[
+        float, typer.Option(help="Seconds SIGTERM waits for in-flight tasks.")
+    ] = 30.0,
+) -> None:
+    """Run tasks of APP as a member of its consumer group.
+
+    Example: streamtasks worker myproj.tasks:app --concurrency 16 --queues default,emails
+    """
+    from streamtasks._loading import load_app
+    from streamtasks.worker import Worker
+
+    try:
+        the_app = load_app(app)
+        w = Worker(
+            the_app,
+            queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+            concurrency=concurrency,
+            group_id=group_id,
+            max_in_flight=max_in_flight,
+            shutdown_grace=shutdown_grace,
+        )
+        w.run()
+    except StreamtasksError as exc:
+        _fail(exc)
+
+
+@topics_cli.command("apply")
+def topics_apply(app: AppArg) -> None:
+    """Create APP's topics if missing (idempotent; existing topics are left as they are).
+
+    Example: streamtasks topics apply myproj.tasks:app
+    """
+    from streamtasks._loading import load_app
+
+    try:
+        outcome = load_app(app).apply_topics()
+    except StreamtasksError as exc:
+        _fail(exc)
+    for name, state in sorted(outcome.items()):
+        typer.echo(f"{state:8} {name}")
+
+
+@cli.command()
+def send(
+    app: AppArg,
+    task: Annotated[str, typer.Argument(help="Task name (as registered).")],
+    args: Annotated[str, typer.Option(help="JSON list of positional arguments.")] = "[]",
+    kwargs: Annotated[str, typer.Option(help="JSON object of keyword arguments.")] = "{}",
+    key: Annotated[str | None, typer.Option(help="Ordering key.")] = None,
+    wait: Annotated[
+        float | None, typer.Option(help="Wait this many seconds for the result.")
+    ] = None,
+) -> None:
+    """Send one task and print its id (with --wait, also its result).
+
+    Example: streamtasks send myproj.tasks:app myproj.tasks.add --args '[1, 2]' --wait 10
+    """
+    from streamtasks._loading import load_app
+
+    try:
+        the_app = load_app(app)
+        t = the_app.tasks.get(task)
+        if t is None:
+            raise ConfigError(f"unknown task {task!r}; known: {sorted(the_app.tasks)}")
+        try:
+            pos, kw = json.loads(args), json.loads(kwargs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--args/--kwargs must be JSON: {exc}") from exc
+        res = t.apply_async(pos, kw, key=key)
+        the_app.flush()
+        typer.echo(res.id)
+        if wait is not None:
+            typer.echo(json.dumps(_jsonable(res.get(timeout=wait))))
+    except StreamtasksError as exc:
+        _fail(exc)
+    finally:
+        if "the_app" in locals():
+            the_app.close()
+
+
+@cli.command()
+def result(
+    task_id: Annotated[str, typer.Argument(help="The task id.")],
+    app: Annotated[
+        str,
+        typer.Option(
+            "--app", "-A", envvar="STREAMTASKS_APP", help="The app, as 'package.module:app'."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the results topic.")] = 10.0,
+) -> None:
+    """Show the stored result of one task.
+
+    Example: streamtasks result 3f2a... --app myproj.tasks:app --json
+    """
+    from streamtasks._loading import load_app
+
+    try:
+        the_app = load_app(app)
+        listener = the_app.results_listener(history=True)
+        listener.wait_caught_up(timeout)
+        rec = listener.peek(task_id)
+        if rec is None:
+            typer.echo(f"{task_id}: no result (PENDING or unknown)")
+            raise typer.Exit(1)
+        out: dict[str, Any] = {
+            "task_id": rec.task_id,
+            "task": rec.task,
+            "status": rec.status.value,
+            "attempts": rec.attempts,
+            "worker_id": rec.worker_id,
+            "created_at": rec.created_at,
+            "finished_at": rec.finished_at,
+        }
+        if rec.status.value == "SUCCESS":
+            out["value"] = _jsonable(the_app.AsyncResult(task_id).get(timeout=timeout))
+        if rec.error is not None:
+            out["error"] = {"type": rec.error.type, "message": rec.error.message}
+        if as_json:
+            typer.echo(json.dumps(out, indent=2))
+        else:
+            for k, v in out.items():
+                typer.echo(f"{k:12} {v}")
+    except StreamtasksError as exc:
+        _fail(exc)
+
+
+@cli.command()
+def demo(
+    tasks: Annotated[int, typer.Option(help="How many tasks to send.")] = 2000,
+    workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,
+) -> None:
+    """Run the demo: embedded broker, worker processes, a mixed batch, a summary.
+
+    Example: streamtasks demo --tasks 2000 --workers 2
+    (With --bootstrap-servers / STREAMTASKS_BOOTSTRAP_SERVERS it uses that Kafka instead.)
+    """
+    from streamtasks.demo.run import run_demo
+
+    try:
+        code = run_demo(n_tasks=tasks, n_workers=workers)
+    except StreamtasksError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+def _jsonable(value: Any) -> Any:
+    import dataclasses
+    import enum
+    from datetime import date, datetime
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The demo: a realistic mixed workload run end to end on the embedded broker."""

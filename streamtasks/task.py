@@ -1,0 +1,173 @@
+"""A registered task: its name, queue, derived Avro schemas, and the ways to send it.
+
+Invariants: a task's argument and return schemas are derived once, at decoration time, so an
+unsupported signature fails when the module is imported, not when a message arrives; arguments
+are validated against the signature before anything is produced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from streamtasks._types import Signature, TypeAdapter, return_adapter, signature_of
+from streamtasks.codec import Codec, KnownSchema
+from streamtasks.envelope import Envelope, now_ms
+from streamtasks.errors import ArgumentError, ConfigError, SchemaError
+from streamtasks.topics import Headers, task_topic, validate_name
+
+if TYPE_CHECKING:
+    from streamtasks.app import App
+    from streamtasks.asyncresult import AsyncResult
+
+__all__ = ["Task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RESERVED_HEADER_PREFIX = "st-"
+
+
+class Task(Generic[P, R]):
+    """A function registered with ``@app.task``. Calling it runs it locally."""
+
+    def __init__(
+        self, app: App, func: Callable[P, R], *, name: str, queue: str, codec: Codec
+    ) -> None:
+        problem = validate_name("queue", queue)
+        if problem:
+            raise ConfigError(f"task {name!r}: {problem}")
+        self.app = app
+        self.func = func
+        self.name = name
+        self.queue = queue
+        self.signature: Signature = signature_of(func, task_name=name)
+        self.args_schema: KnownSchema = codec.register(self.signature.record_schema)
+        result_schema, ret = return_adapter(func, task_name=name)
+        self._return: TypeAdapter = ret
+        self.result_schema: KnownSchema = codec.register(result_schema)
+        self._codec = codec
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", name)
+        self.__wrapped__ = func
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    @property
+    def topic(self) -> str:
+        return task_topic(self.app.settings.namespace, self.queue)
+
+    # -- encoding -------------------------------------------------------------------------
+    def encode_args(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
+        record = self.signature.to_record(tuple(args), dict(kwargs))
+        return self._codec.encode(self.args_schema, record)
+
+    def decode_args(self, data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        _, record = self._codec.decode(data, expect=self.args_schema)
+        return self.signature.from_record(record)
+
+    def encode_result(self, value: object) -> bytes:
+        record = {"value": self._return.to_avro(value, f"task {self.name!r} return value")}
+        return self._codec.encode(self.result_schema, record)
+
+    def decode_result(self, data: bytes) -> Any:
+        _, record = self._codec.decode(data, expect=self.result_schema)
+        return self._return.from_avro(record["value"])
+
+    # -- sending --------------------------------------------------------------------------
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Enqueue this task with the given arguments; returns its :class:`AsyncResult`."""
+        return self.apply_async(args, kwargs)
+
+    delay = send
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        key: str | bytes | None = None,
+        task_id: str | None = None,
+        expires: float | timedelta | datetime | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+        queue: str | None = None,
+    ) -> AsyncResult:
+        """Enqueue with full control.
+
+        ``key`` orders tasks (same key → same partition, run in send order); without it the
+        task id is the key. ``expires`` (seconds from now, a timedelta or an aware datetime):
+        a worker that picks the task up later does not run it; its result says EXPIRED.
+        """
+        if queue is not None:
+            problem = validate_name("queue", queue)
+            if problem:
+                raise ArgumentError(problem)
+        tid = task_id or uuid.uuid4().hex
+        created = now_ms()
+        envelope = Envelope(
+            id=tid,
+            task=self.name,
+            queue=queue or self.queue,
+            args=self.encode_args(args or (), kwargs or {}),
+            created_at=created,
+            expires=_deadline_ms(expires, created),
+            root_id=tid,
+        )
+        extra = _check_headers(headers)
+        return self.app._publish_task(envelope, key=key, headers=extra, task=self)
+
+
+def _deadline_ms(when: float | timedelta | datetime | None, now: int) -> int | None:
+    if when is None:
+        return None
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ArgumentError("expires must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        return int(when.timestamp() * 1000)
+    if isinstance(when, timedelta):
+        return now + int(when.total_seconds() * 1000)
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return now + int(when * 1000)
+    raise ArgumentError(f"expires must be seconds, a timedelta or a datetime, got {when!r}")
+
+
+def _check_headers(headers: Mapping[str, str | bytes] | None) -> Headers:
+    out: Headers = []
+    for name, value in (headers or {}).items():
+        if name.startswith(RESERVED_HEADER_PREFIX):
+            raise ArgumentError(f"header {name!r}: the 'st-' prefix is reserved for streamtasks")
+        if isinstance(value, str):
+            out.append((name, value.encode()))
+        elif isinstance(value, bytes):
+            out.append((name, value))
+        else:
+            raise ArgumentError(f"header {name!r} must be str or bytes, got {type(value).__name__}")
+    return out
+
+
+def default_task_name(func: Callable[..., Any]) -> str:
+    module = getattr(func, "__module__", None) or "__main__"
+    if module == "__main__":
+        import sys
+
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+        else:
+            path = getattr(main, "__file__", None)
+            if path is None:
+                raise SchemaError(
+                    f"cannot derive a stable name for task {func.__qualname__!r} defined in "
+                    "__main__: pass @app.task(name='...')"
+                )
+            import os
+
+            module = os.path.splitext(os.path.basename(path))[0]
+    return f"{module}.{func.__qualname__}"

@@ -1,0 +1,76 @@
+"""Topic names and topic specifications: every topic name is derived here, nowhere else.
+
+| topic                          | key          | cleanup  |
+|--------------------------------|--------------|----------|
+| ``{ns}.tasks.{queue}``         | key / task id| delete   |
+| ``{ns}.tasks.{queue}.retry.N`` | same         | delete   |
+| ``{ns}.tasks.{queue}.dlq``     | same         | delete   |
+| ``{ns}.results``               | task id      | compact  |
+| ``{ns}.events``                | task id      | delete   |
+| ``{ns}.scheduler``             | schedule     | compact  |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = [
+    "Headers",
+    "TopicSpec",
+    "dlq_topic",
+    "events_topic",
+    "results_topic",
+    "retry_topic",
+    "scheduler_topic",
+    "task_topic",
+    "validate_name",
+]
+
+#: Kafka record headers as confluent-kafka accepts and returns them.
+Headers = list[tuple[str, str | bytes | None]]
+
+_LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def validate_name(kind: str, value: str) -> str | None:
+    """Return a fix-it message if ``value`` cannot be part of a Kafka topic name."""
+    if not value or not _LEGAL.match(value):
+        return (
+            f"{kind} {value!r} is not usable in a Kafka topic name: use only letters, digits, "
+            "'.', '_' and '-'"
+        )
+    if len(value) > 200:
+        return f"{kind} {value!r} is too long for a Kafka topic name (max ~200 characters)"
+    return None
+
+
+def task_topic(ns: str, queue: str) -> str:
+    return f"{ns}.tasks.{queue}"
+
+
+def retry_topic(ns: str, queue: str, tier: int) -> str:
+    return f"{ns}.tasks.{queue}.retry.{tier}"
+
+
+def dlq_topic(ns: str, queue: str) -> str:
+    return f"{ns}.tasks.{queue}.dlq"
+
+
+def results_topic(ns: str) -> str:
+    return f"{ns}.results"
+
+
+def events_topic(ns: str) -> str:
+    return f"{ns}.events"
+
+
+def scheduler_topic(ns: str) -> str:
+    return f"{ns}.scheduler"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,579 @@
+"""The worker: consume task events, run them on a pool, write outcomes, commit safely.
+
+Threads and who owns what:
+
+* the **poll thread** (the one calling :meth:`Worker.run`) owns the consumer, the offset
+  trackers, the per-key queues and every counter; it is the only thread that polls the
+  worker's producer, so delivery callbacks — where tasks are marked finished — run on it too;
+* **task threads** decode, run the task and produce its outcome; they touch no shared state.
+
+Invariants (at-least-once):
+
+1. an offset is stored for commit only after the broker acknowledged the task's outcome
+   (result record or dead letter), and only as part of the unbroken run of such offsets;
+2. the poll loop never waits on task execution, so a slow task cannot exceed
+   ``max.poll.interval.ms``; back-pressure pauses partitions instead of blocking;
+3. tasks with the same key run one at a time, in offset order;
+4. on revoke, in-flight work gets a bounded grace period, then what finished is committed
+   and the rest is abandoned — it will be redelivered to the new owner.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from streamtasks import _kafka
+from streamtasks.app import App
+from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.errors import ArgumentError, ConfigError, DecodeError, UnknownSchemaError
+from streamtasks.pool import ThreadPool
+from streamtasks.topics import Headers, dlq_topic, results_topic, task_topic
+from streamtasks.tracker import OffsetTracker
+
+__all__ = ["Worker", "WorkerStats"]
+
+log = structlog.get_logger("streamtasks.worker")
+
+TP = tuple[str, int]
+_TRACEBACK_LIMIT = 8192
+
+
+@dataclass
+class WorkerStats:
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    expired: int = 0
+    dead_lettered: int = 0
+    abandoned: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None
+    generation: int
+    outcome: str = "pending"
+    output: tuple[str, bytes | None, bytes | None, Headers] | None = field(default=None)
+
+    @property
+    def tp(self) -> TP:
+        return (self.topic, self.partition)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+class Worker:
+    """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 8,
+        max_in_flight: int | None = None,
+        group_id: str | None = None,
+        worker_id: str | None = None,
+        shutdown_grace: float = 30.0,
+        revoke_grace: float = 10.0,
+        create_topics: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        self.app = app
+        self.queues = list(queues) if queues else app.queues()
+        for q in self.queues:
+            if q not in app.queues():
+                raise ConfigError(
+                    f"queue {q!r} has no tasks in app {app.name!r}; known queues: {app.queues()}"
+                )
+        self.concurrency = concurrency
+        self.max_in_flight = max_in_flight or max(64, concurrency * 16)
+        self.group_id = group_id or app.settings.worker_group()
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.shutdown_grace = shutdown_grace
+        self.revoke_grace = revoke_grace
+        self.create_topics = create_topics
+        self.stats = WorkerStats()
+        self.ready = threading.Event()  # set once the first partitions are assigned
+        self._ns = app.settings.namespace
+        self._results_topic = results_topic(self._ns)
+        self._topics = [task_topic(self._ns, q) for q in self.queues]
+        self._stop = threading.Event()
+        self._force = threading.Event()
+        self._trackers: dict[TP, OffsetTracker] = {}
+        self._generation: dict[TP, int] = {}
+        self._generations = itertools.count(1)
+        self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}
+        self._dirty: set[TP] = set()
+        self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
+        self._in_flight = 0
+        self._paused = False
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._pool: ThreadPool | None = None
+
+    # -- public control -------------------------------------------------------------------
+    def stop(self, *, force: bool = False) -> None:
+        """Ask the worker to drain and stop (``force``: stop now, commit only finished work)."""
+        if force:
+            self._force.set()
+        self._stop.set()
+
+    def run(self, *, install_signal_handlers: bool = True) -> WorkerStats:
+        """Consume until :meth:`stop` (or SIGTERM/SIGINT); returns the counters."""
+        settings = self.app.settings
+        if self.create_topics:
+            self.app.apply_topics(self.queues)
+        restore = self._install_signals() if install_signal_handlers else None
+        self._producer = _kafka.make_producer(
+            settings.producer(**{"client.id": f"{self.worker_id}-out"})
+        )
+        self._consumer = _kafka.make_consumer(
+            settings.consumer(self.group_id, **{"client.id": self.worker_id})
+        )
+        self._pool = ThreadPool(self.concurrency)
+        log.info(
+            "worker started",
+            worker_id=self.worker_id,
+            group=self.group_id,
+            topics=self._topics,
+            concurrency=self.concurrency,
+            max_in_flight=self.max_in_flight,
+        )
+        try:
+            self._consumer.subscribe(
+                self._topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self._loop()
+            self._drain_for_shutdown()
+        finally:
+            self._close()
+            if restore is not None:
+                restore()
+        log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
+        return self.stats
+
+    # -- the poll loop ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        while not self._stop.is_set():
+            timeout = 0.005 if self._in_flight else 0.1
+            msgs = consumer.consume(500, timeout)
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    self._on_consumer_error(err)
+                    continue
+                self._dispatch(msg)
+            producer.poll(0)
+            self._after_poll()
+
+    def _after_poll(self) -> None:
+        while self._abandoned:
+            job = self._abandoned.popleft()
+            self._complete(job, finished=False)
+        self._store_offsets()
+        self._apply_backpressure()
+
+    def _on_consumer_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("fatal consumer error; stopping", error=err.str())
+            self.stop(force=True)
+        else:
+            log.warning("consumer error", error=err.str(), code=err.name())
+
+    def _dispatch(self, msg: Message) -> None:
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        tp = (topic, partition)
+        tracker = self._trackers.get(tp)
+        if tracker is None or not tracker.add(offset):
+            return  # not ours (any more) or a re-delivery already in progress
+        self.stats.received += 1
+        self._in_flight += 1
+        headers = msg.headers()
+        job = _Job(
+            topic,
+            partition,
+            offset,
+            msg.key(),
+            msg.value(),
+            list(headers.items()) if isinstance(headers, dict) else headers,
+            self._generation[tp],
+        )
+        if job.key is not None:
+            busy = self._keys.get((tp, job.key))
+            if busy is not None:
+                busy.append(job)  # same key in flight: run after it, in offset order
+                return
+            self._keys[(tp, job.key)] = deque()
+        self._submit(job)
+
+    def _submit(self, job: _Job) -> None:
+        assert self._pool is not None
+        self._pool.submit(lambda: self._execute(job))
+
+    def _complete(self, job: _Job, *, finished: bool) -> None:
+        """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
+        self._in_flight -= 1
+        tp = job.tp
+        current = self._generation.get(tp) == job.generation
+        if finished and current:
+            tracker = self._trackers[tp]
+            if tracker.finish(job.offset):
+                self._dirty.add(tp)
+        if not finished:
+            self.stats.abandoned += 1
+        elif job.outcome == "success":
+            self.stats.succeeded += 1
+        elif job.outcome == "failure":
+            self.stats.failed += 1
+        elif job.outcome == "expired":
+            self.stats.expired += 1
+        else:
+            self.stats.dead_lettered += 1
+        if job.key is not None and current:
+            waiting = self._keys.get((tp, job.key))
+            if waiting:
+                self._submit(waiting.popleft())
+            elif waiting is not None:
+                del self._keys[(tp, job.key)]
+
+    def _store_offsets(self, only: Iterable[TP] | None = None) -> None:
+        dirty = self._dirty if only is None else self._dirty.intersection(only)
+        if not dirty:
+            return
+        offsets = []
+        for tp in dirty:
+            tracker = self._trackers.get(tp)
+            pos = tracker.committable() if tracker is not None else None
+            if pos is not None:
+                offsets.append(TopicPartition(tp[0], tp[1], pos))
+        self._dirty.difference_update(dirty)
+        if offsets:
+            assert self._consumer is not None
+            try:
+                self._consumer.store_offsets(offsets=offsets)
+            except KafkaException as exc:  # partition no longer assigned: the next owner redoes
+                log.warning("could not store offsets", error=str(exc))
+
+    def _apply_backpressure(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if not self._paused and self._in_flight >= self.max_in_flight:
+            consumer.pause(consumer.assignment())
+            self._paused = True
+        elif (
+            self._paused and self._in_flight <= self.max_in_flight // 2 and not self._stop.is_set()
+        ):
+            consumer.resume(consumer.assignment())
+            self._paused = False
+
+    # -- task threads ---------------------------------------------------------------------
+    def _execute(self, job: _Job) -> None:
+        if self._generation.get(job.tp) != job.generation or self._force.is_set():
+            self._abandoned.append(job)  # partition revoked before the task started
+            return
+        try:
+            _, rec = self.app.codec.decode(job.value, expect=self.app.envelope_schema)
+        except UnknownSchemaError as exc:
+            return self._dead_letter(job, "unknown-schema", exc)
+        except DecodeError as exc:
+            return self._dead_letter(job, "undecodable", exc)
+        env = Envelope.from_avro(rec)
+        task = self.app.tasks.get(env.task)
+        if task is None:
+            return self._dead_letter(
+                job,
+                "unknown-task",
+                LookupError(f"task {env.task!r} is not registered in app {self.app.name!r}"),
+                env,
+            )
+        started = now_ms()
+        if env.expires is not None and started > env.expires:
+            job.outcome = "expired"
+            return self._emit_result(
+                job,
+                env,
+                TaskStatus.EXPIRED,
+                started,
+                None,
+                ErrorInfo(
+                    "TaskExpired", f"expired {started - env.expires} ms before it could start"
+                ),
+            )
+        try:
+            args, kwargs = task.decode_args(env.args)
+        except DecodeError as exc:
+            return self._dead_letter(job, "bad-arguments", exc, env)
+        try:
+            value = task.func(*args, **kwargs)
+            payload = task.encode_result(value)
+        except ArgumentError as exc:  # the return value does not fit the declared type
+            job.outcome = "failure"
+            return self._emit_result(job, env, TaskStatus.FAILURE, started, None, _error_info(exc))
+        except Exception as exc:
+            job.outcome = "failure"
+            log.warning(
+                "task failed", task=env.task, task_id=env.id, error=repr(exc), **job.log_fields()
+            )
+            return self._emit_result(job, env, TaskStatus.FAILURE, started, None, _error_info(exc))
+        job.outcome = "success"
+        self._emit_result(job, env, TaskStatus.SUCCESS, started, payload, None)
+
+    def _emit_result(
+        self,
+        job: _Job,
+        env: Envelope,
+        status: TaskStatus,
+        started: int,
+        payload: bytes | None,
+        error: ErrorInfo | None,
+    ) -> None:
+        record = ResultRecord(
+            task_id=env.id,
+            task=env.task,
+            status=status,
+            attempts=env.attempt,
+            created_at=env.created_at,
+            worker_id=self.worker_id,
+            started_at=started,
+            finished_at=now_ms(),
+            value=payload,
+            error=error,
+        )
+        value = self.app.codec.encode(self.app.result_schema, record.to_avro())
+        headers: Headers = [("st-task", env.task.encode()), ("st-status", status.value.encode())]
+        self._produce(job, self._results_topic, value, env.id.encode(), headers)
+
+    def _dead_letter(
+        self, job: _Job, reason: str, exc: BaseException, env: Envelope | None = None
+    ) -> None:
+        job.outcome = "dead"
+        fields = job.log_fields()
+        log.error(
+            "dead-lettered",
+            reason=reason,
+            error=str(exc),
+            task=env.task if env else None,
+            task_id=env.id if env else None,
+            **fields,
+        )
+        now = str(now_ms()).encode()
+        headers = list(job.headers or [])
+        headers += [
+            ("st-dlq-reason", reason.encode()),
+            ("st-error-type", type(exc).__name__.encode()),
+            ("st-error-message", str(exc)[:2000].encode()),
+            ("st-attempts", str(env.attempt if env else 1).encode()),
+            ("st-first-failure", now),
+            ("st-last-failure", now),
+            ("st-origin-topic", job.topic.encode()),
+            ("st-origin-partition", str(job.partition).encode()),
+            ("st-origin-offset", str(job.offset).encode()),
+            ("st-worker-id", self.worker_id.encode()),
+        ]
+        queue = env.queue if env else self._queue_of(job.topic)
+        self._produce(job, dlq_topic(self._ns, queue), job.value, job.key, headers)
+
+    def _queue_of(self, topic: str) -> str:
+        prefix = f"{self._ns}.tasks."
+        return topic[len(prefix) :] if topic.startswith(prefix) else topic
+
+    def _produce(
+        self,
+        job: _Job,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+    ) -> None:
+        """Task thread: hand the outcome to the producer; the poll thread sees the ack."""
+        job.output = (topic, value, key, headers)
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=lambda err, _m: self._on_delivered(job, err),
+                )
+                return
+            except BufferError:
+                time.sleep(0.005)  # never poll here: callbacks belong to the poll thread
+
+    def _on_delivered(self, job: _Job, err: KafkaError | None) -> None:
+        """Poll thread (delivery callback)."""
+        if err is None:
+            self._complete(job, finished=True)
+            return
+        assert job.output is not None and self._producer is not None
+        topic, value, key, headers = job.output
+        log.error(
+            "outcome not acknowledged; producing again",
+            error=err.str(),
+            topic=topic,
+            **job.log_fields(),
+        )
+        if err.fatal():
+            self.stop(force=True)
+            self._complete(job, finished=False)
+            return
+        self._producer.produce(
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            on_delivery=lambda e, _m: self._on_delivered(job, e),
+        )
+
+    # -- rebalance ------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for p in partitions:
+            tp = (p.topic, p.partition)
+            self._trackers[tp] = OffsetTracker()
+            self._generation[tp] = next(self._generations)
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._wait_for(tps, self.revoke_grace)
+        self._commit(tps)
+        self._forget(tps)
+        log.info("partitions revoked", partitions=_fmt(partitions), worker_id=self.worker_id)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget([(p.topic, p.partition) for p in partitions])
+        log.warning("partitions lost", partitions=_fmt(partitions), worker_id=self.worker_id)
+
+    def _forget(self, tps: Iterable[TP]) -> None:
+        for tp in tps:
+            self._trackers.pop(tp, None)
+            self._generation.pop(tp, None)
+            self._dirty.discard(tp)
+        gone = set(tps)
+        for kk in [kk for kk in self._keys if kk[0] in gone]:
+            queued = self._keys.pop(kk)
+            self._in_flight -= len(queued)  # never started: the new owner runs them
+            self.stats.abandoned += len(queued)
+
+    def _wait_for(self, tps: Iterable[TP] | None, grace: float) -> None:
+        """Serve delivery callbacks until the given partitions have nothing unfinished."""
+        assert self._producer is not None
+        deadline = time.monotonic() + grace
+        wanted = list(tps) if tps is not None else None
+
+        def unfinished() -> int:
+            if wanted is None:
+                return self._in_flight
+            return sum(t.unfinished for tp, t in self._trackers.items() if tp in wanted)
+
+        while unfinished() and time.monotonic() < deadline and not self._force.is_set():
+            self._producer.poll(0.02)
+            while self._abandoned:
+                self._complete(self._abandoned.popleft(), finished=False)
+
+    def _commit(self, tps: Iterable[TP] | None = None) -> None:
+        assert self._consumer is not None
+        self._dirty.update(self._trackers if tps is None else tps)
+        self._store_offsets(tps)
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                log.warning("commit failed", error=str(exc))
+
+    # -- shutdown -------------------------------------------------------------------------
+    def _drain_for_shutdown(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        if not self._paused:
+            consumer.pause(consumer.assignment())
+            self._paused = True
+        if self._in_flight:
+            log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
+        deadline = time.monotonic() + self.shutdown_grace
+        while self._in_flight and time.monotonic() < deadline and not self._force.is_set():
+            consumer.consume(100, 0.02)  # keeps the membership alive; paused, so none return
+            self._wait_for(None, 0.05)
+        self._commit()
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # leaves the group (triggers a rebalance at once)
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer close failed", error=str(exc))
+        if self._producer is not None:
+            self._producer.flush(5.0)
+        if self._pool is not None and not self._force.is_set():
+            self._pool.shutdown(timeout=1.0)
+
+    def _install_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        count = 0
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            nonlocal count
+            count += 1
+            if count == 1:
+                log.info(
+                    "stopping: draining in-flight tasks (signal again to stop now)",
+                    signal=signal.Signals(signum).name,
+                )
+                self.stop()
+            else:
+                log.warning("stopping now", signal=signal.Signals(signum).name)
+                self.stop(force=True)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+        return restore
+
+
+def _error_info(exc: BaseException) -> ErrorInfo:
+    tb = "".join(traceback.format_exception(exc))
+    if len(tb) > _TRACEBACK_LIMIT:
+        tb = "...\n" + tb[-_TRACEBACK_LIMIT:]
+    return ErrorInfo(type(exc).__qualname__, str(exc), tb)
+
+
+def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:
+    return [f"{p.topic}[{p.partition}]" for p in partitions]

@@ -24,7 +24,6 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
-    "stable_members",
     "wait_for_topics",
 ]
 
@@ -143,17 +142,3 @@ def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0
             "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
             "is running; for a local one run `streamtasks broker`."
         ) from cause
-
-
-def stable_members(admin: AdminClient, group: str, *, timeout: float = 5.0) -> int:
-    """How many members a consumer group has with partitions assigned (0 if not stable)."""
-    from confluent_kafka import ConsumerGroupState
-
-    try:
-        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
-        desc = futures[group].result(timeout=timeout)
-    except KafkaException:
-        return 0
-    if desc.state != ConsumerGroupState.STABLE:
-        return 0
-    return sum(1 for m in desc.members if m.assignment and m.assignment.topic_partitions)

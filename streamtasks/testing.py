@@ -44,6 +44,7 @@ from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-
 
 from streamtasks.devbroker import EmbeddedBroker
 from streamtasks.errors import BrokerError
+from streamtasks.process import WorkerProcess, wait_for_workers
 
 __all__ = [
     "ENV_TEST_BOOTSTRAP",
@@ -51,12 +52,14 @@ __all__ = [
     "TEST_CONSUMER_CONFIG",
     "TEST_PRODUCER_CONFIG",
     "BrokerKind",
+    "WorkerProcess",
     "broker_kind",
     "consume_all",
     "create_topics",
     "kafka_bootstrap",
     "skip_if_tansu",
     "unique_name",
+    "wait_for_workers",
 ]
 
 #: Use this existing broker (``host:port[,host:port...]``) instead of starting one.

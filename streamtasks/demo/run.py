@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,10 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streamtasks import _kafka
 from streamtasks.asyncresult import AsyncResult
 from streamtasks.envelope import ResultRecord, TaskStatus
 from streamtasks.errors import BrokerError
+from streamtasks.process import WorkerProcess, wait_for_workers
 
 __all__ = ["run_demo"]
 
@@ -48,58 +45,24 @@ def _broker() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _workers(n: int, env: dict[str, str], log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
+def _workers(n: int, env: dict[str, str], log_dir: Path) -> Iterator[list[WorkerProcess]]:
+    procs = [
+        WorkerProcess(
+            "streamtasks.demo.tasks:app",
+            bootstrap=env["STREAMTASKS_BOOTSTRAP_SERVERS"],
+            env=env,
+            args=["--concurrency", "8"],
+            log_path=str(log_dir / f"worker-{i}.log"),
+        )
+        for i in range(n)
+    ]
     try:
-        for i in range(n):
-            log_file = (log_dir / f"worker-{i}.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "streamtasks",
-                        "--log-level",
-                        "warning",
-                        "worker",
-                        "streamtasks.demo.tasks:app",
-                        "--concurrency",
-                        "8",
-                    ],
-                    env=env,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        for p in procs:
+            p.start()
         yield procs
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
-def _wait_for_members(
-    group: str, n: int, procs: list[subprocess.Popen[bytes]], log_dir: Path, timeout: float = 45.0
-) -> None:
-    from streamtasks.demo.tasks import app
-
-    admin = _kafka.make_admin(app.settings.admin())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for i, p in enumerate(procs):
-            if p.poll() is not None:
-                tail = (log_dir / f"worker-{i}.log").read_text(errors="replace")[-2000:]
-                raise BrokerError(f"worker {i} exited with {p.returncode}:\n{tail}")
-        if _kafka.stable_members(admin, group) >= n:
-            return
-        time.sleep(0.1)
-    raise BrokerError(f"{n} workers did not join group {group!r} within {timeout:.0f}s")
+            p.terminate(timeout=30)
 
 
 def _batch(n: int, rng: random.Random) -> Iterator[tuple[str, Any]]:
@@ -148,7 +111,11 @@ def run_demo(*, n_tasks: int = 2000, n_workers: int = 2, seed: int = 1) -> int:
             app.apply_topics()
             with _workers(n_workers, env, Path(tmp)) as procs:
                 with console.status(f"starting {n_workers} workers"):
-                    _wait_for_members(app.settings.worker_group(), n_workers, procs, Path(tmp))
+                    try:
+                        partitions = app.settings.partitions * len(app.queues())
+                        wait_for_workers(procs, partitions, timeout=60)
+                    except RuntimeError as exc:
+                        raise BrokerError(str(exc)) from exc
                 console.print(f"{n_workers} workers joined [bold]{app.settings.worker_group()}[/]")
                 summary = _send_and_wait(app, n_tasks, rng)
             emails = sink.received

@@ -1,0 +1,78 @@
+"""A small app used by the integration tests; workers import it as tests.integration.apps.basic:app.
+
+The namespace comes from STREAMTASKS_NAMESPACE in worker processes, so each test gets its
+own topics and consumer group.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from streamtasks import App
+
+
+class Shape(enum.Enum):
+    SQUARE = "square"
+    CIRCLE = "circle"
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    shape: Shape
+    size: float
+    tags: list[str]
+    made: datetime
+
+
+@dataclass(frozen=True)
+class Summary:
+    label: str
+    area: float
+    tag_count: dict[str, int]
+
+
+def build(namespace: str | None = None, bootstrap_servers: str | None = None) -> App:
+    app = App(
+        "itest",
+        namespace=namespace,
+        bootstrap_servers=bootstrap_servers,
+        partitions=int(os.environ.get("ITEST_PARTITIONS", "6")),
+        consumer_config={
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+            "fetch.wait.max.ms": 10,
+        },
+    )
+
+    @app.task(name="add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="fail")
+    def fail(message: str) -> int:
+        raise ValueError(message)
+
+    @app.task(name="work")
+    def work(i: int, sleep_ms: int = 0) -> int:
+        if sleep_ms:
+            time.sleep(sleep_ms / 1000)
+        return i
+
+    @app.task(name="summarize")
+    def summarize(item: Item, factor: float | None = None) -> Summary:
+        side = item.size * (factor or 1.0)
+        area = side * side if item.shape is Shape.SQUARE else 3.14159 * side * side
+        counts: dict[str, int] = {}
+        for t in item.tags:
+            counts[t] = counts.get(t, 0) + 1
+        return Summary(f"{item.name}@{item.made.year}", area, counts)
+
+    return app
+
+
+app = build()

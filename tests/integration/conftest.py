@@ -1,0 +1,60 @@
+"""Fixtures for integration tests: a fresh namespace (topics + group) per test, worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streamtasks import App
+from streamtasks.testing import WorkerProcess, unique_name, wait_for_workers
+from tests.integration.apps.basic import build
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_SPEC = "tests.integration.apps.basic:app"
+
+
+@pytest.fixture
+def ns() -> str:
+    return unique_name("it")
+
+
+@pytest.fixture
+def app(kafka_bootstrap: str, ns: str) -> Iterator[App]:
+    a = build(namespace=ns, bootstrap_servers=kafka_bootstrap)
+    a.apply_topics()
+    yield a
+    a.close()
+
+
+StartWorkers = Callable[..., list[WorkerProcess]]
+
+
+@pytest.fixture
+def start_workers(kafka_bootstrap: str, ns: str, app: App) -> Iterator[StartWorkers]:
+    """``start_workers(2, "--concurrency", "8")``: start and wait until all joined the group."""
+    started: list[WorkerProcess] = []
+
+    queues = app.queues()
+
+    def start(n: int = 1, *args: str, wait: bool = True) -> list[WorkerProcess]:
+        batch = [
+            WorkerProcess(
+                APP_SPEC,
+                bootstrap=kafka_bootstrap,
+                env={"STREAMTASKS_NAMESPACE": ns},
+                args=args,
+                cwd=str(ROOT),
+            ).start()
+            for _ in range(n)
+        ]
+        started.extend(batch)
+        if wait:
+            alive = [w for w in started if w.is_alive()]
+            wait_for_workers(alive, partitions=app.settings.partitions * len(queues))
+        return batch
+
+    yield start
+    for w in started:
+        w.kill()

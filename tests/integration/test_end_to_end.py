@@ -1,0 +1,109 @@
+"""Send from this process, run in worker subprocesses, await results here (real broker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from streamtasks import App, TaskFailedError, TaskStatus
+from streamtasks.testing import consume_all
+from streamtasks.topics import results_topic
+from tests.integration.apps.basic import Item, Shape, Summary
+from tests.integration.conftest import StartWorkers
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_task_sent_here_runs_in_a_worker_process_and_get_returns_its_value(
+    app: App, start_workers: StartWorkers
+) -> None:
+    # Given a worker process
+    start_workers(1)
+    # When a task is sent from this process
+    res = app.tasks["add"].send(2, 40)
+    # Then .get() returns the value the worker computed
+    assert res.get(timeout=30) == 42
+    assert res.status is TaskStatus.SUCCESS
+    rec = res.record()
+    assert rec is not None and rec.attempts == 1 and rec.worker_id
+
+
+def test_dataclass_enum_datetime_arguments_and_results_round_trip(
+    app: App, start_workers: StartWorkers
+) -> None:
+    start_workers(1)
+    made = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    item = Item("box", Shape.SQUARE, 3.0, ["a", "b", "a"], made)
+    res = app.tasks["summarize"].send(item, factor=2.0)
+    assert res.get(timeout=30) == Summary("box@2024", 36.0, {"a": 2, "b": 1})
+
+
+def test_a_failing_tasks_error_type_and_message_reach_get(
+    app: App, start_workers: StartWorkers
+) -> None:
+    start_workers(1)
+    res = app.tasks["fail"].send("the disk is full")
+    with pytest.raises(TaskFailedError) as info:
+        res.get(timeout=30)
+    assert info.value.error_type == "ValueError"
+    assert info.value.error_message == "the disk is full"
+    assert "ValueError: the disk is full" in str(info.value)
+    assert (
+        info.value.remote_traceback and "raise ValueError(message)" in info.value.remote_traceback
+    )
+    assert res.status is TaskStatus.FAILURE
+
+
+def test_5000_tasks_across_2_worker_processes_all_complete(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    # Given 2 worker processes in the group
+    start_workers(2)
+    # When 5,000 tasks are sent
+    handles = [app.tasks["add"].send(i, 1) for i in range(5000)]
+    # Then every one completes with its own value, and both workers did part of the work
+    values = [h.get(timeout=120) for h in handles]
+    assert values == [i + 1 for i in range(5000)]
+    workers = {h.record().worker_id for h in handles}  # type: ignore[union-attr]
+    assert len(workers) == 2
+    # And the results topic holds exactly one result per task (no duplicates without faults)
+    records = consume_all(kafka_bootstrap, results_topic(ns), expect=5000, timeout=30)
+    assert len({m.key() for m in records}) == 5000
+
+
+def test_a_result_that_arrived_before_get_is_still_found(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    start_workers(1)
+    res = app.tasks["add"].send(1, 1)
+    app.flush()
+    # the result is on the topic before anyone waits for it
+    consume_all(kafka_bootstrap, results_topic(ns), expect=1, timeout=30)
+    assert res.get(timeout=10) == 2
+
+
+def test_a_handle_made_from_an_id_in_another_app_instance_finds_the_result(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    from tests.integration.apps.basic import build
+
+    start_workers(1)
+    task_id = app.tasks["add"].send(20, 3).id
+    app.tasks["add"].send(0, 0).get(timeout=30)  # the worker is running; wait for one
+    other = build(namespace=ns, bootstrap_servers=kafka_bootstrap)  # like another process
+    try:
+        assert other.AsyncResult(task_id).get(timeout=30) == 23
+    finally:
+        other.close()
+
+
+def test_expired_tasks_are_not_run_and_say_expired(app: App, start_workers: StartWorkers) -> None:
+    # Given a task that expired before any worker could pick it up
+    res = app.tasks["add"].apply_async((1, 2), expires=datetime.now(UTC) - timedelta(seconds=1))
+    start_workers(1)
+    # Then it is not run, and its result says EXPIRED
+    with pytest.raises(TaskFailedError) as info:
+        res.get(timeout=30)
+    assert info.value.error_type == "TaskExpired"
+    assert res.status is TaskStatus.EXPIRED

@@ -63,6 +63,7 @@ class ResultListener:
         self._latest: OrderedDict[str, ResultRecord] = OrderedDict()
         self._expected: OrderedDict[str, None] = OrderedDict()
         self._start: list[TopicPartition] | None = None
+        self._start_at_beginning = False
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._caught_up = threading.Event()
@@ -72,17 +73,23 @@ class ResultListener:
     def expect(self, task_id: str) -> None:
         """Remember that this process sent ``task_id``; call before producing it."""
         with self._cond:
-            if self._start is None:
-                self._start = self._snapshot_start()
+            if self._start is None and not self._start_at_beginning:
+                try:
+                    self._start = self._snapshot_start()
+                except BrokerError as exc:
+                    # Sending must not fail because results cannot be read yet (e.g. the
+                    # results topic does not exist): read them from the beginning later.
+                    log.warning("results will be read from the beginning", reason=str(exc))
+                    self._start_at_beginning = True
             self._expected[task_id] = None
             if len(self._expected) > _MAX_REMEMBERED:
                 self._expected.popitem(last=False)
 
-    def _snapshot_start(self) -> list[TopicPartition]:
+    def _snapshot_start(self, *, beginning: bool = False) -> list[TopicPartition]:
         consumer = _kafka.make_consumer(self._reader_config())
         try:
             partitions = self._partitions(consumer)
-            if self._from_beginning or partitions is None:
+            if beginning or self._from_beginning or partitions is None:
                 return [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in partitions or []]
             start = []
             for p in partitions:
@@ -117,7 +124,7 @@ class ResultListener:
             if self._thread is not None:
                 return
             if self._start is None:
-                self._start = self._snapshot_start()
+                self._start = self._snapshot_start(beginning=self._start_at_beginning)
             self._thread = threading.Thread(
                 target=self._run, name=f"streamtasks-results-{self._topic}", daemon=True
             )

@@ -187,7 +187,12 @@ class Settings:
         return self.bootstrap_servers
 
     def _common(self) -> dict[str, Any]:
-        return {"bootstrap.servers": self.require_bootstrap(), **self.kafka_config}
+        # Idle connections closed by the broker are normal; librdkafka would log each one.
+        return {
+            "log.connection.close": False,
+            "bootstrap.servers": self.require_bootstrap(),
+            **self.kafka_config,
+        }
 
     def producer(self, **overrides: KafkaValue) -> dict[str, Any]:
         """librdkafka config for a producer (defaults < kafka_config < producer_config)."""

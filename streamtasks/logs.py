@@ -24,6 +24,16 @@ _LEVELS = {
 }
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at write time (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(fmt: LogFormat = "console", level: str = "info") -> None:
     """Configure structlog for a streamtasks process (CLI commands call this once)."""
     lvl = _LEVELS.get(level.lower())
@@ -44,6 +54,6 @@ def configure_logging(fmt: LogFormat = "console", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

@@ -39,8 +39,9 @@ def test_random_bytes_and_unknown_tasks_go_to_the_dlq_and_valid_tasks_still_comp
         raw.produce(topic, value=body, key=None if i % 2 else f"k{i}".encode())
     for i in range(50):
         env = Envelope(id=f"unknown-{i}", task=f"nobody.has.task_{i}", queue="default", args=b"")
-        raw.produce(topic, value=app.codec.encode(app.envelope_schema, env.to_avro()),
-                    key=env.id.encode())
+        raw.produce(
+            topic, value=app.codec.encode(app.envelope_schema, env.to_avro()), key=env.id.encode()
+        )
     assert raw.flush(10) == 0
     # And valid tasks after them
     handles = [app.tasks["add"].send(i, i) for i in range(100)]
@@ -75,8 +76,11 @@ def test_arguments_that_do_not_match_the_signature_are_dead_lettered(
     # Given an envelope for "add" whose arguments were encoded with another task's schema
     wrong_args = app.tasks["fail"].encode_args(("not numbers",), {})
     env = Envelope(id="bad-args", task="add", queue="default", args=wrong_args)
-    raw.produce(task_topic(ns, "default"),
-                value=app.codec.encode(app.envelope_schema, env.to_avro()), key=b"bad-args")
+    raw.produce(
+        task_topic(ns, "default"),
+        value=app.codec.encode(app.envelope_schema, env.to_avro()),
+        key=b"bad-args",
+    )
     # And a record with no value at all
     raw.produce(task_topic(ns, "default"), value=None, key=b"tombstone")
     assert raw.flush(10) == 0

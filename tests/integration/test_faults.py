@@ -48,14 +48,14 @@ def test_kill_9_mid_run_loses_nothing(
     # Then every task id has a result with its own value (lost = 0)
     values = [h.get(timeout=120) for h in handles]
     assert values == list(range(n))
-    records = consume_all(
-        kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=30
-    )
+    records = consume_all(kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=30)
     per_id = Counter(m.key() for m in records)
     lost = n - len(per_id)
     duplicates = sum(c - 1 for c in per_id.values())
-    print(f"\nkill -9 run: tasks={n} done_before_kill={done_before} lost={lost} "
-          f"duplicates={duplicates}")
+    print(
+        f"\nkill -9 run: tasks={n} done_before_kill={done_before} lost={lost} "
+        f"duplicates={duplicates}"
+    )
     assert lost == 0
     # Duplicates are the victim's tasks finished after its last offset commit: at most its
     # in-flight window plus one auto-commit interval (1 s) of throughput (4 threads / 10 ms).

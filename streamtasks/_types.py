@@ -800,6 +800,22 @@ class Signature:
         arguments = bound.arguments
         return tuple(arguments[name] for name in self._names)
 
+    def from_plain(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Call arguments from plain data (e.g. JSON): dicts become dataclasses, enum names
+        become members, epoch microseconds become datetimes; then validated like a send."""
+        values = self._bind(tuple(args), dict(kwargs))
+        record: dict[str, Any] = {}
+        for name, adapter, value in zip(self._names, self._adapters, values, strict=True):
+            try:
+                record[name] = value if value is None else adapter.from_avro(value)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                raise ArgumentError(f"task {self.task_name!r} parameter {name!r}: {exc}") from None
+        plain = self.from_record(record)
+        self.to_record(*plain)  # the same checks as a send, with the same messages
+        return plain
+
     def from_record(self, record: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Call arguments from a decoded record: positional-only ones in args, the rest kwargs."""
         try:

@@ -157,6 +157,8 @@ def send(
 ) -> None:
     """Send one task and print its id (with --wait, also its result).
 
+    Arguments are JSON; a dataclass argument is a JSON object, an enum its member name.
+
     Example: streamtasks send myproj.tasks:app myproj.tasks.add --args '[1, 2]' --wait 10
     """
     from streamtasks._loading import load_app
@@ -170,7 +172,10 @@ def send(
             pos, kw = json.loads(args), json.loads(kwargs)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--args/--kwargs must be JSON: {exc}") from exc
-        res = t.apply_async(pos, kw, key=key)
+        if not isinstance(pos, list) or not isinstance(kw, dict):
+            raise ConfigError("--args must be a JSON list and --kwargs a JSON object")
+        call_args, call_kwargs = t.signature.from_plain(pos, kw)
+        res = t.apply_async(call_args, call_kwargs, key=key)
         the_app.flush()
         typer.echo(res.id)
         if wait is not None:

@@ -116,6 +116,25 @@ def test_send_with_wait_and_result_show_the_value(
     shown = _run("-b", kafka_bootstrap, "result", task_id, "--app", APP_SPEC, "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     assert '"status": "SUCCESS"' in shown.stdout and '"value": 42' in shown.stdout
+    # a dataclass argument given as a JSON object, an enum by its member name
+    item = '{"name": "box", "shape": "SQUARE", "size": 2.0, "tags": ["a"], "made": 0}'
+    sent = _run(
+        "-b",
+        kafka_bootstrap,
+        "send",
+        APP_SPEC,
+        "summarize",
+        "--args",
+        f"[{item}]",
+        "--wait",
+        "30",
+        env=env,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert '{"label": "box@1970", "area": 4.0, "tag_count": {"a": 1}}' in sent.stdout
+    # and a wrong type is refused with the parameter named
+    bad = _run("-b", kafka_bootstrap, "send", APP_SPEC, "add", "--args", '["x", 1]', env=env)
+    assert bad.returncode == 1 and "parameter 'x': expected int, got str" in bad.stderr
 
 
 @pytest.mark.integration

@@ -1,0 +1,36 @@
+# One-command entry points. Each target creates .venv and installs what it needs first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint types pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: run the demo on the embedded broker (broker, 2 workers, mixed batch, summary)
+demo: $(STAMP)
+	$(BIN)/streamtasks demo
+
+## test: lint, type-check and run every test (unit, integration, fault) on a real broker
+test: lint types pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check streamtasks tests bench
+	$(BIN)/ruff format --check streamtasks tests bench
+
+types: $(STAMP)
+	$(BIN)/mypy --strict streamtasks
+
+pytest: $(STAMP)
+	$(BIN)/pytest -ra
+
+## bench: throughput and latency against a raw confluent-kafka baseline
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

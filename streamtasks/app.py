@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import atexit
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -17,8 +17,9 @@ from confluent_kafka import KafkaError, Message, Producer
 from streamtasks import _kafka
 from streamtasks.codec import Codec
 from streamtasks.config import Settings
-from streamtasks.envelope import Envelope, register_builtin
+from streamtasks.envelope import Envelope, now_ms, register_builtin
 from streamtasks.errors import ConfigError
+from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.task import Task, default_task_name
 from streamtasks.topics import (
     Headers,
@@ -26,6 +27,7 @@ from streamtasks.topics import (
     dlq_topic,
     events_topic,
     results_topic,
+    retry_topic,
     scheduler_topic,
     task_topic,
 )
@@ -51,6 +53,8 @@ class App:
         default_queue: str = "default",
         partitions: int | None = None,
         replication_factor: int | None = None,
+        retry: RetryPolicy | None = None,
+        retry_tiers: Sequence[float] | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
@@ -62,10 +66,12 @@ class App:
             default_queue=default_queue,
             partitions=partitions,
             replication_factor=replication_factor,
+            retry_tiers=retry_tiers,
             kafka_config=kafka_config,
             producer_config=producer_config,
             consumer_config=consumer_config,
         )
+        self.retry_policy: RetryPolicy = retry if retry is not None else NO_RETRY
         self.codec = Codec()
         self.envelope_schema, self.result_schema = register_builtin(self.codec)
         self.tasks: dict[str, Task[Any, Any]] = {}
@@ -88,7 +94,13 @@ class App:
 
     @overload
     def task(
-        self, func: None = None, /, *, name: str | None = None, queue: str | None = None
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -98,8 +110,13 @@ class App:
         *,
         name: str | None = None,
         queue: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a typed function as a task (``@app.task`` or ``@app.task(queue=...)``)."""
+        """Register a typed function as a task (``@app.task`` or ``@app.task(queue=...)``).
+
+        ``retry``: this task's :class:`RetryPolicy` (default: the app's, which by default
+        does not retry).
+        """
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
             task_name = name or default_task_name(fn)
@@ -114,6 +131,7 @@ class App:
                 name=task_name,
                 queue=queue or self.settings.default_queue,
                 codec=self.codec,
+                retry=retry,
             )
             self.tasks[task_name] = task
             return task
@@ -125,12 +143,20 @@ class App:
         return sorted(found)
 
     # -- topics ---------------------------------------------------------------------------
+    def worker_topics(self, queues: Iterable[str] | None = None) -> list[str]:
+        """The topics a worker of ``queues`` consumes: task topics, then their retry tiers."""
+        ns, tiers = self.settings.namespace, range(1, len(self.settings.retry_tiers) + 1)
+        qs = list(queues) if queues is not None else self.queues()
+        return [task_topic(ns, q) for q in qs] + [retry_topic(ns, q, n) for q in qs for n in tiers]
+
     def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
         s = self.settings
         specs: list[TopicSpec] = []
         for q in queues if queues is not None else self.queues():
             specs.append(TopicSpec(task_topic(s.namespace, q), s.partitions))
             specs.append(TopicSpec(dlq_topic(s.namespace, q), s.partitions))
+            for tier in range(1, len(s.retry_tiers) + 1):
+                specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.partitions))
         specs.append(
             TopicSpec(results_topic(s.namespace), s.partitions, {"cleanup.policy": "compact"})
         )
@@ -197,16 +223,24 @@ class App:
         listener.expect(envelope.id)
         delivery = Delivery()
         payload = self.codec.encode(self.envelope_schema, envelope.to_avro())
+        ns, queue = self.settings.namespace, envelope.queue
+        std: Headers = [
+            ("st-task", envelope.task.encode()),
+            ("st-id", envelope.id.encode()),
+            ("st-attempt", str(envelope.attempt).encode()),
+        ]
+        delay = 0.0 if envelope.eta is None else (envelope.eta - now_ms()) / 1000
+        if delay > 0:
+            # Delayed: held in the retry tier that covers the delay until it is due.
+            topic = retry_topic(ns, queue, tier_for(delay, self.settings.retry_tiers))
+            std.append(("st-not-before", str(envelope.eta).encode()))
+        else:
+            topic = task_topic(ns, queue)
         self.produce(
-            task_topic(self.settings.namespace, envelope.queue),
+            topic,
             payload,
             key=key if key is not None else envelope.id,
-            headers=[
-                ("st-task", envelope.task.encode()),
-                ("st-id", envelope.id.encode()),
-                ("st-attempt", str(envelope.attempt).encode()),
-                *headers,
-            ],
+            headers=[*std, *headers],
             on_delivery=delivery.on_delivery,
         )
         self.producer.poll(0)

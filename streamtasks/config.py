@@ -7,6 +7,7 @@ Environment variables:
 - ``STREAMTASKS_NAMESPACE``          topic namespace (default ``streamtasks``)
 - ``STREAMTASKS_PARTITIONS``         partitions for topics created by streamtasks (default 6)
 - ``STREAMTASKS_REPLICATION_FACTOR`` replication factor for created topics (default: broker's)
+- ``STREAMTASKS_RETRY_TIERS``        retry tier delays in seconds, e.g. ``5,30,300,1800``
 - ``STREAMTASKS_KAFKA_<NAME>``       any librdkafka property, ``_`` read as ``.``:
   ``STREAMTASKS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
 
@@ -18,7 +19,7 @@ settings that at-least-once delivery depends on.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,21 @@ def _int_setting(name: str, value: object, *, minimum: int) -> int:
     return number
 
 
+def _tiers(raw: Sequence[object]) -> tuple[float, ...]:
+    try:
+        tiers = tuple(float(str(t).strip()) for t in raw)
+    except ValueError:
+        raise ConfigError(
+            f"retry_tiers must be delays in seconds, e.g. (5, 30, 300, 1800); got {list(raw)!r}"
+        ) from None
+    if not tiers or any(t <= 0 for t in tiers) or list(tiers) != sorted(set(tiers)):
+        raise ConfigError(
+            f"retry_tiers must be positive, strictly increasing delays in seconds, e.g. "
+            f"(5, 30, 300, 1800); got {list(raw)!r}"
+        )
+    return tiers
+
+
 def kafka_env(environ: Mapping[str, str]) -> dict[str, KafkaValue]:
     """librdkafka properties from ``STREAMTASKS_KAFKA_*`` variables."""
     out: dict[str, KafkaValue] = {}
@@ -111,6 +127,7 @@ class Settings:
     default_queue: str = "default"
     partitions: int = 6
     replication_factor: int = -1
+    retry_tiers: tuple[float, ...] = (5.0, 30.0, 300.0, 1800.0)
     kafka_config: dict[str, KafkaValue] = field(default_factory=dict)
     producer_config: dict[str, KafkaValue] = field(default_factory=dict)
     consumer_config: dict[str, KafkaValue] = field(default_factory=dict)
@@ -125,6 +142,7 @@ class Settings:
         default_queue: str = "default",
         partitions: int | None = None,
         replication_factor: int | None = None,
+        retry_tiers: Sequence[float] | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
@@ -165,8 +183,13 @@ class Settings:
                 raise ConfigError(
                     f"bootstrap_servers {servers!r} is malformed: use host:port[,host:port...]"
                 )
+        tiers_raw: Sequence[object] | None = retry_tiers
+        if tiers_raw is None:
+            env_tiers = _env("RETRY_TIERS", env)
+            tiers_raw = env_tiers.split(",") if env_tiers else (5.0, 30.0, 300.0, 1800.0)
         return cls(
             name=name,
+            retry_tiers=_tiers(tiers_raw),
             bootstrap_servers=servers,
             namespace=ns,
             default_queue=default_queue,

@@ -16,6 +16,7 @@ from streamtasks._types import Signature, TypeAdapter, return_adapter, signature
 from streamtasks.codec import Codec, KnownSchema
 from streamtasks.envelope import Envelope, now_ms
 from streamtasks.errors import ArgumentError, ConfigError, SchemaError
+from streamtasks.retry import RetryPolicy
 from streamtasks.topics import Headers, task_topic, validate_name
 
 if TYPE_CHECKING:
@@ -34,7 +35,14 @@ class Task(Generic[P, R]):
     """A function registered with ``@app.task``. Calling it runs it locally."""
 
     def __init__(
-        self, app: App, func: Callable[P, R], *, name: str, queue: str, codec: Codec
+        self,
+        app: App,
+        func: Callable[P, R],
+        *,
+        name: str,
+        queue: str,
+        codec: Codec,
+        retry: RetryPolicy | None = None,
     ) -> None:
         problem = validate_name("queue", queue)
         if problem:
@@ -43,6 +51,7 @@ class Task(Generic[P, R]):
         self.func = func
         self.name = name
         self.queue = queue
+        self._retry = retry
         self.signature: Signature = signature_of(func, task_name=name)
         self.args_schema: KnownSchema = codec.register(self.signature.record_schema)
         result_schema, ret = return_adapter(func, task_name=name)
@@ -58,6 +67,11 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """This task's policy, else the app's default."""
+        return self._retry if self._retry is not None else self.app.retry_policy
 
     @property
     def topic(self) -> str:
@@ -94,6 +108,8 @@ class Task(Generic[P, R]):
         *,
         key: str | bytes | None = None,
         task_id: str | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
         expires: float | timedelta | datetime | None = None,
         headers: Mapping[str, str | bytes] | None = None,
         queue: str | None = None,
@@ -101,9 +117,13 @@ class Task(Generic[P, R]):
         """Enqueue with full control.
 
         ``key`` orders tasks (same key → same partition, run in send order); without it the
-        task id is the key. ``expires`` (seconds from now, a timedelta or an aware datetime):
-        a worker that picks the task up later does not run it; its result says EXPIRED.
+        task id is the key. ``countdown`` (seconds) or ``eta`` (aware datetime): run no
+        earlier than that (held in a retry tier until due). ``expires`` (seconds from now, a
+        timedelta or an aware datetime): a worker that picks the task up later does not run
+        it; its result says EXPIRED.
         """
+        if countdown is not None and eta is not None:
+            raise ArgumentError("give countdown or eta, not both")
         if queue is not None:
             problem = validate_name("queue", queue)
             if problem:
@@ -116,6 +136,7 @@ class Task(Generic[P, R]):
             queue=queue or self.queue,
             args=self.encode_args(args or (), kwargs or {}),
             created_at=created,
+            eta=_deadline_ms(countdown if countdown is not None else eta, created),
             expires=_deadline_ms(expires, created),
             root_id=tid,
         )
@@ -128,13 +149,15 @@ def _deadline_ms(when: float | timedelta | datetime | None, now: int) -> int | N
         return None
     if isinstance(when, datetime):
         if when.tzinfo is None:
-            raise ArgumentError("expires must be timezone-aware (e.g. datetime.now(timezone.utc))")
+            raise ArgumentError(
+                "datetimes must be timezone-aware (e.g. datetime.now(timezone.utc))"
+            )
         return int(when.timestamp() * 1000)
     if isinstance(when, timedelta):
         return now + int(when.total_seconds() * 1000)
     if isinstance(when, int | float) and not isinstance(when, bool):
         return now + int(when * 1000)
-    raise ArgumentError(f"expires must be seconds, a timedelta or a datetime, got {when!r}")
+    raise ArgumentError(f"expected seconds, a timedelta or a datetime, got {when!r}")
 
 
 def _check_headers(headers: Mapping[str, str | bytes] | None) -> Headers:

@@ -26,11 +26,10 @@ import signal
 import socket
 import threading
 import time
-import traceback
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -39,10 +38,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streamtasks import _kafka
 from streamtasks.app import App
-from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
-from streamtasks.errors import ArgumentError, ConfigError, DecodeError, UnknownSchemaError
+from streamtasks.envelope import now_ms
+from streamtasks.errors import ConfigError
+from streamtasks.execution import Executor, Output, Record, header
 from streamtasks.pool import ThreadPool
-from streamtasks.topics import Headers, dlq_topic, results_topic, task_topic
+from streamtasks.topics import results_topic, task_topic
 from streamtasks.tracker import OffsetTracker
 
 __all__ = ["Worker", "WorkerStats"]
@@ -50,7 +50,6 @@ __all__ = ["Worker", "WorkerStats"]
 log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
-_TRACEBACK_LIMIT = 8192
 
 
 @dataclass
@@ -58,6 +57,7 @@ class WorkerStats:
     received: int = 0
     succeeded: int = 0
     failed: int = 0
+    retried: int = 0
     expired: int = 0
     dead_lettered: int = 0
     abandoned: int = 0
@@ -65,22 +65,14 @@ class WorkerStats:
 
 @dataclass(slots=True, eq=False)
 class _Job:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers | None
+    record: Record
     generation: int
     outcome: str = "pending"
-    output: tuple[str, bytes | None, bytes | None, Headers] | None = field(default=None)
+    unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
 
     @property
     def tp(self) -> TP:
-        return (self.topic, self.partition)
-
-    def log_fields(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        return (self.record.topic, self.record.partition)
 
 
 class Worker:
@@ -119,7 +111,8 @@ class Worker:
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
-        self._topics = [task_topic(self._ns, q) for q in self.queues]
+        self._topics = app.worker_topics(self.queues)
+        self._tier_topics = set(self._topics) - {task_topic(self._ns, q) for q in self.queues}
         self._stop = threading.Event()
         self._force = threading.Event()
         self._trackers: dict[TP, OffsetTracker] = {}
@@ -129,7 +122,9 @@ class Worker:
         self._dirty: set[TP] = set()
         self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
         self._in_flight = 0
-        self._paused = False
+        self._paused = False  # all partitions paused (back-pressure or shutdown)
+        self._held: dict[TP, int] = {}  # retry-tier partitions paused until a due time (ms)
+        self._executor: Executor | None = None
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._pool: ThreadPool | None = None
@@ -154,6 +149,7 @@ class Worker:
             settings.consumer(self.group_id, **{"client.id": self.worker_id})
         )
         self._pool = ThreadPool(self.concurrency)
+        self._executor = Executor(self.app, self.worker_id)
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -183,7 +179,7 @@ class Worker:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
         while not self._stop.is_set():
-            timeout = 0.005 if self._in_flight else 0.1
+            timeout = 0.005 if self._in_flight else self._idle_timeout()
             msgs = consumer.consume(500, timeout)
             for msg in msgs:
                 err = msg.error()
@@ -199,7 +195,14 @@ class Worker:
             job = self._abandoned.popleft()
             self._complete(job, finished=False)
         self._store_offsets()
+        self._release_due()
         self._apply_backpressure()
+
+    def _idle_timeout(self) -> float:
+        if not self._held:
+            return 0.1
+        wait = (min(self._held.values()) - now_ms()) / 1000
+        return max(0.001, min(0.1, wait))
 
     def _on_consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -212,28 +215,49 @@ class Worker:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
         tp = (topic, partition)
+        if tp in self._held:
+            return  # fetched before the hold took effect; it is fetched again on resume
+        headers = msg.headers()
+        hdrs = list(headers.items()) if isinstance(headers, dict) else headers
+        if topic in self._tier_topics:
+            due = header(hdrs, "st-not-before")
+            if due is not None and int(due) > now_ms():
+                self._hold(tp, offset, int(due))
+                return
         tracker = self._trackers.get(tp)
         if tracker is None or not tracker.add(offset):
             return  # not ours (any more) or a re-delivery already in progress
         self.stats.received += 1
         self._in_flight += 1
-        headers = msg.headers()
-        job = _Job(
-            topic,
-            partition,
-            offset,
-            msg.key(),
-            msg.value(),
-            list(headers.items()) if isinstance(headers, dict) else headers,
-            self._generation[tp],
-        )
-        if job.key is not None:
-            busy = self._keys.get((tp, job.key))
+        key = msg.key()
+        job = _Job(Record(topic, partition, offset, key, msg.value(), hdrs), self._generation[tp])
+        if key is not None:
+            busy = self._keys.get((tp, key))
             if busy is not None:
                 busy.append(job)  # same key in flight: run after it, in offset order
                 return
-            self._keys[(tp, job.key)] = deque()
+            self._keys[(tp, key)] = deque()
         self._submit(job)
+
+    def _hold(self, tp: TP, offset: int, due: int) -> None:
+        """Keep a retry-tier partition at ``offset`` until ``due`` without blocking others."""
+        consumer = self._consumer
+        assert consumer is not None
+        part = TopicPartition(tp[0], tp[1], offset)
+        consumer.pause([part])
+        consumer.seek(part)
+        self._held[tp] = due
+
+    def _release_due(self) -> None:
+        if not self._held:
+            return
+        now = now_ms()
+        due = [tp for tp, when in self._held.items() if when <= now]
+        for tp in due:
+            del self._held[tp]
+        if due and not self._paused:
+            assert self._consumer is not None
+            self._consumer.resume([TopicPartition(t, p) for t, p in due])
 
     def _submit(self, job: _Job) -> None:
         assert self._pool is not None
@@ -246,7 +270,7 @@ class Worker:
         current = self._generation.get(tp) == job.generation
         if finished and current:
             tracker = self._trackers[tp]
-            if tracker.finish(job.offset):
+            if tracker.finish(job.record.offset):
                 self._dirty.add(tp)
         if not finished:
             self.stats.abandoned += 1
@@ -256,14 +280,17 @@ class Worker:
             self.stats.failed += 1
         elif job.outcome == "expired":
             self.stats.expired += 1
+        elif job.outcome == "retry":
+            self.stats.retried += 1
         else:
             self.stats.dead_lettered += 1
-        if job.key is not None and current:
-            waiting = self._keys.get((tp, job.key))
+        key = job.record.key
+        if key is not None and current:
+            waiting = self._keys.get((tp, key))
             if waiting:
                 self._submit(waiting.popleft())
             elif waiting is not None:
-                del self._keys[(tp, job.key)]
+                del self._keys[(tp, key)]
 
     def _store_offsets(self, only: Iterable[TP] | None = None) -> None:
         dirty = self._dirty if only is None else self._dirty.intersection(only)
@@ -292,7 +319,10 @@ class Worker:
         elif (
             self._paused and self._in_flight <= self.max_in_flight // 2 and not self._stop.is_set()
         ):
-            consumer.resume(consumer.assignment())
+            held = self._held
+            consumer.resume(
+                [p for p in consumer.assignment() if (p.topic, p.partition) not in held]
+            )
             self._paused = False
 
     # -- task threads ---------------------------------------------------------------------
@@ -300,160 +330,54 @@ class Worker:
         if self._generation.get(job.tp) != job.generation or self._force.is_set():
             self._abandoned.append(job)  # partition revoked before the task started
             return
-        try:
-            _, rec = self.app.codec.decode(job.value, expect=self.app.envelope_schema)
-        except UnknownSchemaError as exc:
-            return self._dead_letter(job, "unknown-schema", exc)
-        except DecodeError as exc:
-            return self._dead_letter(job, "undecodable", exc)
-        env = Envelope.from_avro(rec)
-        task = self.app.tasks.get(env.task)
-        if task is None:
-            return self._dead_letter(
-                job,
-                "unknown-task",
-                LookupError(f"task {env.task!r} is not registered in app {self.app.name!r}"),
-                env,
-            )
-        started = now_ms()
-        if env.expires is not None and started > env.expires:
-            job.outcome = "expired"
-            return self._emit_result(
-                job,
-                env,
-                TaskStatus.EXPIRED,
-                started,
-                None,
-                ErrorInfo(
-                    "TaskExpired", f"expired {started - env.expires} ms before it could start"
-                ),
-            )
-        try:
-            args, kwargs = task.decode_args(env.args)
-        except DecodeError as exc:
-            return self._dead_letter(job, "bad-arguments", exc, env)
-        try:
-            value = task.func(*args, **kwargs)
-            payload = task.encode_result(value)
-        except ArgumentError as exc:  # the return value does not fit the declared type
-            job.outcome = "failure"
-            return self._emit_result(job, env, TaskStatus.FAILURE, started, None, _error_info(exc))
-        except Exception as exc:
-            job.outcome = "failure"
-            log.warning(
-                "task failed", task=env.task, task_id=env.id, error=repr(exc), **job.log_fields()
-            )
-            return self._emit_result(job, env, TaskStatus.FAILURE, started, None, _error_info(exc))
-        job.outcome = "success"
-        self._emit_result(job, env, TaskStatus.SUCCESS, started, payload, None)
+        assert self._executor is not None
+        outcome = self._executor.run(job.record)
+        job.outcome = outcome.kind
+        job.unacked = len(outcome.outputs)  # before producing: acks may arrive at once
+        for output in outcome.outputs:
+            self._produce(job, output)
 
-    def _emit_result(
-        self,
-        job: _Job,
-        env: Envelope,
-        status: TaskStatus,
-        started: int,
-        payload: bytes | None,
-        error: ErrorInfo | None,
-    ) -> None:
-        record = ResultRecord(
-            task_id=env.id,
-            task=env.task,
-            status=status,
-            attempts=env.attempt,
-            created_at=env.created_at,
-            worker_id=self.worker_id,
-            started_at=started,
-            finished_at=now_ms(),
-            value=payload,
-            error=error,
-        )
-        value = self.app.codec.encode(self.app.result_schema, record.to_avro())
-        headers: Headers = [("st-task", env.task.encode()), ("st-status", status.value.encode())]
-        self._produce(job, self._results_topic, value, env.id.encode(), headers)
-
-    def _dead_letter(
-        self, job: _Job, reason: str, exc: BaseException, env: Envelope | None = None
-    ) -> None:
-        job.outcome = "dead"
-        fields = job.log_fields()
-        log.error(
-            "dead-lettered",
-            reason=reason,
-            error=str(exc),
-            task=env.task if env else None,
-            task_id=env.id if env else None,
-            **fields,
-        )
-        now = str(now_ms()).encode()
-        headers = list(job.headers or [])
-        headers += [
-            ("st-dlq-reason", reason.encode()),
-            ("st-error-type", type(exc).__name__.encode()),
-            ("st-error-message", str(exc)[:2000].encode()),
-            ("st-attempts", str(env.attempt if env else 1).encode()),
-            ("st-first-failure", now),
-            ("st-last-failure", now),
-            ("st-origin-topic", job.topic.encode()),
-            ("st-origin-partition", str(job.partition).encode()),
-            ("st-origin-offset", str(job.offset).encode()),
-            ("st-worker-id", self.worker_id.encode()),
-        ]
-        queue = env.queue if env else self._queue_of(job.topic)
-        self._produce(job, dlq_topic(self._ns, queue), job.value, job.key, headers)
-
-    def _queue_of(self, topic: str) -> str:
-        prefix = f"{self._ns}.tasks."
-        return topic[len(prefix) :] if topic.startswith(prefix) else topic
-
-    def _produce(
-        self,
-        job: _Job,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: Headers,
-    ) -> None:
-        """Task thread: hand the outcome to the producer; the poll thread sees the ack."""
-        job.output = (topic, value, key, headers)
+    def _produce(self, job: _Job, out: Output) -> None:
+        """Task thread: hand an output to the producer; the poll thread sees the ack."""
         producer = self._producer
         assert producer is not None
         while True:
             try:
                 producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,
-                    on_delivery=lambda err, _m: self._on_delivered(job, err),
+                    out.topic,
+                    value=out.value,
+                    key=out.key,
+                    headers=out.headers,
+                    on_delivery=lambda err, _m: self._on_delivered(job, out, err),
                 )
                 return
             except BufferError:
                 time.sleep(0.005)  # never poll here: callbacks belong to the poll thread
 
-    def _on_delivered(self, job: _Job, err: KafkaError | None) -> None:
+    def _on_delivered(self, job: _Job, out: Output, err: KafkaError | None) -> None:
         """Poll thread (delivery callback)."""
         if err is None:
-            self._complete(job, finished=True)
+            job.unacked -= 1
+            if job.unacked == 0:
+                self._complete(job, finished=True)
             return
-        assert job.output is not None and self._producer is not None
-        topic, value, key, headers = job.output
         log.error(
-            "outcome not acknowledged; producing again",
+            "output not acknowledged; producing again",
             error=err.str(),
-            topic=topic,
-            **job.log_fields(),
+            to=out.topic,
+            **job.record.log_fields(),
         )
         if err.fatal():
             self.stop(force=True)
             self._complete(job, finished=False)
             return
+        assert self._producer is not None
         self._producer.produce(
-            topic,
-            value=value,
-            key=key,
-            headers=headers,
-            on_delivery=lambda e, _m: self._on_delivered(job, e),
+            out.topic,
+            value=out.value,
+            key=out.key,
+            headers=out.headers,
+            on_delivery=lambda e, _m: self._on_delivered(job, out, e),
         )
 
     # -- rebalance ------------------------------------------------------------------------
@@ -482,6 +406,7 @@ class Worker:
         for tp in tps:
             self._trackers.pop(tp, None)
             self._generation.pop(tp, None)
+            self._held.pop(tp, None)
             self._dirty.discard(tp)
         gone = set(tps)
         for kk in [kk for kk in self._keys if kk[0] in gone]:
@@ -566,13 +491,6 @@ class Worker:
                 signal.signal(s, h)
 
         return restore
-
-
-def _error_info(exc: BaseException) -> ErrorInfo:
-    tb = "".join(traceback.format_exception(exc))
-    if len(tb) > _TRACEBACK_LIMIT:
-        tb = "...\n" + tb[-_TRACEBACK_LIMIT:]
-    return ErrorInfo(type(exc).__qualname__, str(exc), tb)
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:

@@ -1,0 +1,275 @@
+"""Running one consumed record: decode it, run its task, and say what must be produced.
+
+This is the part of the worker that runs on task threads. It touches no Kafka client and no
+worker state: :meth:`Executor.run` turns a :class:`Record` into an :class:`Outcome`, a list of
+:class:`Output` records (result, retry record, dead letter) that the worker produces; the
+record's offset may be committed once every one of them is acknowledged.
+
+Invariants: every record yields at least one output (so every offset eventually finishes);
+dead letters carry the consumed bytes and key unchanged; the failure path is decided by the
+pure :func:`streamtasks.retry.decide`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import structlog
+
+from streamtasks.context import TaskContext, _current
+from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.errors import ArgumentError, DecodeError, UnknownSchemaError
+from streamtasks.retry import decide
+from streamtasks.topics import Headers, dlq_topic, results_topic, retry_topic
+
+if TYPE_CHECKING:
+    from streamtasks.app import App
+    from streamtasks.task import Task
+
+__all__ = ["Executor", "Outcome", "Output", "Record", "header"]
+
+log = structlog.get_logger("streamtasks.worker")
+
+_TRACEBACK_LIMIT = 8192
+OutcomeKind = Literal["success", "failure", "retry", "dead", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A consumed task record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers | None
+
+    def log_fields(self) -> dict[str, object]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    outputs: tuple[Output, ...]
+
+
+def header(headers: Headers | None, name: str) -> bytes | None:
+    """The last value of header ``name`` (as bytes), or None."""
+    found: bytes | None = None
+    for key, value in headers or ():
+        if key == name:
+            found = value.encode() if isinstance(value, str) else value
+    return found
+
+
+class Executor:
+    """Turns consumed records into outcomes for one worker."""
+
+    def __init__(self, app: App, worker_id: str, *, rng: random.Random | None = None) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self._rng = rng or random.Random()
+        self._ns = app.settings.namespace
+        self._results = results_topic(self._ns)
+
+    def run(self, rec: Record) -> Outcome:
+        app = self.app
+        try:
+            _, raw = app.codec.decode(rec.value, expect=app.envelope_schema)
+        except UnknownSchemaError as exc:
+            return self._dead_letter(rec, "unknown-schema", exc, None)
+        except DecodeError as exc:
+            return self._dead_letter(rec, "undecodable", exc, None)
+        env = Envelope.from_avro(raw)
+        task = app.tasks.get(env.task)
+        if task is None:
+            unknown = LookupError(f"task {env.task!r} is not registered in app {app.name!r}")
+            return self._dead_letter(rec, "unknown-task", unknown, env)
+        started = now_ms()
+        if env.expires is not None and started > env.expires:
+            late = started - env.expires
+            error = ErrorInfo("TaskExpired", f"expired {late} ms before it could start")
+            return Outcome(
+                "expired", (self._result(env, TaskStatus.EXPIRED, started, None, error),)
+            )
+        try:
+            args, kwargs = task.decode_args(env.args)
+        except (DecodeError, ArgumentError) as exc:
+            return self._dead_letter(rec, "bad-arguments", exc, env)
+        token = _current.set(self._context(rec, env))
+        try:
+            value = task.func(*args, **kwargs)
+            payload = task.encode_result(value)
+        except Exception as exc:
+            return self._failed(rec, env, task, started, exc)
+        finally:
+            _current.reset(token)
+        return Outcome("success", (self._result(env, TaskStatus.SUCCESS, started, payload, None),))
+
+    # -- failures --------------------------------------------------------------------------
+    def _failed(
+        self, rec: Record, env: Envelope, task: Task[..., object], started: int, exc: Exception
+    ) -> Outcome:
+        error = error_info(exc)
+        verdict = decide(
+            task.retry_policy, exc, env.attempt, self.app.settings.retry_tiers, self._rng
+        )
+        fields = {"task": env.task, "task_id": env.id, "attempt": env.attempt, **rec.log_fields()}
+        if verdict.action == "retry":
+            assert verdict.tier is not None
+            due = now_ms() + int(verdict.delay * 1000)
+            log.info(
+                "task failed; retrying",
+                error=repr(exc),
+                delay_s=round(verdict.delay, 3),
+                tier=verdict.tier,
+                **fields,
+            )
+            again = dataclasses.replace(env, attempt=env.attempt + 1, eta=due, last_error=error)
+            headers = _carry_headers(rec.headers)
+            headers += [
+                ("st-task", env.task.encode()),
+                ("st-id", env.id.encode()),
+                ("st-attempt", str(again.attempt).encode()),
+                ("st-not-before", str(due).encode()),
+                ("st-first-failure", header(rec.headers, "st-first-failure") or _now_bytes()),
+            ]
+            retry_record = Output(
+                retry_topic(self._ns, env.queue, verdict.tier),
+                rec.key,
+                self.app.codec.encode(self.app.envelope_schema, again.to_avro()),
+                headers,
+            )
+            status = self._result(env, TaskStatus.RETRY, started, None, error)
+            return Outcome("retry", (retry_record, status))
+        if verdict.action == "dead":
+            return self._dead_letter(rec, verdict.reason, exc, env, error=error, started=started)
+        log.warning("task failed", error=repr(exc), reason=verdict.reason, **fields)
+        return Outcome("failure", (self._result(env, TaskStatus.FAILURE, started, None, error),))
+
+    def _dead_letter(
+        self,
+        rec: Record,
+        reason: str,
+        exc: BaseException,
+        env: Envelope | None,
+        *,
+        error: ErrorInfo | None = None,
+        started: int | None = None,
+    ) -> Outcome:
+        error = error or error_info(exc)
+        log.error(
+            "dead-lettered",
+            reason=reason,
+            error=str(exc),
+            task=env.task if env else None,
+            task_id=env.id if env else None,
+            **rec.log_fields(),
+        )
+        now = _now_bytes()
+        headers = _carry_headers(rec.headers, keep_task_headers=True)
+        headers += [
+            ("st-dlq-reason", reason.encode()),
+            ("st-error-type", error.type.encode()),
+            ("st-error-message", error.message[:2000].encode()),
+            ("st-attempts", str(env.attempt if env else 1).encode()),
+            ("st-first-failure", header(rec.headers, "st-first-failure") or now),
+            ("st-last-failure", now),
+            ("st-origin-topic", rec.topic.encode()),
+            ("st-origin-partition", str(rec.partition).encode()),
+            ("st-origin-offset", str(rec.offset).encode()),
+            ("st-worker-id", self.worker_id.encode()),
+        ]
+        if error.traceback:
+            headers.append(("st-traceback", error.traceback[-_TRACEBACK_LIMIT:].encode()))
+        queue = env.queue if env else _queue_of(rec.topic, self._ns)
+        outputs = [Output(dlq_topic(self._ns, queue), rec.key, rec.value, headers)]
+        if env is not None:  # someone may be waiting on this task id: tell them it is dead
+            outputs.append(self._result(env, TaskStatus.DEAD, started, None, error))
+        return Outcome("dead", tuple(outputs))
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _result(
+        self,
+        env: Envelope,
+        status: TaskStatus,
+        started: int | None,
+        payload: bytes | None,
+        error: ErrorInfo | None,
+    ) -> Output:
+        record = ResultRecord(
+            task_id=env.id,
+            task=env.task,
+            status=status,
+            attempts=env.attempt,
+            created_at=env.created_at,
+            worker_id=self.worker_id,
+            started_at=started,
+            finished_at=now_ms(),
+            value=payload,
+            error=error,
+        )
+        value = self.app.codec.encode(self.app.result_schema, record.to_avro())
+        headers: Headers = [("st-task", env.task.encode()), ("st-status", status.value.encode())]
+        return Output(self._results, env.id.encode(), value, headers)
+
+    def _context(self, rec: Record, env: Envelope) -> TaskContext:
+        return TaskContext(
+            id=env.id,
+            name=env.task,
+            queue=env.queue,
+            attempt=env.attempt,
+            key=rec.key,
+            root_id=env.root_id,
+            parent_id=env.parent_id,
+            worker_id=self.worker_id,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+        )
+
+
+_TASK_HEADERS = {"st-task", "st-id", "st-attempt", "st-not-before", "st-first-failure"}
+
+
+def _carry_headers(headers: Headers | None, *, keep_task_headers: bool = False) -> Headers:
+    """User headers (and, for dead letters, the task's own) carried to a follow-up record."""
+    out: Headers = []
+    for key, value in headers or ():
+        if key.startswith("st-") and not (keep_task_headers and key in _TASK_HEADERS):
+            continue
+        if keep_task_headers and key == "st-first-failure":
+            continue  # written afresh below
+        out.append((key, value))
+    return out
+
+
+def _now_bytes() -> bytes:
+    return str(now_ms()).encode()
+
+
+def _queue_of(topic: str, ns: str) -> str:
+    prefix = f"{ns}.tasks."
+    queue = topic[len(prefix) :] if topic.startswith(prefix) else topic
+    return queue.split(".retry.", 1)[0]
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    tb = "".join(traceback.format_exception(exc))
+    if len(tb) > _TRACEBACK_LIMIT:
+        tb = "...\n" + tb[-_TRACEBACK_LIMIT:]
+    return ErrorInfo(type(exc).__qualname__, str(exc), tb)

@@ -6,6 +6,7 @@ processed by workers in a consumer group with at-least-once delivery.
 
 from streamtasks.app import App
 from streamtasks.asyncresult import AsyncResult
+from streamtasks.context import TaskContext, current_task
 from streamtasks.envelope import TaskStatus
 from streamtasks.errors import (
     ArgumentError,
@@ -14,6 +15,8 @@ from streamtasks.errors import (
     StreamtasksError,
     TaskFailedError,
 )
+from streamtasks.retry import RetryPolicy
+from streamtasks.signals import Reject, Retry
 from streamtasks.task import Task
 from streamtasks.worker import Worker
 
@@ -22,12 +25,17 @@ __all__ = [
     "ArgumentError",
     "AsyncResult",
     "ConfigError",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
     "ResultTimeoutError",
     "StreamtasksError",
     "Task",
+    "TaskContext",
     "TaskFailedError",
     "TaskStatus",
     "Worker",
+    "current_task",
 ]
 
 __version__ = "0.1.0"

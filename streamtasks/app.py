@@ -278,9 +278,12 @@ class App:
         return AsyncResult(task_id, app=self)
 
     def close(self) -> None:
-        """Flush the producer and stop the result listeners."""
+        """Flush and release the producer, stop the result listeners (the app stays usable:
+        clients are made again on next use)."""
         self._flush_at_exit()
         for listener in (self._listener, self._history):
             if listener is not None:
                 listener.close()
-        self._listener = self._history = None
+        with self._lock:
+            self._listener = self._history = None
+            self._producer = None

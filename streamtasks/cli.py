@@ -349,7 +349,8 @@ def dlq_show(
     try:
         args, kwargs = dlq.arguments(letter)
         out["args"], out["kwargs"] = _jsonable(list(args)), _jsonable(kwargs)
-        shown_args = f"args={args!r} kwargs={kwargs!r}"
+        call = [*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]
+        shown_args = f"{letter.task}({', '.join(call)})"
     except StreamtasksError as exc:
         out["args_error"] = shown_args = str(exc)
     if as_json:

@@ -21,7 +21,17 @@ def ns() -> str:
 
 
 @pytest.fixture
-def app(kafka_bootstrap: str, ns: str) -> Iterator[App]:
+def partitions(request: pytest.FixtureRequest) -> int:
+    """Partitions per topic; ``@pytest.mark.partitions(1)`` overrides the default 6."""
+    marker = request.node.get_closest_marker("partitions")
+    return int(marker.args[0]) if marker else 6
+
+
+@pytest.fixture
+def app(
+    kafka_bootstrap: str, ns: str, partitions: int, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[App]:
+    monkeypatch.setenv("ITEST_PARTITIONS", str(partitions))  # for the worker processes too
     a = build(namespace=ns, bootstrap_servers=kafka_bootstrap)
     a.apply_topics()
     yield a

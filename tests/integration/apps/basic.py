@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from streamtasks import App
+from streamtasks import App, Reject, RetryPolicy, current_task
 
 
 class Shape(enum.Enum):
@@ -42,6 +42,7 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
         namespace=namespace,
         bootstrap_servers=bootstrap_servers,
         partitions=int(os.environ.get("ITEST_PARTITIONS", "6")),
+        retry_tiers=(1, 2, 5),
         consumer_config={
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
@@ -71,6 +72,33 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
         for t in item.tags:
             counts[t] = counts.get(t, 0) + 1
         return Summary(f"{item.name}@{item.made.year}", area, counts)
+
+    @app.task(name="flaky", retry=RetryPolicy(max_attempts=5, backoff=1.0, factor=2.0, jitter=0))
+    def flaky(fail_times: int) -> int:
+        attempt = current_task().attempt
+        if attempt <= fail_times:
+            raise ConnectionError(f"attempt {attempt} failed")
+        return attempt
+
+    @app.task(name="doomed", retry=RetryPolicy(max_attempts=3, backoff=0.5, jitter=0))
+    def doomed(tag: str) -> None:
+        raise RuntimeError(f"{tag} can never work")
+
+    @app.task(name="slow_retry", retry=RetryPolicy(max_attempts=2, backoff=3.0, jitter=0))
+    def slow_retry(tag: str) -> None:
+        raise RuntimeError(f"{tag} fails")
+
+    @app.task(name="needs_flag", retry=RetryPolicy(max_attempts=2, backoff=0.2, jitter=0))
+    def needs_flag(path: str, i: int) -> int:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing")
+        with open(path + ".runs", "a") as runs:  # each successful run leaves a line
+            runs.write(f"{i}\n")
+        return i
+
+    @app.task(name="rejecting")
+    def rejecting(reason: str) -> None:
+        raise Reject(reason)
 
     return app
 

@@ -18,7 +18,7 @@ from streamtasks import _kafka
 from streamtasks.codec import Codec
 from streamtasks.config import Settings
 from streamtasks.envelope import Envelope, now_ms, register_builtin
-from streamtasks.errors import ConfigError
+from streamtasks.errors import ArgumentError, ConfigError
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.task import Task, default_task_name
 from streamtasks.topics import (
@@ -55,6 +55,7 @@ class App:
         replication_factor: int | None = None,
         retry: RetryPolicy | None = None,
         retry_tiers: Sequence[float] | None = None,
+        max_payload_bytes: int | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
@@ -67,6 +68,7 @@ class App:
             partitions=partitions,
             replication_factor=replication_factor,
             retry_tiers=retry_tiers,
+            max_payload_bytes=max_payload_bytes,
             kafka_config=kafka_config,
             producer_config=producer_config,
             consumer_config=consumer_config,
@@ -223,6 +225,12 @@ class App:
         listener.expect(envelope.id)
         delivery = Delivery()
         payload = self.codec.encode(self.envelope_schema, envelope.to_avro())
+        if len(payload) > self.settings.max_payload_bytes:
+            raise ArgumentError(
+                f"task {envelope.task!r}: the message is {len(payload)} bytes, over "
+                f"max_payload_bytes={self.settings.max_payload_bytes}; pass large data by "
+                "reference (e.g. a URL or object key) or raise max_payload_bytes"
+            )
         ns, queue = self.settings.namespace, envelope.queue
         std: Headers = [
             ("st-task", envelope.task.encode()),

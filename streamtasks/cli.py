@@ -411,7 +411,7 @@ def dlq_redrive(
     except StreamtasksError as exc:
         _fail(exc)
     for o in report.outcomes:
-        if o.kind in ("would-redrive", "unredrivable", "failed"):
+        if o.kind != "already-done":
             typer.echo(f"  {o.kind:13} {o.ref:>8} {o.task_id or '-'} {o.detail}".rstrip())
     typer.echo(report.summary())
     if report.failed:

@@ -8,6 +8,7 @@ Environment variables:
 - ``STREAMTASKS_PARTITIONS``         partitions for topics created by streamtasks (default 6)
 - ``STREAMTASKS_REPLICATION_FACTOR`` replication factor for created topics (default: broker's)
 - ``STREAMTASKS_RETRY_TIERS``        retry tier delays in seconds, e.g. ``5,30,300,1800``
+- ``STREAMTASKS_MAX_PAYLOAD_BYTES``   largest task message accepted (default 1 MiB)
 - ``STREAMTASKS_KAFKA_<NAME>``       any librdkafka property, ``_`` read as ``.``:
   ``STREAMTASKS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
 
@@ -128,6 +129,7 @@ class Settings:
     partitions: int = 6
     replication_factor: int = -1
     retry_tiers: tuple[float, ...] = (5.0, 30.0, 300.0, 1800.0)
+    max_payload_bytes: int = 1_048_576
     kafka_config: dict[str, KafkaValue] = field(default_factory=dict)
     producer_config: dict[str, KafkaValue] = field(default_factory=dict)
     consumer_config: dict[str, KafkaValue] = field(default_factory=dict)
@@ -143,6 +145,7 @@ class Settings:
         partitions: int | None = None,
         replication_factor: int | None = None,
         retry_tiers: Sequence[float] | None = None,
+        max_payload_bytes: int | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
@@ -190,6 +193,13 @@ class Settings:
         return cls(
             name=name,
             retry_tiers=_tiers(tiers_raw),
+            max_payload_bytes=_int_setting(
+                "max_payload_bytes",
+                max_payload_bytes
+                if max_payload_bytes is not None
+                else _env("MAX_PAYLOAD_BYTES", env) or 1_048_576,
+                minimum=1024,
+            ),
             bootstrap_servers=servers,
             namespace=ns,
             default_queue=default_queue,

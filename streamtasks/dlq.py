@@ -70,7 +70,9 @@ __all__ = [
 ]
 
 State = Literal["dead", "redriven", "purged"]
-OutcomeKind = Literal["redriven", "would-redrive", "already-done", "unredrivable", "failed"]
+OutcomeKind = Literal[
+    "redriven", "would-redrive", "already-done", "unredrivable", "over-limit", "failed"
+]
 
 _DONE_STATES: Final[frozenset[str]] = frozenset({"redriven", "purged"})
 _MARKER_TS: Final = "st-dlq-timestamp"
@@ -413,15 +415,21 @@ class RedriveReport:
         return self._count("unredrivable")
 
     @property
+    def over_limit(self) -> int:
+        """Redrivable, but left dead because ``limit`` was reached."""
+        return self._count("over-limit")
+
+    @property
     def failed(self) -> int:
         return self._count("failed")
 
     def summary(self) -> str:
         verb = "would redrive" if self.dry_run else "redriven"
+        left = f", {self.over_limit} over the limit" if self.over_limit else ""
         return (
             f"{verb} {self.redriven} of {self.selected} selected; skipped "
             f"{self.skipped_already_done} already redriven/purged, "
-            f"{self.skipped_unredrivable} not redrivable; {self.failed} failed"
+            f"{self.skipped_unredrivable} not redrivable{left}; {self.failed} failed"
         )
 
 
@@ -573,7 +581,7 @@ class DeadLetterQueue:
             elif problem is not None:
                 outcomes[d.ref] = RedriveOutcome(d.ref, d.task_id, "unredrivable", problem)
             elif limit is not None and len(todo) >= limit:
-                continue
+                outcomes[d.ref] = RedriveOutcome(d.ref, d.task_id, "over-limit")
             else:
                 todo.append(d)
         if progress is not None:

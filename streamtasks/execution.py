@@ -88,6 +88,10 @@ class Executor:
 
     def run(self, rec: Record) -> Outcome:
         app = self.app
+        limit = app.settings.max_payload_bytes
+        if rec.value is not None and len(rec.value) > limit:
+            too_big = ValueError(f"message of {len(rec.value)} bytes exceeds {limit} bytes")
+            return self._dead_letter(rec, "oversize", too_big, None)
         try:
             _, raw = app.codec.decode(rec.value, expect=app.envelope_schema)
         except UnknownSchemaError as exc:

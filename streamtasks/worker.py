@@ -20,6 +20,7 @@ Invariants (at-least-once):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import signal
@@ -38,6 +39,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from streamtasks import _kafka
 from streamtasks.app import App
+from streamtasks.config import KafkaValue
 from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
 from streamtasks.execution import Executor, Output, Record, header
@@ -142,9 +144,12 @@ class Worker:
         if self.create_topics:
             self.app.apply_topics(self.queues)
         restore = self._install_signals() if install_signal_handlers else None
-        self._producer = _kafka.make_producer(
-            settings.producer(**{"client.id": f"{self.worker_id}-out"})
-        )
+        out_cfg: dict[str, KafkaValue] = {
+            "client.id": f"{self.worker_id}-out",
+            # dead letters carry the consumed bytes, which may exceed our own limit
+            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes),
+        }
+        self._producer = _kafka.make_producer(settings.producer(**out_cfg))
         self._consumer = _kafka.make_consumer(
             settings.consumer(self.group_id, **{"client.id": self.worker_id})
         )
@@ -338,7 +343,10 @@ class Worker:
             self._produce(job, output)
 
     def _produce(self, job: _Job, out: Output) -> None:
-        """Task thread: hand an output to the producer; the poll thread sees the ack."""
+        """Task thread: hand an output to the producer; the poll thread sees the ack.
+
+        Never gives up on an output: the record's offset cannot finish without it.
+        """
         producer = self._producer
         assert producer is not None
         while True:
@@ -348,13 +356,27 @@ class Worker:
                     value=out.value,
                     key=out.key,
                     headers=out.headers,
-                    on_delivery=lambda err, _m: self._on_delivered(job, out, err),
+                    on_delivery=functools.partial(self._on_delivered, job, out),
                 )
                 return
             except BufferError:
                 time.sleep(0.005)  # never poll here: callbacks belong to the poll thread
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
+                    out = _without_value(out, err)
+                    continue
+                log.error(
+                    "could not produce an output; trying again",
+                    error=err.str(),
+                    to=out.topic,
+                    **job.record.log_fields(),
+                )
+                time.sleep(0.5)
 
-    def _on_delivered(self, job: _Job, out: Output, err: KafkaError | None) -> None:
+    def _on_delivered(
+        self, job: _Job, out: Output, err: KafkaError | None, _msg: Message | None = None
+    ) -> None:
         """Poll thread (delivery callback)."""
         if err is None:
             job.unacked -= 1
@@ -371,14 +393,27 @@ class Worker:
             self.stop(force=True)
             self._complete(job, finished=False)
             return
-        assert self._producer is not None
-        self._producer.produce(
-            out.topic,
-            value=out.value,
-            key=out.key,
-            headers=out.headers,
-            on_delivery=lambda e, _m: self._on_delivered(job, out, e),
-        )
+        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
+            out = _without_value(out, err)
+        producer = self._producer
+        assert producer is not None
+        while True:  # poll thread: it may serve callbacks while waiting for room
+            try:
+                producer.produce(
+                    out.topic,
+                    value=out.value,
+                    key=out.key,
+                    headers=out.headers,
+                    on_delivery=functools.partial(self._on_delivered, job, out),
+                )
+                return
+            except BufferError:
+                producer.poll(0.05)
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
+                    out = _without_value(out, exc.args[0])
+                else:
+                    raise
 
     # -- rebalance ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -491,6 +526,13 @@ class Worker:
                 signal.signal(s, h)
 
         return restore
+
+
+def _without_value(out: Output, err: KafkaError) -> Output:
+    """The output with its value dropped (a dead letter the DLQ topic cannot hold whole)."""
+    assert out.value is not None
+    note = f"{len(out.value)} bytes dropped: {err.str()}"
+    return Output(out.topic, out.key, None, [*out.headers, ("st-value-dropped", note.encode())])
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:

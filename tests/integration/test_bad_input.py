@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import Producer
@@ -14,6 +15,7 @@ from streamtasks.codec import MAGIC
 from streamtasks.envelope import Envelope
 from streamtasks.testing import consume_all
 from streamtasks.topics import dlq_topic, task_topic
+from tests.integration.apps.basic import Item, Shape
 from tests.integration.conftest import StartWorkers
 
 pytestmark = pytest.mark.integration
@@ -89,3 +91,26 @@ def test_arguments_that_do_not_match_the_signature_are_dead_lettered(
     reasons = sorted(_headers(m)["st-dlq-reason"].decode() for m in dead)
     assert reasons == ["bad-arguments", "undecodable"]
     assert worker.is_alive()
+
+
+def test_an_oversize_payload_is_dead_lettered_without_being_decoded(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    (worker,) = start_workers(1)
+    raw = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4_000_000})
+    raw.produce(task_topic(ns, "default"), value=b"\x00" * 2_000_000, key=b"big")
+    assert raw.flush(10) == 0
+    assert app.tasks["add"].send(1, 1).get(timeout=30) == 2
+    (dead,) = consume_all(kafka_bootstrap, dlq_topic(ns, "default"), expect=1, timeout=30)
+    assert _headers(dead)["st-dlq-reason"] == b"oversize"
+    assert len(dead.value()) == 2_000_000
+    assert worker.is_alive()
+
+
+def test_an_oversize_task_is_refused_at_send_time(app: App) -> None:
+    from streamtasks import ArgumentError
+
+    with pytest.raises(ArgumentError, match="over max_payload_bytes"):
+        app.tasks["summarize"].send(
+            Item("x", Shape.CIRCLE, 1.0, ["t" * 1000] * 2000, datetime.now(UTC))
+        )

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import pytest
 from confluent_kafka import (
@@ -22,7 +23,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from typer.testing import CliRunner
 
-from streamtasks import App
+from streamtasks import App, TaskFailedError
 from streamtasks.cli import cli
 from streamtasks.dlq import dlq_state_topic
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
@@ -219,7 +220,11 @@ def test_list_show_redrive_and_purge_dead_letters(
     # and by ref, as JSON
     ref = str(by_id[some_id]["ref"])
     as_json = json.loads(_ok(_dlq(b, ns, "show", APP_SPEC, ref, "--json")))
-    assert (as_json["task_id"], as_json["args"], as_json["kwargs"]) == (some_id, [], {"x": x, "y": y})
+    assert (as_json["task_id"], as_json["args"], as_json["kwargs"]) == (
+        some_id,
+        [],
+        {"x": x, "y": y},
+    )
     # an undecodable one says why its arguments cannot be shown
     junk_ref = next(str(d["ref"]) for d in listed if d["reason"] == "undecodable")
     assert "not a task envelope" in _ok(_dlq(b, ns, "show", APP_SPEC, junk_ref))
@@ -237,9 +242,11 @@ def test_list_show_redrive_and_purge_dead_letters(
     dry = _ok(_dlq(b, ns, "redrive", APP_SPEC, "--error-match", "^ValueError: al", "--dry-run"))
     assert "would redrive 1 of 1 selected" in dry and fail_env.id in dry
 
-    # When the "add" tasks are redriven
-    done = _ok(_dlq(b, ns, "redrive", APP_SPEC, "--task", "add"))
-    assert "redriven 3 of 3 selected" in done
+    # When the "add" tasks are redriven, two at first, then the rest
+    first = _ok(_dlq(b, ns, "redrive", APP_SPEC, "--task", "add", "--limit", "2"))
+    assert "redriven 2 of 3 selected" in first and "1 over the limit" in first
+    rest = _ok(_dlq(b, ns, "redrive", APP_SPEC, "--task", "add"))
+    assert "redriven 1 of 3 selected; skipped 2 already redriven/purged" in rest
     # Then the worker runs them under their old ids
     for tid, value in adds.items():
         assert app.AsyncResult(tid).get(timeout=30) == value
@@ -298,3 +305,44 @@ def test_a_queue_without_a_dlq_topic_is_a_clear_error(kafka_bootstrap: str, ns: 
     assert proc.returncode == 1
     assert f"the dead-letter topic '{ns}.tasks.nosuchqueue.dlq' does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.integration
+def test_tasks_the_worker_gave_up_on_run_once_more_after_the_fix(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str, tmp_path: Path
+) -> None:
+    b = kafka_bootstrap
+    start_workers(1)
+    flag = tmp_path / "flag"
+    # Given tasks that fail on every attempt while a file is missing (2 attempts each)
+    handles = [app.tasks["needs_flag"].send(str(flag), i) for i in range(3)]
+    # Then the worker dead-letters them and reports them DEAD
+    for h in handles:
+        with pytest.raises(TaskFailedError, match="is missing"):
+            h.get(timeout=60)
+        assert h.status is TaskStatus.DEAD
+    assert len(consume_all(b, dlq_topic(ns, "default"), expect=3, timeout=30)) == 3
+    listed = _listed(b, ns)
+    assert sorted(d["task_id"] for d in listed) == sorted(h.id for h in handles)
+    assert {(d["reason"], d["error_type"], d["attempts"]) for d in listed} == {
+        ("max-attempts", "FileNotFoundError", 2)
+    }
+    # When the cause is fixed and the dead letters are redriven
+    flag.write_text("")
+    out = _ok(_dlq(b, ns, "redrive", APP_SPEC, "--task", "needs_flag"))
+    assert "redriven 3 of 3 selected" in out
+    # Then looking the tasks up again (the results topic says PENDING, not DEAD, from the
+    # redrive on) gives their new outcome
+    assert app.results_listener(history=True).wait_caught_up(30)
+    for i, h in enumerate(handles):
+        assert app.AsyncResult(h.id).get(timeout=60) == i
+    # And a second redrive enqueues nothing, so each task ran exactly once after the fix
+    again = _ok(_dlq(b, ns, "redrive", APP_SPEC, "--task", "needs_flag"))
+    assert "redriven 0 of 3 selected; skipped 3 already redriven/purged" in again
+    redriven = [
+        _headers(m)["st-id"].decode()
+        for m in _read_to_end(b, task_topic(ns, "default"))
+        if "st-redriven-from" in _headers(m)
+    ]
+    assert sorted(redriven) == sorted(h.id for h in handles)
+    assert sorted(Path(str(flag) + ".runs").read_text().split()) == ["0", "1", "2"]

@@ -305,13 +305,21 @@ def test_a_redrive_report_counts_each_kind() -> None:
             RedriveOutcome("0:5", "e", "redriven"),
         )
     )
+    assert report.over_limit == 0
     assert (report.selected, report.redriven, report.skipped_already_done) == (5, 2, 1)
     assert (report.skipped_unredrivable, report.failed) == (1, 1)
     assert report.summary() == (
         "redriven 2 of 5 selected; skipped 1 already redriven/purged, 1 not redrivable; 1 failed"
     )
-    dry = RedriveReport((RedriveOutcome("0:1", "a", "would-redrive"),), dry_run=True)
-    assert dry.redriven == 1 and dry.summary().startswith("would redrive 1 of 1")
+    dry = RedriveReport(
+        (RedriveOutcome("0:1", "a", "would-redrive"), RedriveOutcome("0:2", "b", "over-limit")),
+        dry_run=True,
+    )
+    assert (dry.redriven, dry.over_limit) == (1, 1)
+    assert dry.summary() == (
+        "would redrive 1 of 2 selected; skipped 0 already redriven/purged, 0 not redrivable, "
+        "1 over the limit; 0 failed"
+    )
 
 
 # -- names and formatting ---------------------------------------------------------------------

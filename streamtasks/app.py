@@ -24,6 +24,7 @@ from streamtasks.task import Task, default_task_name
 from streamtasks.topics import (
     Headers,
     TopicSpec,
+    dlq_state_topic,
     dlq_topic,
     events_topic,
     results_topic,
@@ -157,6 +158,9 @@ class App:
         for q in queues if queues is not None else self.queues():
             specs.append(TopicSpec(task_topic(s.namespace, q), s.partitions))
             specs.append(TopicSpec(dlq_topic(s.namespace, q), s.partitions))
+            specs.append(
+                TopicSpec(dlq_state_topic(s.namespace, q), 1, {"cleanup.policy": "compact"})
+            )
             for tier in range(1, len(s.retry_tiers) + 1):
                 specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.partitions))
         specs.append(

@@ -193,6 +193,10 @@ class ResultListener:
         """Block until ``task_id`` has a final result; ``None`` on timeout."""
         self._ensure_started()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._from_beginning:
+            # Reading history: a final state seen early may be superseded later in the topic
+            # (e.g. DEAD, then redriven: PENDING, SUCCESS). Read to the end first.
+            self._caught_up.wait(timeout)
         with self._cond:
             while True:
                 rec = self._latest.get(task_id)

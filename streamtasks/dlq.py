@@ -43,6 +43,7 @@ from streamtasks.errors import BrokerError, ConfigError, DecodeError, Streamtask
 from streamtasks.topics import (
     Headers,
     TopicSpec,
+    dlq_state_topic,
     dlq_topic,
     results_topic,
     task_topic,
@@ -79,11 +80,6 @@ _MARKER_TS: Final = "st-dlq-timestamp"
 _REF: Final = re.compile(r"^(\d+):(\d+)$")
 _BATCH: Final = 500
 RawHeaders = tuple[tuple[str, bytes | None], ...]
-
-
-def dlq_state_topic(ns: str, queue: str) -> str:
-    """The compacted topic holding redrive/purge markers of ``dlq_topic(ns, queue)``."""
-    return f"{dlq_topic(ns, queue)}.state"
 
 
 class DeadLetterNotFoundError(StreamtasksError, LookupError):
@@ -183,7 +179,8 @@ class DeadLetter:
             _, rec = codec.decode(record.value, expect=envelope_schema)
             envelope = Envelope.from_avro(rec)
         except DecodeError as exc:
-            envelope_error = str(exc)
+            dropped = headers.get("st-value-dropped")
+            envelope_error = f"the value was dropped: {dropped}" if dropped else str(exc)
         origin_topic = headers.get("st-origin-topic")
         origin_partition = _int(headers.get("st-origin-partition"))
         origin_offset = _int(headers.get("st-origin-offset"))

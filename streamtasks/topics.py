@@ -5,6 +5,7 @@
 | ``{ns}.tasks.{queue}``         | key / task id| delete   |
 | ``{ns}.tasks.{queue}.retry.N`` | same         | delete   |
 | ``{ns}.tasks.{queue}.dlq``     | same         | delete   |
+| ``{ns}.tasks.{queue}.dlq.state``| DLQ ref     | compact  |
 | ``{ns}.results``               | task id      | compact  |
 | ``{ns}.events``                | task id      | delete   |
 | ``{ns}.scheduler``             | schedule     | compact  |
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "Headers",
     "TopicSpec",
+    "dlq_state_topic",
     "dlq_topic",
     "events_topic",
     "results_topic",
@@ -55,6 +57,11 @@ def retry_topic(ns: str, queue: str, tier: int) -> str:
 
 def dlq_topic(ns: str, queue: str) -> str:
     return f"{ns}.tasks.{queue}.dlq"
+
+
+def dlq_state_topic(ns: str, queue: str) -> str:
+    """Compacted redrive/purge markers of ``dlq_topic(ns, queue)``, keyed by DLQ record."""
+    return f"{dlq_topic(ns, queue)}.state"
 
 
 def results_topic(ns: str) -> str:

@@ -140,6 +140,15 @@ def test_undecodable_bytes_and_missing_headers_do_not_break_parsing(app: App) ->
     assert empty.error == "?: " and empty.failed_at_ms is None
 
 
+def test_a_dead_letter_whose_value_was_dropped_says_so(app: App) -> None:
+    headers = [*_dlq_headers(), ("st-value-dropped", b"record too large (3145728 bytes)")]
+    letter = _letter(app, value=None, headers=headers)
+    assert letter.envelope is None
+    assert letter.envelope_error == "the value was dropped: record too large (3145728 bytes)"
+    assert (letter.task_id, letter.task) == ("t-1", "add")
+    assert unredrivable_reason(letter, app) == f"not a task envelope ({letter.envelope_error})"
+
+
 def test_malformed_numbers_in_headers_become_none(app: App) -> None:
     letter = _letter(
         app,

@@ -114,9 +114,7 @@ class ResultListener:
         return sorted(topic.partitions)
 
     def _reader_config(self) -> dict[str, Any]:
-        return self._app.settings.consumer(
-            None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 100}
-        )
+        return self._app.settings.consumer(None, **{"enable.partition.eof": True})
 
     # -- reading -------------------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -138,7 +136,12 @@ class ResultListener:
         codec, schema = self._app.codec, self._app.result_schema
         try:
             while not self._closed.is_set():
-                msgs = consumer.consume(1000, 0.1)
+                # consume(n, t) waits out all of t unless n records are ready; poll() wakes
+                # on the first one
+                msgs = consumer.consume(1000, 0)
+                if not msgs:
+                    one = consumer.poll(0.1)
+                    msgs = [one] if one is not None else []
                 updates: list[ResultRecord] = []
                 for msg in msgs:
                     err = msg.error()
@@ -152,6 +155,10 @@ class ResultListener:
                         continue
                     if msg.value() is None:  # tombstone of an expired result
                         continue
+                    if not self._from_beginning:
+                        key = msg.key()
+                        if key is None or key.decode(errors="replace") not in self._expected:
+                            continue  # another client's task: skip the decoding
                     try:
                         _, raw = codec.decode(msg.value(), expect=schema)
                     except DecodeError as exc:

@@ -52,6 +52,8 @@ __all__ = ["Worker", "WorkerStats"]
 log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
+_BATCH = 500  # records taken per consume call, at most
+_PAUSE_AFTER_FULL_S = 1.0
 
 
 @dataclass
@@ -103,7 +105,7 @@ class Worker:
                     f"queue {q!r} has no tasks in app {app.name!r}; known queues: {app.queues()}"
                 )
         self.concurrency = concurrency
-        self.max_in_flight = max_in_flight or max(64, concurrency * 16)
+        self.max_in_flight = max_in_flight or max(256, concurrency * 32)
         self.group_id = group_id or app.settings.worker_group()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.shutdown_grace = shutdown_grace
@@ -125,6 +127,7 @@ class Worker:
         self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
         self._in_flight = 0
         self._paused = False  # all partitions paused (back-pressure or shutdown)
+        self._full_since: float | None = None
         self._held: dict[TP, int] = {}  # retry-tier partitions paused until a due time (ms)
         self._executor: Executor | None = None
         self._consumer: Consumer | None = None
@@ -184,15 +187,26 @@ class Worker:
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
         while not self._stop.is_set():
-            timeout = 0.005 if self._in_flight else self._idle_timeout()
-            msgs = consumer.consume(500, timeout)
+            room = self.max_in_flight - self._in_flight
+            msgs: list[Message] = []
+            if room > 0 and not self._paused:
+                # consume(n, t) waits out all of t unless n records are ready: take what is
+                # there without waiting, and block only in poll(), which wakes on one record.
+                msgs = consumer.consume(min(_BATCH, room), 0)
+                if not msgs and not self._in_flight:
+                    one = consumer.poll(self._idle_timeout())
+                    msgs = [one] if one is not None else []
+            elif self._paused:
+                one = consumer.poll(0)  # serves rebalances; paused, so no records expected
+                msgs = [one] if one is not None else []  # ... but never drop one
             for msg in msgs:
                 err = msg.error()
                 if err is not None:
                     self._on_consumer_error(err)
                     continue
                 self._dispatch(msg)
-            producer.poll(0)
+            # nothing new while tasks run: wait briefly for the next acknowledgement
+            producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
 
     def _after_poll(self) -> None:
@@ -316,9 +330,21 @@ class Worker:
                 log.warning("could not store offsets", error=str(exc))
 
     def _apply_backpressure(self) -> None:
+        """While full the loop takes no records; pause only when full for a while.
+
+        Pausing makes librdkafka drop its prefetched records and the fetch restarts late
+        after resume (~1 s measured), so short bursts are absorbed by not consuming; a full
+        window that lasts (slow tasks) pauses, which keeps ``max.poll.interval.ms`` safe.
+        """
         consumer = self._consumer
         assert consumer is not None
-        if not self._paused and self._in_flight >= self.max_in_flight:
+        full = self._in_flight >= self.max_in_flight
+        now = time.monotonic()
+        if not full:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
+        if not self._paused and full and now - (self._full_since or now) >= _PAUSE_AFTER_FULL_S:
             consumer.pause(consumer.assignment())
             self._paused = True
         elif (

@@ -30,6 +30,16 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Span:
+    """When and where a task ran (wall clock ns, so comparable across processes)."""
+
+    start_ns: int
+    end_ns: int
+    partition: int
+    pid: int
+
+
+@dataclass(frozen=True)
 class Summary:
     label: str
     area: float
@@ -95,6 +105,12 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
         with open(path + ".runs", "a") as runs:  # each successful run leaves a line
             runs.write(f"{i}\n")
         return i
+
+    @app.task(name="span")
+    def span(key: str, seq: int, sleep_ms: int) -> Span:
+        start = time.time_ns()
+        time.sleep(sleep_ms / 1000)
+        return Span(start, time.time_ns(), current_task().partition, os.getpid())
 
     @app.task(name="rejecting")
     def rejecting(reason: str) -> None:

@@ -1,0 +1,153 @@
+"""The worker engine under stress: key ordering, crashes, churn, long tasks (real processes)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Message
+
+from streamtasks import App
+from streamtasks.testing import consume_all, wait_for_workers
+from streamtasks.topics import results_topic
+from tests.integration.apps.basic import Span
+from tests.integration.conftest import StartWorkers
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _distinct_keys(n: int) -> Callable[[list[Message]], bool]:
+    return lambda msgs: len({m.key() for m in msgs}) >= n
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_same_key_runs_in_send_order_and_different_keys_overlap_within_a_partition(
+    app: App, start_workers: StartWorkers
+) -> None:
+    # Given 2 workers and 50 keys x 100 tasks with random short sleeps
+    start_workers(2, "--concurrency", "8")
+    rng = random.Random(11)
+    handles: dict[str, list[object]] = defaultdict(list)
+    for seq in range(100):
+        for k in range(50):
+            key = f"key-{k}"
+            handles[key].append(
+                app.tasks["span"].apply_async((key, seq, rng.randint(0, 4)), key=key)
+            )
+    spans: dict[str, list[Span]] = {
+        key: [h.get(timeout=120) for h in hs]  # type: ignore[attr-defined]
+        for key, hs in handles.items()
+    }
+    # Then per key, each task started after the previous one (in send order) ended
+    for key, ss in spans.items():
+        for before, after in itertools.pairwise(ss):
+            assert after.start_ns >= before.end_ns, f"{key}: out of order or overlapping"
+        assert len({s.partition for s in ss}) == 1
+    # And within a partition, tasks of different keys ran at the same time
+    by_partition: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for ss in spans.values():
+        for s in ss:
+            by_partition[s.partition].append((s.start_ns, s.end_ns))
+    best = 0
+    for intervals in by_partition.values():
+        events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+        running = 0
+        for _, delta in events:
+            running += delta
+            best = max(best, running)
+    print(f"\nmax observed concurrency within one partition: {best}")
+    assert best > 1
+
+
+def test_kill_9_a_random_worker_5_times_loses_nothing(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    # Given 3 workers (4 threads each) and 20,000 tasks of ~3 ms
+    n, rng = 20_000, random.Random(3)
+    workers = start_workers(3, "--concurrency", "4")
+    handles = [app.tasks["work"].send(i, sleep_ms=3) for i in range(n)]
+    app.flush()
+    # When a random worker is killed -9 five times during the run (and restarted)
+    kills = 0
+    for _ in range(5):
+        time.sleep(1.5)  # let it work between kills; the whole run lasts much longer
+        if all(h.ready() for h in handles):
+            break
+        victim = rng.choice([w for w in workers if w.is_alive()])
+        victim.kill()
+        kills += 1
+        workers.remove(victim)
+        workers.extend(start_workers(1, "--concurrency", "4", wait=False))
+    assert kills == 5, "the run ended before 5 kills: it proves less than it claims"
+    # Then every task completes with its own value
+    assert [h.get(timeout=240) for h in handles] == list(range(n))
+    records = consume_all(kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=60)
+    per_id = Counter(m.key() for m in records)
+    lost = n - len(per_id)
+    duplicates = sum(c - 1 for c in per_id.values())
+    print(f"\n3 workers, {n} tasks, {kills} kills: lost={lost} duplicates={duplicates}")
+    assert lost == 0
+    # each kill re-runs at most the victim's in-flight window (max_in_flight = 256 at
+    # concurrency 4) plus what it finished since its last commit (1 s at ~1,300 tasks/s)
+    assert duplicates <= kills * (256 + 1300)
+
+
+def test_workers_joining_and_leaving_every_few_seconds_lose_nothing(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    n = 8000
+    workers = start_workers(2, "--concurrency", "4")
+    handles = [app.tasks["work"].send(i, sleep_ms=3) for i in range(n)]
+    app.flush()
+    # churn: every ~2 s one worker leaves (graceful SIGTERM or kill -9) and a new one joins
+    for step in range(6):
+        time.sleep(2)
+        leaving = workers.pop(0)
+        if step % 2:
+            leaving.kill()
+        else:
+            leaving.terminate(timeout=30)
+        workers.extend(start_workers(1, "--concurrency", "4", wait=False))
+    assert [h.get(timeout=240) for h in handles] == list(range(n))
+    records = consume_all(kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=60)
+    per_id = Counter(m.key() for m in records)
+    print(f"\nchurn: lost={n - len(per_id)} duplicates={sum(per_id.values()) - len(per_id)}")
+    assert len(per_id) == n
+
+
+def test_a_30s_task_with_a_10s_max_poll_interval_causes_no_rebalance(
+    app: App, start_workers: StartWorkers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a worker whose max.poll.interval.ms is 10 s
+    monkeypatch.setenv("STREAMTASKS_KAFKA_MAX_POLL_INTERVAL_MS", "10000")
+    (worker,) = start_workers(1, "--concurrency", "4")
+    # When a 30 s task runs, and other tasks are sent meanwhile
+    long = app.tasks["work"].send(-1, sleep_ms=30_000)
+    flowing = []
+    for i in range(12):
+        time.sleep(1)
+        flowing.append(app.tasks["add"].send(i, 0))
+        if i % 4 == 3:
+            assert flowing[-1].get(timeout=10) == i  # completes while the long task runs
+    # Then the long task completes, the others finished before it, and no rebalance happened
+    assert long.get(timeout=60) == -1
+    long_done = long.record().finished_at  # type: ignore[union-attr]
+    assert all(f.record().finished_at < long_done for f in flowing)  # type: ignore[union-attr]
+    log = worker.log_text()
+    assert log.count('"event": "partitions assigned"') == 1, log[-2000:]
+    assert '"partitions revoked"' not in log and '"partitions lost"' not in log
+    assert "MAX_POLL" not in log
+    assert worker.is_alive()
+    wait_for_workers([worker], app.settings.partitions * len(app.worker_topics()), timeout=5)

@@ -104,6 +104,7 @@ class App:
         name: str | None = None,
         queue: str | None = None,
         retry: RetryPolicy | None = None,
+        soft_time_limit: float | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -114,11 +115,13 @@ class App:
         name: str | None = None,
         queue: str | None = None,
         retry: RetryPolicy | None = None,
+        soft_time_limit: float | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a typed function as a task (``@app.task`` or ``@app.task(queue=...)``).
 
         ``retry``: this task's :class:`RetryPolicy` (default: the app's, which by default
-        does not retry).
+        does not retry). ``async def`` functions run on the worker's event loop;
+        ``soft_time_limit`` (seconds, async tasks) raises ``SoftTimeLimitExceeded`` inside.
         """
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
@@ -135,6 +138,7 @@ class App:
                 queue=queue or self.settings.default_queue,
                 codec=self.codec,
                 retry=retry,
+                soft_time_limit=soft_time_limit,
             )
             self.tasks[task_name] = task
             return task

@@ -98,6 +98,9 @@ def worker(
     queues: Annotated[
         str | None, typer.Option("--queues", "-Q", help="Comma-separated queues (default: all).")
     ] = None,
+    async_concurrency: Annotated[
+        int, typer.Option(help="async def tasks awaited at once (one event loop).")
+    ] = 100,
     group_id: Annotated[str | None, typer.Option(help="Consumer group (default: derived).")] = None,
     max_in_flight: Annotated[
         int | None, typer.Option(help="Received-but-unfinished tasks before partitions are paused.")
@@ -119,6 +122,7 @@ def worker(
             the_app,
             queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
             concurrency=concurrency,
+            async_concurrency=async_concurrency,
             group_id=group_id,
             max_in_flight=max_in_flight,
             shutdown_grace=shutdown_grace,

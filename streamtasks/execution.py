@@ -12,11 +12,12 @@ pure :func:`streamtasks.retry.decide`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -24,13 +25,14 @@ from streamtasks.context import TaskContext, _current
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import ArgumentError, DecodeError, UnknownSchemaError
 from streamtasks.retry import decide
+from streamtasks.signals import SoftTimeLimitExceeded
 from streamtasks.topics import Headers, dlq_topic, results_topic, retry_topic
 
 if TYPE_CHECKING:
     from streamtasks.app import App
     from streamtasks.task import Task
 
-__all__ = ["Executor", "Outcome", "Output", "Record", "header"]
+__all__ = ["Call", "Executor", "Outcome", "Output", "Record", "header"]
 
 log = structlog.get_logger("streamtasks.worker")
 
@@ -62,6 +64,18 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
+class Call:
+    """A decoded task call, ready to run."""
+
+    record: Record
+    env: Envelope
+    task: Task[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    started: int
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     kind: OutcomeKind
     outputs: tuple[Output, ...]
@@ -87,6 +101,56 @@ class Executor:
         self._results = results_topic(self._ns)
 
     def run(self, rec: Record) -> Outcome:
+        """Decode and run a synchronous task (on the calling thread)."""
+        call = self.prepare(rec)
+        if isinstance(call, Outcome):
+            return call
+        token = _current.set(self._context(rec, call.env))
+        try:
+            value = call.task.func(*call.args, **call.kwargs)
+        except Exception as exc:
+            return self._failed(rec, call.env, call.task, call.started, exc)
+        finally:
+            _current.reset(token)
+        return self.finish(call, value)
+
+    async def run_async(self, rec: Record) -> Outcome:
+        """Decode and await an ``async def`` task (on the worker's event loop).
+
+        A ``soft_time_limit`` raises :class:`SoftTimeLimitExceeded` inside the coroutine at
+        its next ``await`` (so ``finally`` blocks run), and counts as a failure.
+        """
+        call = self.prepare(rec)
+        if isinstance(call, Outcome):
+            return call
+        _current.set(self._context(rec, call.env))  # this asyncio task's own context
+        limit = call.task.soft_time_limit
+        try:
+            coro = call.task.func(*call.args, **call.kwargs)
+            if limit is None:
+                value = await coro
+            else:
+                try:
+                    async with asyncio.timeout(limit):
+                        value = await coro
+                except TimeoutError:
+                    raise SoftTimeLimitExceeded(
+                        f"task {call.task.name!r} exceeded its soft time limit of {limit}s"
+                    ) from None
+        except Exception as exc:
+            return self._failed(rec, call.env, call.task, call.started, exc)
+        return self.finish(call, value)
+
+    def finish(self, call: Call, value: object) -> Outcome:
+        try:
+            payload = call.task.encode_result(value)
+        except ArgumentError as exc:  # the return value does not fit the declared type
+            return self._failed(call.record, call.env, call.task, call.started, exc)
+        result = self._result(call.env, TaskStatus.SUCCESS, call.started, payload, None)
+        return Outcome("success", (result,))
+
+    def prepare(self, rec: Record) -> Call | Outcome:
+        """Decode ``rec`` into a call, or the outcome that replaces running it (DLQ, EXPIRED)."""
         app = self.app
         limit = app.settings.max_payload_bytes
         if rec.value is not None and len(rec.value) > limit:
@@ -114,19 +178,11 @@ class Executor:
             args, kwargs = task.decode_args(env.args)
         except (DecodeError, ArgumentError) as exc:
             return self._dead_letter(rec, "bad-arguments", exc, env)
-        token = _current.set(self._context(rec, env))
-        try:
-            value = task.func(*args, **kwargs)
-            payload = task.encode_result(value)
-        except Exception as exc:
-            return self._failed(rec, env, task, started, exc)
-        finally:
-            _current.reset(token)
-        return Outcome("success", (self._result(env, TaskStatus.SUCCESS, started, payload, None),))
+        return Call(rec, env, task, args, kwargs, started)
 
     # -- failures --------------------------------------------------------------------------
     def _failed(
-        self, rec: Record, env: Envelope, task: Task[..., object], started: int, exc: Exception
+        self, rec: Record, env: Envelope, task: Task[..., Any], started: int, exc: Exception
     ) -> Outcome:
         error = error_info(exc)
         verdict = decide(

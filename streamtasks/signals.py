@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Reject", "Retry", "TaskSignal"]
+__all__ = ["Reject", "Retry", "SoftTimeLimitExceeded", "TaskSignal"]
 
 
 class TaskSignal(Exception):
@@ -31,3 +31,8 @@ class Reject(TaskSignal):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a task that ran past its ``soft_time_limit`` (a failure: the retry
+    policy applies)."""

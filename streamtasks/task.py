@@ -7,6 +7,7 @@ are validated against the signature before anything is produced.
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ class Task(Generic[P, R]):
         queue: str,
         codec: Codec,
         retry: RetryPolicy | None = None,
+        soft_time_limit: float | None = None,
     ) -> None:
         problem = validate_name("queue", queue)
         if problem:
@@ -52,6 +54,13 @@ class Task(Generic[P, R]):
         self.name = name
         self.queue = queue
         self._retry = retry
+        self.is_async = inspect.iscoroutinefunction(func)
+        if soft_time_limit is not None and (soft_time_limit <= 0 or not self.is_async):
+            raise ConfigError(
+                f"task {name!r}: soft_time_limit must be > 0 and is supported for async def "
+                "tasks (a thread cannot be interrupted safely)"
+            )
+        self.soft_time_limit = soft_time_limit
         self.signature: Signature = signature_of(func, task_name=name)
         self.args_schema: KnownSchema = codec.register(self.signature.record_schema)
         result_schema, ret = return_adapter(func, task_name=name)

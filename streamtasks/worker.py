@@ -38,11 +38,12 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from streamtasks import _kafka
+from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
 from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
-from streamtasks.execution import Executor, Output, Record, header
+from streamtasks.execution import Executor, Outcome, Output, Record, header
 from streamtasks.pool import ThreadPool
 from streamtasks.topics import results_topic, task_topic
 from streamtasks.tracker import OffsetTracker
@@ -88,6 +89,7 @@ class Worker:
         *,
         queues: Sequence[str] | None = None,
         concurrency: int = 8,
+        async_concurrency: int = 100,
         max_in_flight: int | None = None,
         group_id: str | None = None,
         worker_id: str | None = None,
@@ -105,6 +107,10 @@ class Worker:
                     f"queue {q!r} has no tasks in app {app.name!r}; known queues: {app.queues()}"
                 )
         self.concurrency = concurrency
+        self.async_concurrency = async_concurrency
+        self._async_tasks = {
+            t.name.encode() for t in app.tasks.values() if t.is_async and t.queue in self.queues
+        }
         self.max_in_flight = max_in_flight or max(256, concurrency * 32)
         self.group_id = group_id or app.settings.worker_group()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -133,6 +139,7 @@ class Worker:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._pool: ThreadPool | None = None
+        self._aio: AsyncRunner | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -157,6 +164,8 @@ class Worker:
             settings.consumer(self.group_id, **{"client.id": self.worker_id})
         )
         self._pool = ThreadPool(self.concurrency)
+        if self._async_tasks:
+            self._aio = AsyncRunner(self.async_concurrency)
         self._executor = Executor(self.app, self.worker_id)
         log.info(
             "worker started",
@@ -279,6 +288,9 @@ class Worker:
             self._consumer.resume([TopicPartition(t, p) for t, p in due])
 
     def _submit(self, job: _Job) -> None:
+        if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
+            self._aio.submit(lambda: self._execute_async(job))
+            return
         assert self._pool is not None
         self._pool.submit(lambda: self._execute(job))
 
@@ -362,7 +374,17 @@ class Worker:
             self._abandoned.append(job)  # partition revoked before the task started
             return
         assert self._executor is not None
-        outcome = self._executor.run(job.record)
+        self._emit(job, self._executor.run(job.record))
+
+    async def _execute_async(self, job: _Job) -> None:
+        """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
+        if self._generation.get(job.tp) != job.generation or self._force.is_set():
+            self._abandoned.append(job)
+            return
+        assert self._executor is not None
+        self._emit(job, await self._executor.run_async(job.record))
+
+    def _emit(self, job: _Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
         job.unacked = len(outcome.outputs)  # before producing: acks may arrive at once
         for output in outcome.outputs:
@@ -526,6 +548,8 @@ class Worker:
             self._producer.flush(5.0)
         if self._pool is not None and not self._force.is_set():
             self._pool.shutdown(timeout=1.0)
+        if self._aio is not None:
+            self._aio.shutdown(timeout=1.0)
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

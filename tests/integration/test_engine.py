@@ -151,3 +151,39 @@ def test_a_30s_task_with_a_10s_max_poll_interval_causes_no_rebalance(
     assert "MAX_POLL" not in log
     assert worker.is_alive()
     wait_for_workers([worker], app.settings.partitions * len(app.worker_topics()), timeout=5)
+
+
+def test_2000_async_tasks_run_concurrently_on_one_event_loop(
+    app: App, start_workers: StartWorkers
+) -> None:
+    # Given one worker with async concurrency 100 and 4 task threads
+    start_workers(1, "--concurrency", "4", "--async-concurrency", "100")
+    # When 2,000 async tasks that each await 20 ms are sent
+    handles = [app.tasks["async_span"].send(i, 20) for i in range(2000)]
+    spans: list[Span] = [h.get(timeout=60) for h in handles]
+    # Then they overlapped far beyond the 4 threads (one loop, many awaits in flight)
+    events = sorted([(s.start_ns, 1) for s in spans] + [(s.end_ns, -1) for s in spans])
+    running = best = 0
+    for _, delta in events:
+        running += delta
+        best = max(best, running)
+    elapsed = (max(s.end_ns for s in spans) - min(s.start_ns for s in spans)) / 1e9
+    print(f"\n2000 async tasks x 20 ms: max concurrency {best}, run span {elapsed:.2f}s")
+    assert 50 <= best <= 100  # bounded by --async-concurrency
+    assert len({s.pid for s in spans}) == 1
+
+
+def test_a_soft_time_limit_raises_inside_an_async_task_which_can_clean_up(
+    app: App, start_workers: StartWorkers, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from streamtasks import TaskFailedError
+
+    marker = Path(str(tmp_path)) / "cleanup.txt"
+    start_workers(1)
+    with pytest.raises(TaskFailedError) as info:
+        app.tasks["async_cleanup"].send(str(marker), 30.0).get(timeout=30)
+    assert info.value.error_type == "SoftTimeLimitExceeded"
+    assert marker.read_text() == "cleaned\n"
+    assert app.tasks["async_cleanup"].send(str(marker), 0.01).get(timeout=30) == "finished"

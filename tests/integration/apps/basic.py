@@ -6,6 +6,7 @@ own topics and consumer group.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 import time
@@ -111,6 +112,21 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
         start = time.time_ns()
         time.sleep(sleep_ms / 1000)
         return Span(start, time.time_ns(), current_task().partition, os.getpid())
+
+    @app.task(name="async_span")
+    async def async_span(i: int, sleep_ms: int) -> Span:
+        start = time.time_ns()
+        await asyncio.sleep(sleep_ms / 1000)
+        return Span(start, time.time_ns(), current_task().partition, os.getpid())
+
+    @app.task(name="async_cleanup", soft_time_limit=0.5)
+    async def async_cleanup(marker: str, sleep_s: float) -> str:
+        try:
+            await asyncio.sleep(sleep_s)
+            return "finished"
+        finally:
+            with open(marker, "a") as f:  # cleanup runs even when the soft limit fires
+                f.write("cleaned\n")
 
     @app.task(name="rejecting")
     def rejecting(reason: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -105,6 +105,8 @@ class App:
         queue: str | None = None,
         retry: RetryPolicy | None = None,
         soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        pool: Literal["thread", "process"] = "thread",
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -116,12 +118,16 @@ class App:
         queue: str | None = None,
         retry: RetryPolicy | None = None,
         soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        pool: Literal["thread", "process"] = "thread",
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a typed function as a task (``@app.task`` or ``@app.task(queue=...)``).
 
         ``retry``: this task's :class:`RetryPolicy` (default: the app's, which by default
         does not retry). ``async def`` functions run on the worker's event loop;
-        ``soft_time_limit`` (seconds, async tasks) raises ``SoftTimeLimitExceeded`` inside.
+        ``pool="process"`` runs a CPU-bound task in a child process of the worker, where a
+        hard ``time_limit`` (seconds) kills it; ``soft_time_limit`` (async or process tasks)
+        raises ``SoftTimeLimitExceeded`` inside the task first. Both count as failures.
         """
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
@@ -139,6 +145,8 @@ class App:
                 codec=self.codec,
                 retry=retry,
                 soft_time_limit=soft_time_limit,
+                time_limit=time_limit,
+                pool=pool,
             )
             self.tasks[task_name] = task
             return task

@@ -101,6 +101,9 @@ def worker(
     async_concurrency: Annotated[
         int, typer.Option(help="async def tasks awaited at once (one event loop).")
     ] = 100,
+    process_concurrency: Annotated[
+        int | None, typer.Option(help="Child processes for pool='process' tasks (default: CPUs).")
+    ] = None,
     group_id: Annotated[str | None, typer.Option(help="Consumer group (default: derived).")] = None,
     max_in_flight: Annotated[
         int | None, typer.Option(help="Received-but-unfinished tasks before partitions are paused.")
@@ -123,6 +126,8 @@ def worker(
             queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
             concurrency=concurrency,
             async_concurrency=async_concurrency,
+            process_concurrency=process_concurrency,
+            app_spec=app,
             group_id=group_id,
             max_in_flight=max_in_flight,
             shutdown_grace=shutdown_grace,

@@ -13,6 +13,7 @@ pure :func:`streamtasks.retry.decide`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import random
 import traceback
@@ -24,6 +25,7 @@ import structlog
 from streamtasks.context import TaskContext, _current
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import ArgumentError, DecodeError, UnknownSchemaError
+from streamtasks.procpool import ChildError, ProcessPool
 from streamtasks.retry import decide
 from streamtasks.signals import SoftTimeLimitExceeded
 from streamtasks.topics import Headers, dlq_topic, results_topic, retry_topic
@@ -93,8 +95,16 @@ def header(headers: Headers | None, name: str) -> bytes | None:
 class Executor:
     """Turns consumed records into outcomes for one worker."""
 
-    def __init__(self, app: App, worker_id: str, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        worker_id: str,
+        *,
+        rng: random.Random | None = None,
+        processes: ProcessPool | None = None,
+    ) -> None:
         self.app = app
+        self._processes = processes
         self.worker_id = worker_id
         self._rng = rng or random.Random()
         self._ns = app.settings.namespace
@@ -105,6 +115,8 @@ class Executor:
         call = self.prepare(rec)
         if isinstance(call, Outcome):
             return call
+        if call.task.pool == "process" and self._processes is not None:
+            return self._run_in_process(call)
         token = _current.set(self._context(rec, call.env))
         try:
             value = call.task.func(*call.args, **call.kwargs)
@@ -140,6 +152,21 @@ class Executor:
         except Exception as exc:
             return self._failed(rec, call.env, call.task, call.started, exc)
         return self.finish(call, value)
+
+    def _run_in_process(self, call: Call) -> Outcome:
+        assert self._processes is not None
+        task = call.task
+        try:
+            payload = self._processes.run(
+                task.name,
+                call.env.args,
+                time_limit=task.time_limit,
+                soft_time_limit=task.soft_time_limit,
+            )
+        except Exception as exc:
+            return self._failed(call.record, call.env, task, call.started, _as_local(exc))
+        result = self._result(call.env, TaskStatus.SUCCESS, call.started, payload, None)
+        return Outcome("success", (result,))
 
     def finish(self, call: Call, value: object) -> Outcome:
         try:
@@ -328,7 +355,27 @@ def _queue_of(topic: str, ns: str) -> str:
     return queue.split(".retry.", 1)[0]
 
 
+def _as_local(exc: Exception) -> Exception:
+    """A child process's error as an instance of its original type when that is a builtin
+    exception (so ``retry_on=(ConnectionError,)`` matches), else the :class:`ChildError`."""
+    if isinstance(exc, ChildError):
+        cls = getattr(builtins, exc.type_name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                local = cls(exc.message)
+            except Exception:
+                return exc
+            local.__notes__ = [exc.remote_traceback]
+            return local
+    return exc
+
+
 def error_info(exc: BaseException) -> ErrorInfo:
+    if isinstance(exc, ChildError):
+        return ErrorInfo(exc.type_name, exc.message, exc.remote_traceback[-_TRACEBACK_LIMIT:])
+    notes = getattr(exc, "__notes__", None)
+    if notes:  # a child's traceback carried over by _as_local
+        return ErrorInfo(type(exc).__qualname__, str(exc), str(notes[0])[-_TRACEBACK_LIMIT:])
     tb = "".join(traceback.format_exception(exc))
     if len(tb) > _TRACEBACK_LIMIT:
         tb = "...\n" + tb[-_TRACEBACK_LIMIT:]

@@ -11,7 +11,7 @@ import inspect
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
 from streamtasks._types import Signature, TypeAdapter, return_adapter, signature_of
 from streamtasks.codec import Codec, KnownSchema
@@ -45,6 +45,8 @@ class Task(Generic[P, R]):
         codec: Codec,
         retry: RetryPolicy | None = None,
         soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        pool: Literal["thread", "process"] = "thread",
     ) -> None:
         problem = validate_name("queue", queue)
         if problem:
@@ -55,12 +57,24 @@ class Task(Generic[P, R]):
         self.queue = queue
         self._retry = retry
         self.is_async = inspect.iscoroutinefunction(func)
-        if soft_time_limit is not None and (soft_time_limit <= 0 or not self.is_async):
+        if pool not in ("thread", "process"):
+            raise ConfigError(f"task {name!r}: pool must be 'thread' or 'process', not {pool!r}")
+        if pool == "process" and self.is_async:
+            raise ConfigError(f"task {name!r}: async def tasks run on the event loop, not pool=")
+        self.pool = pool
+        interruptible = self.is_async or pool == "process"
+        if soft_time_limit is not None and (soft_time_limit <= 0 or not interruptible):
             raise ConfigError(
-                f"task {name!r}: soft_time_limit must be > 0 and is supported for async def "
-                "tasks (a thread cannot be interrupted safely)"
+                f"task {name!r}: soft_time_limit must be > 0, for async def or "
+                "pool='process' tasks (a thread cannot be interrupted safely)"
+            )
+        if time_limit is not None and (time_limit <= 0 or pool != "process"):
+            raise ConfigError(
+                f"task {name!r}: time_limit (hard: the process is killed) must be > 0 and "
+                "needs pool='process'; for async def tasks use soft_time_limit"
             )
         self.soft_time_limit = soft_time_limit
+        self.time_limit = time_limit
         self.signature: Signature = signature_of(func, task_name=name)
         self.args_schema: KnownSchema = codec.register(self.signature.record_schema)
         result_schema, ret = return_adapter(func, task_name=name)

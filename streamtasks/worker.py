@@ -45,6 +45,7 @@ from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
 from streamtasks.execution import Executor, Outcome, Output, Record, header
 from streamtasks.pool import ThreadPool
+from streamtasks.procpool import ProcessPool
 from streamtasks.topics import results_topic, task_topic
 from streamtasks.tracker import OffsetTracker
 
@@ -90,6 +91,8 @@ class Worker:
         queues: Sequence[str] | None = None,
         concurrency: int = 8,
         async_concurrency: int = 100,
+        process_concurrency: int | None = None,
+        app_spec: str | None = None,
         max_in_flight: int | None = None,
         group_id: str | None = None,
         worker_id: str | None = None,
@@ -108,6 +111,17 @@ class Worker:
                 )
         self.concurrency = concurrency
         self.async_concurrency = async_concurrency
+        self._process_tasks = [
+            t.name for t in app.tasks.values() if t.pool == "process" and t.queue in self.queues
+        ]
+        if self._process_tasks and not app_spec:
+            raise ConfigError(
+                f"tasks {self._process_tasks} use pool='process': the worker needs the app's "
+                "import path to start task processes (Worker(app, app_spec='pkg.module:app'); "
+                "the CLI passes it)"
+            )
+        self.app_spec = app_spec
+        self.process_concurrency = process_concurrency or os.cpu_count() or 2
         self._async_tasks = {
             t.name.encode() for t in app.tasks.values() if t.is_async and t.queue in self.queues
         }
@@ -140,6 +154,7 @@ class Worker:
         self._producer: Producer | None = None
         self._pool: ThreadPool | None = None
         self._aio: AsyncRunner | None = None
+        self._processes: ProcessPool | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -166,7 +181,10 @@ class Worker:
         self._pool = ThreadPool(self.concurrency)
         if self._async_tasks:
             self._aio = AsyncRunner(self.async_concurrency)
-        self._executor = Executor(self.app, self.worker_id)
+        if self._process_tasks:
+            assert self.app_spec is not None
+            self._processes = ProcessPool(self.app_spec, self.process_concurrency)
+        self._executor = Executor(self.app, self.worker_id, processes=self._processes)
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -550,6 +568,8 @@ class Worker:
             self._pool.shutdown(timeout=1.0)
         if self._aio is not None:
             self._aio.shutdown(timeout=1.0)
+        if self._processes is not None:
+            self._processes.shutdown()
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

@@ -187,3 +187,43 @@ def test_a_soft_time_limit_raises_inside_an_async_task_which_can_clean_up(
     assert info.value.error_type == "SoftTimeLimitExceeded"
     assert marker.read_text() == "cleaned\n"
     assert app.tasks["async_cleanup"].send(str(marker), 0.01).get(timeout=30) == "finished"
+
+
+def test_process_pool_tasks_run_in_child_processes(app: App, start_workers: StartWorkers) -> None:
+    (worker,) = start_workers(1, "--process-concurrency", "2")
+    pids = {app.tasks["cpu_pid"].send(10_000).get(timeout=60) for _ in range(20)}
+    assert worker.pid not in pids and 1 <= len(pids) <= 2
+
+
+def test_a_hard_time_limit_kills_a_stuck_process_task_and_the_retry_policy_applies(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    from streamtasks import TaskFailedError, TaskStatus
+    from streamtasks.topics import dlq_topic
+
+    (worker,) = start_workers(1, "--process-concurrency", "1")
+    res = app.tasks["stuck"].send("forever")
+    # Then each attempt is killed after 1 s, retried once, then dead-lettered
+    with pytest.raises(TaskFailedError) as info:
+        res.get(timeout=60)
+    assert info.value.error_type == "TimeLimitExceeded"
+    assert res.status is TaskStatus.DEAD and res.record().attempts == 2  # type: ignore[union-attr]
+    (dead,) = consume_all(kafka_bootstrap, dlq_topic(ns, "default"), expect=1, timeout=30)
+    assert dict(dead.headers())["st-dlq-reason"] == b"max-attempts"  # type: ignore[arg-type]
+    # And the pool replaced the killed process: process tasks still run
+    assert app.tasks["cpu_pid"].send(10).get(timeout=60) != worker.pid
+
+
+def test_a_soft_time_limit_raises_inside_a_process_task_which_can_clean_up(
+    app: App, start_workers: StartWorkers, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from streamtasks import TaskFailedError
+
+    marker = Path(str(tmp_path)) / "soft.txt"
+    start_workers(1, "--process-concurrency", "1")
+    with pytest.raises(TaskFailedError) as info:
+        app.tasks["soft_stop"].send(str(marker)).get(timeout=30)
+    assert info.value.error_type == "SoftTimeLimitExceeded"
+    assert marker.read_text() == "cleaned\n"

@@ -128,6 +128,30 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
             with open(marker, "a") as f:  # cleanup runs even when the soft limit fires
                 f.write("cleaned\n")
 
+    @app.task(name="cpu_pid", pool="process")
+    def cpu_pid(n: int) -> int:
+        total = sum(i * i for i in range(n))
+        assert total >= 0
+        return os.getpid()
+
+    @app.task(
+        name="stuck",
+        pool="process",
+        time_limit=1.0,
+        retry=RetryPolicy(max_attempts=2, backoff=0.2, jitter=0),
+    )
+    def stuck(tag: str) -> None:
+        time.sleep(600)
+
+    @app.task(name="soft_stop", pool="process", soft_time_limit=0.5, time_limit=10)
+    def soft_stop(marker: str) -> str:
+        try:
+            time.sleep(30)
+            return "finished"
+        finally:
+            with open(marker, "a") as f:
+                f.write("cleaned\n")
+
     @app.task(name="rejecting")
     def rejecting(reason: str) -> None:
         raise Reject(reason)

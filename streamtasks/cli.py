@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -111,16 +112,29 @@ def worker(
     shutdown_grace: Annotated[
         float, typer.Option(help="Seconds SIGTERM waits for in-flight tasks.")
     ] = 30.0,
+    processes: Annotated[
+        int,
+        typer.Option(help="Worker processes to run under a supervisor that restarts crashes."),
+    ] = 1,
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
+    SIGTERM drains in-flight tasks and commits; a second signal stops at once.
+
     Example: streamtasks worker myproj.tasks:app --concurrency 16 --queues default,emails
+    Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
     """
     from streamtasks._loading import load_app
     from streamtasks.worker import Worker
 
     try:
-        the_app = load_app(app)
+        the_app = load_app(app)  # fail fast in the supervisor too
+        if processes < 1:
+            raise ConfigError(f"--processes must be >= 1, got {processes}")
+        if processes > 1:
+            from streamtasks.supervisor import Supervisor, child_args
+
+            raise typer.Exit(Supervisor(child_args(sys.argv[1:]), processes).run())
         w = Worker(
             the_app,
             queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,

@@ -227,3 +227,52 @@ def test_a_soft_time_limit_raises_inside_a_process_task_which_can_clean_up(
         app.tasks["soft_stop"].send(str(marker)).get(timeout=30)
     assert info.value.error_type == "SoftTimeLimitExceeded"
     assert marker.read_text() == "cleaned\n"
+
+
+def test_the_supervisor_restarts_a_crashed_worker_process_and_drains_on_sigterm(
+    app: App, kafka_bootstrap: str, ns: str
+) -> None:
+    import json
+    import os
+    import signal
+
+    from streamtasks.process import WorkerProcess
+    from tests.integration.conftest import APP_SPEC, ROOT
+
+    sup = WorkerProcess(
+        APP_SPEC,
+        bootstrap=kafka_bootstrap,
+        env={"STREAMTASKS_NAMESPACE": ns},
+        args=["--processes", "2", "--concurrency", "4"],
+        cwd=str(ROOT),
+    ).start()
+    try:
+
+        def events(name: str) -> list[dict[str, object]]:
+            out = []
+            for line in sup.log_text().splitlines():
+                if line.startswith("{") and f'"{name}"' in line:
+                    out.append(json.loads(line))
+            return out
+
+        def children() -> list[int]:
+            return [int(e["pid"]) for e in events("worker process started")]  # type: ignore[call-overload]
+
+        _wait_until(lambda: len(children()) == 2, 30, "2 children")
+        # Given both children working through tasks
+        handles = [app.tasks["work"].send(i, sleep_ms=2) for i in range(2000)]
+        app.flush()
+        _wait_until(lambda: any(h.ready() for h in handles), 60, "first result")
+        # When one child is killed -9
+        os.kill(children()[0], signal.SIGKILL)
+        # Then the supervisor starts a replacement and every task still completes
+        _wait_until(lambda: len(children()) == 3, 30, "a replacement child")
+        assert events("worker process exited; restarting")
+        assert [h.get(timeout=120) for h in handles] == list(range(2000))
+        # And SIGTERM stops the supervisor and its children cleanly
+        assert sup.terminate(timeout=60) == 0
+        for pid in children():
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        sup.kill()

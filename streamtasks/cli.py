@@ -109,6 +109,9 @@ def worker(
     max_in_flight: Annotated[
         int | None, typer.Option(help="Received-but-unfinished tasks before partitions are paused.")
     ] = None,
+    max_in_flight_per_partition: Annotated[
+        int | None, typer.Option(help="Unfinished tasks of one partition before it is paused.")
+    ] = None,
     shutdown_grace: Annotated[
         float, typer.Option(help="Seconds SIGTERM waits for in-flight tasks.")
     ] = 30.0,
@@ -144,6 +147,7 @@ def worker(
             app_spec=app,
             group_id=group_id,
             max_in_flight=max_in_flight,
+            max_in_flight_per_partition=max_in_flight_per_partition,
             shutdown_grace=shutdown_grace,
         )
         w.run()

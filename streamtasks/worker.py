@@ -94,6 +94,7 @@ class Worker:
         process_concurrency: int | None = None,
         app_spec: str | None = None,
         max_in_flight: int | None = None,
+        max_in_flight_per_partition: int | None = None,
         group_id: str | None = None,
         worker_id: str | None = None,
         shutdown_grace: float = 30.0,
@@ -126,6 +127,10 @@ class Worker:
             t.name.encode() for t in app.tasks.values() if t.is_async and t.queue in self.queues
         }
         self.max_in_flight = max_in_flight or max(256, concurrency * 32)
+        # one hot partition (e.g. a long chain of one key) must not take the whole window
+        self.max_in_flight_per_partition = max_in_flight_per_partition or max(
+            16, self.max_in_flight // 4
+        )
         self.group_id = group_id or app.settings.worker_group()
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.shutdown_grace = shutdown_grace
@@ -149,6 +154,7 @@ class Worker:
         self._paused = False  # all partitions paused (back-pressure or shutdown)
         self._full_since: float | None = None
         self._held: dict[TP, int] = {}  # retry-tier partitions paused until a due time (ms)
+        self._hot: set[TP] = set()  # partitions paused for their own in-flight bound
         self._executor: Executor | None = None
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -275,6 +281,10 @@ class Worker:
             return  # not ours (any more) or a re-delivery already in progress
         self.stats.received += 1
         self._in_flight += 1
+        if tracker.unfinished >= self.max_in_flight_per_partition and tp not in self._hot:
+            self._hot.add(tp)
+            assert self._consumer is not None
+            self._consumer.pause([TopicPartition(topic, partition)])
         key = msg.key()
         job = _Job(Record(topic, partition, offset, key, msg.value(), hdrs), self._generation[tp])
         if key is not None:
@@ -301,9 +311,20 @@ class Worker:
         due = [tp for tp, when in self._held.items() if when <= now]
         for tp in due:
             del self._held[tp]
-        if due and not self._paused:
+        self._resume(due)
+
+    def _resume(self, tps: Iterable[TP]) -> None:
+        """Resume partitions that no other reason keeps paused (full, held, hot)."""
+        if self._paused:
+            return
+        ready = [
+            TopicPartition(t, p)
+            for t, p in tps
+            if (t, p) not in self._held and (t, p) not in self._hot
+        ]
+        if ready:
             assert self._consumer is not None
-            self._consumer.resume([TopicPartition(t, p) for t, p in due])
+            self._consumer.resume(ready)
 
     def _submit(self, job: _Job) -> None:
         if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
@@ -321,6 +342,9 @@ class Worker:
             tracker = self._trackers[tp]
             if tracker.finish(job.record.offset):
                 self._dirty.add(tp)
+            if tp in self._hot and tracker.unfinished <= self.max_in_flight_per_partition // 2:
+                self._hot.discard(tp)
+                self._resume([tp])
         if not finished:
             self.stats.abandoned += 1
         elif job.outcome == "success":
@@ -380,11 +404,8 @@ class Worker:
         elif (
             self._paused and self._in_flight <= self.max_in_flight // 2 and not self._stop.is_set()
         ):
-            held = self._held
-            consumer.resume(
-                [p for p in consumer.assignment() if (p.topic, p.partition) not in held]
-            )
             self._paused = False
+            self._resume((p.topic, p.partition) for p in consumer.assignment())
 
     # -- task threads ---------------------------------------------------------------------
     def _execute(self, job: _Job) -> None:
@@ -508,6 +529,7 @@ class Worker:
             self._trackers.pop(tp, None)
             self._generation.pop(tp, None)
             self._held.pop(tp, None)
+            self._hot.discard(tp)
             self._dirty.discard(tp)
         gone = set(tps)
         for kk in [kk for kk in self._keys if kk[0] in gone]:

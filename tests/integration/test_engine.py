@@ -276,3 +276,24 @@ def test_the_supervisor_restarts_a_crashed_worker_process_and_drains_on_sigterm(
                 os.kill(pid, 0)
     finally:
         sup.kill()
+
+
+@pytest.mark.partitions(2)
+def test_a_hot_partition_is_paused_on_its_own_so_other_partitions_keep_flowing(
+    app: App, start_workers: StartWorkers
+) -> None:
+    # Given a worker busy with a long chain of one key (serial: 2,000 x 2 ms); without the
+    # per-partition bound the chain fills the whole in-flight window (checked: this fails
+    # with --max-in-flight-per-partition 100000)
+    start_workers(1, "--concurrency", "8")
+    hot = [app.tasks["span"].apply_async(("hot", i, 2), key="hot") for i in range(2000)]
+    hot[0].get(timeout=30)
+    # When tasks with other keys are sent meanwhile
+    quick = [app.tasks["span"].apply_async((f"q{i}", 0, 0), key=f"q{i}") for i in range(200)]
+    quick_spans: list[Span] = [q.get(timeout=60) for q in quick]
+    hot_spans: list[Span] = [h.get(timeout=60) for h in hot]
+    # Then those on the other partition finished long before the chain's last thousand
+    hot_partition = hot_spans[0].partition
+    other = [s for s in quick_spans if s.partition != hot_partition]
+    assert other, "no quick task landed on the other partition"
+    assert max(s.end_ns for s in other) < hot_spans[-1000].end_ns

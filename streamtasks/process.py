@@ -107,6 +107,11 @@ class WorkerProcess:
         self._assigned = set()
         return self._proc.returncode
 
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit; raises ``subprocess.TimeoutExpired`` after timeout."""
+        assert self._proc is not None, "not started"
+        return self._proc.wait(timeout)
+
     def log_text(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()

@@ -297,3 +297,31 @@ def test_a_hot_partition_is_paused_on_its_own_so_other_partitions_keep_flowing(
     other = [s for s in quick_spans if s.partition != hot_partition]
     assert other, "no quick task landed on the other partition"
     assert max(s.end_ns for s in other) < hot_spans[-1000].end_ns
+
+
+def test_a_second_sigterm_stops_at_once_and_nothing_unfinished_is_committed(
+    app: App, start_workers: StartWorkers
+) -> None:
+    import os
+    import signal
+    import subprocess
+
+    # Given a worker running 8 tasks of 20 s (a graceful drain would take 20 s)
+    (w,) = start_workers(1, "--concurrency", "8")
+    slow = [app.tasks["work"].send(i, sleep_ms=20_000) for i in range(8)]
+    quick = app.tasks["add"].send(1, 1)
+    assert quick.get(timeout=30) == 2
+    time.sleep(0.5)  # the slow ones were handed to the pool with the quick one
+    # When it gets SIGTERM twice
+    os.kill(w.pid, signal.SIGTERM)
+    time.sleep(0.2)
+    os.kill(w.pid, signal.SIGTERM)
+    # Then it stops well before its tasks could have finished
+    try:
+        w.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second SIGTERM did not stop the worker at once")
+    assert not any(h.ready() for h in slow)
+    # And their offsets were not committed: a new worker runs every one of them
+    start_workers(1, "--concurrency", "8")
+    assert [h.get(timeout=60) for h in slow] == list(range(8))

@@ -1,4 +1,8 @@
-"""The benchmark's streamtasks app: one no-op task.
+"""The benchmark's streamtasks app: a no-op task and two 20 ms sleep tasks.
+
+``bench.noop`` is the throughput/latency task; ``bench.sleep20`` (``time.sleep``, run on the
+worker's thread pool, ``--concurrency``) and ``bench.asleep20`` (``asyncio.sleep``, run on the
+worker's event loop, ``--async-concurrency``) are for the sleep-bound parts.
 
 Workers load it as ``bench_app:app`` (cwd or PYTHONPATH = this folder); the namespace and the
 bootstrap address come from STREAMTASKS_NAMESPACE / STREAMTASKS_BOOTSTRAP_SERVERS, so each
@@ -7,6 +11,9 @@ benchmark part can use fresh topics. ``bench/run.py`` builds its client-side app
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from streamtasks import App
 
@@ -31,6 +38,16 @@ def make_app(namespace: str | None = None, bootstrap_servers: str | None = None)
 
     @app.task(name="bench.noop")
     def noop(i: int) -> int:
+        return i
+
+    @app.task(name="bench.sleep20")
+    def sleep20(i: int) -> int:
+        time.sleep(0.02)
+        return i
+
+    @app.task(name="bench.asleep20")
+    async def asleep20(i: int) -> int:
+        await asyncio.sleep(0.02)
         return i
 
     return app

@@ -2,6 +2,8 @@
 """streamtasks throughput/latency benchmark against a raw confluent-kafka baseline.
 
     python bench/run.py [--n 20000] [--workers 2] [--rate 200] [--latency-n 2000]
+                        [--sleep-n 2000] [--sleep-concurrency 50] [--async-concurrency 100]
+                        [--parts raw,st,workers,latency,sleep,asleep]
                         [--bootstrap-servers HOST:PORT] [--json out.json] [--py-spy DIR]
 
 Parts (each on fresh topics / a fresh namespace, workers joined before anything is timed,
@@ -21,6 +23,11 @@ a warm-up of 60 tasks/records sent and awaited first):
      client clocks are the same machine's), and of send -> ``get()`` returned in the client.
      Also the CPU that W joined, idle workers (and the broker) burn over 3 s.
 (e)  VmRSS / VmHWM of the worker processes (from /proc) at the end of each part.
+(f)  sleep-bound: --sleep-n ``bench.sleep20`` tasks (time.sleep(0.02)) -> W workers started
+     with ``--concurrency`` --sleep-concurrency (part "sleep"), and the same with
+     ``bench.asleep20`` (await asyncio.sleep(0.02)) -> W workers started with
+     ``--async-concurrency`` --async-concurrency (part "asleep"). Wall time = first send ->
+     last ``AsyncResult.get`` returned, printed against --sleep-target (not asserted).
 
 "CPU during run" is user+system CPU of this process (the client: sending + result listener),
 the broker (embedded only) and the workers over the timed span, from /proc.
@@ -62,6 +69,7 @@ from streamtasks.topics import TopicSpec, results_topic  # noqa: E402
 
 IDLE_S = 3.0  # seconds of idle-CPU measurement in the latency part
 WARMUP = 60  # records/tasks sent and awaited before each timed part (touches every partition)
+SLEEP_S = 0.02  # what bench.sleep20 / bench.asleep20 sleep
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -439,10 +447,15 @@ def start_spies(ctx: Ctx, workers: Sequence[WorkerProcess], tag: str) -> list[Py
 
 
 @contextlib.contextmanager
-def st_workers(ctx: Ctx, app: App, tag: str) -> Iterator[list[WorkerProcess]]:
+def st_workers(
+    ctx: Ctx, app: App, tag: str, options: Sequence[str] | None = None
+) -> Iterator[list[WorkerProcess]]:
     """``ctx.workers`` ``streamtasks worker`` processes of ``app``'s namespace, yielded once
     they together own every partition of every topic a worker consumes (the task topic and
-    its retry tiers: ``app.worker_topics()``)."""
+    its retry tiers: ``app.worker_topics()``). ``options`` replaces the default
+    ``--concurrency ctx.concurrency``; ``ctx.worker_args`` are appended either way."""
+    if options is None:
+        options = ["--concurrency", str(ctx.concurrency)]
     ns = app.settings.namespace
     pythonpath = os.pathsep.join(p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH")) if p)
     procs = [
@@ -453,7 +466,7 @@ def st_workers(ctx: Ctx, app: App, tag: str) -> Iterator[list[WorkerProcess]]:
                 "STREAMTASKS_NAMESPACE": ns,
                 "PYTHONPATH": pythonpath,
             },
-            args=["--concurrency", str(ctx.concurrency), *ctx.worker_args],
+            args=[*options, *ctx.worker_args],
             cwd=str(BENCH_DIR),
             log_path=str(ctx.log_dir / f"{tag}-worker-{i}.log"),
             log_level="info",  # readiness is read from the "partitions assigned" lines
@@ -647,6 +660,82 @@ def run_latency(ctx: Ctx, count: int, rate: float) -> dict[str, Any]:
         app.close()
 
 
+def peak_running(recs: Sequence[ResultRecord]) -> dict[str, int]:
+    """Per worker, the most tasks whose [started_at, finished_at) (ms) overlapped."""
+    events: dict[str, list[tuple[int, int]]] = {}
+    for r in recs:
+        if r.worker_id and r.started_at and r.finished_at:
+            ev = events.setdefault(r.worker_id, [])
+            ev += [(r.started_at, 1), (r.finished_at, -1)]
+    peaks: dict[str, int] = {}
+    for wid, ev in events.items():
+        ev.sort()  # at equal ms a finish (-1) sorts before a start (+1): no false overlap
+        running = peak = 0
+        for _, d in ev:
+            running += d
+            peak = max(peak, running)
+        peaks[wid] = peak
+    return peaks
+
+
+def run_sleep(
+    ctx: Ctx, n: int, task_name: str, tag: str, options: list[str], slots: int
+) -> dict[str, Any]:
+    """``n`` tasks that each sleep SLEEP_S to ``ctx.workers`` workers started with
+    ``options``; ``slots`` = tasks one worker runs at once (for the ideal time)."""
+    ns = f"bench{tag}{uuid.uuid4().hex[:8]}"
+    app = make_app(ns, ctx.bootstrap)
+    task = app.tasks[task_name]
+    try:
+        app.apply_topics()
+        with st_workers(ctx, app, tag, options) as workers:
+            warm = [task.send(i) for i in range(WARMUP)]
+            for h in warm:
+                h.get(timeout=60)
+            time.sleep(0.5)  # let the warm-up's commits settle
+            with CpuMeter(ctx.broker_pid, [w.pid for w in workers]) as cpu:
+                t0 = time.perf_counter()
+                handles = [task.send(i) for i in range(n)]
+                t_enqueued = time.perf_counter()
+                app.flush(60)
+                t_sent = time.perf_counter()
+                wrong = 0
+                for i, h in enumerate(handles):
+                    if h.get(timeout=max(1.0, 120 - (time.perf_counter() - t0))) != i:
+                        wrong += 1
+                t_done = time.perf_counter()
+            mem = [proc_mem(w.pid) for w in workers]
+        recs = [r for r in (h.record() for h in handles) if r is not None]
+        per_worker: dict[str, int] = {}
+        for r in recs:
+            if r.worker_id:
+                per_worker[r.worker_id] = per_worker.get(r.worker_id, 0) + 1
+        start = [r.started_at - r.created_at for r in recs if r.started_at]
+        run = [r.finished_at - r.started_at for r in recs if r.started_at and r.finished_at]
+        first_start = min(r.started_at for r in recs if r.started_at)
+        last_finish = max(r.finished_at for r in recs if r.finished_at)
+        return {
+            "n": n,
+            "task": task_name,
+            "worker_options": options,
+            "slots_per_worker": slots,
+            "ideal_s": n * SLEEP_S / (ctx.workers * slots),
+            "enqueue_s": t_enqueued - t0,
+            "send_s": t_sent - t0,
+            "total_s": t_done - t0,
+            "first_start_to_last_finish_s": (last_finish - first_start) / 1000,
+            "wrong_results": wrong,
+            "enqueue_to_start_ms": {"p50": pct(start, 50), "p99": pct(start, 99)},
+            "run_ms": {"p50": pct(run, 50), "p99": pct(run, 99)},
+            "tasks_per_worker": sorted(per_worker.values()),
+            "peak_running_per_worker": sorted(peak_running(recs).values()),
+            "cpu_s": cpu.used,
+            "worker_mem_mib": mem,
+        }
+    finally:
+        app.close()
+
+
 # -- main ---------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def broker(bootstrap: str | None) -> Iterator[tuple[str, int | None, str]]:
@@ -680,8 +769,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="tasks/s for the latency part")
     ap.add_argument("--latency-n", type=int, default=2000, help="tasks for the latency part")
     ap.add_argument("--bootstrap-servers", default=os.environ.get("STREAMTASKS_BOOTSTRAP_SERVERS"))
+    ap.add_argument("--sleep-n", type=int, default=2000, help="tasks for the sleep parts")
     ap.add_argument(
-        "--parts", default="raw,st,workers,latency", help="comma-separated subset to run"
+        "--sleep-concurrency", type=int, default=50, help="--concurrency of the sleep part"
+    )
+    ap.add_argument(
+        "--async-concurrency", type=int, default=100, help="--async-concurrency of the asleep part"
+    )
+    ap.add_argument(
+        "--sleep-target", type=float, default=1.5, help="wall-time target of the sleep parts (s)"
+    )
+    ap.add_argument(
+        "--parts",
+        default="raw,st,workers,latency,sleep,asleep",
+        help="comma-separated subset to run",
     )
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--py-spy", metavar="DIR", help="py-spy record the streamtasks workers")
@@ -742,6 +843,13 @@ def main(argv: list[str] | None = None) -> int:
             "raw_payload_bytes": payload_size,
             "raw_result_bytes": result_size,
             "latency": {"count": args.latency_n, "rate": args.rate},
+            "sleep": {
+                "n": args.sleep_n,
+                "sleep_s": SLEEP_S,
+                "concurrency": args.sleep_concurrency,
+                "async_concurrency": args.async_concurrency,
+                "target_s": args.sleep_target,
+            },
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
         }
@@ -759,6 +867,29 @@ def main(argv: list[str] | None = None) -> int:
             results["workers_only"] = run_workers_only(ctx, args.n)
         if "latency" in parts:
             results["latency"] = run_latency(ctx, args.latency_n, args.rate)
+        if "sleep" in parts:
+            results["sleep"] = run_sleep(
+                ctx,
+                args.sleep_n,
+                "bench.sleep20",
+                "sleep",
+                ["--concurrency", str(args.sleep_concurrency)],
+                args.sleep_concurrency,
+            )
+        if "asleep" in parts:
+            results["asleep"] = run_sleep(
+                ctx,
+                args.sleep_n,
+                "bench.asleep20",
+                "asleep",
+                [
+                    "--concurrency",
+                    str(ctx.concurrency),
+                    "--async-concurrency",
+                    str(args.async_concurrency),
+                ],
+                args.async_concurrency,
+            )
     results["wall_s"] = time.perf_counter() - t_all
 
     print()
@@ -834,6 +965,41 @@ def main(argv: list[str] | None = None) -> int:
                 + f" (over {IDLE_S:.0f} s)",
             )
         )
+    for key, label, how in (
+        ("sleep", "(f) sleep 20 ms", "time.sleep"),
+        ("asleep", "(f') async sleep 20 ms", "asyncio.sleep"),
+    ):
+        sl = results.get(key)
+        if not sl:
+            continue
+        target = args.sleep_target
+        verdict = "met" if sl["total_s"] < target else "NOT met"
+        rows.append(
+            (
+                label,
+                f"{sl['total_s']:.2f} s first send -> last result for {sl['n']} x {how}(0.02), "
+                f"{ctx.workers} workers {' '.join(sl['worker_options'])} "
+                f"(target < {target:.1f} s: {verdict}; ideal {sl['ideal_s']:.2f} s)",
+            )
+        )
+        e2s, run = sl["enqueue_to_start_ms"], sl["run_ms"]
+        rows.append(
+            (
+                "",
+                f"send() x N {sl['enqueue_s']:.2f}s, flushed {sl['send_s']:.2f}s; first start -> "
+                f"last finish {sl['first_start_to_last_finish_s']:.2f}s; enqueue->start "
+                f"p50 {e2s['p50']:.0f} ms, p99 {e2s['p99']:.0f} ms; task run p50 "
+                f"{run['p50']:.0f} ms, p99 {run['p99']:.0f} ms",
+            )
+        )
+        rows.append(
+            (
+                "",
+                f"tasks per worker {sl['tasks_per_worker']}; peak running at once per worker "
+                f"{sl['peak_running_per_worker']}; wrong results {sl['wrong_results']}",
+            )
+        )
+        rows.append(("    CPU during run", _cpu_str(sl["cpu_s"], sl["n"])))
     mem_rows = []
     if st:
         mem_rows.append(f"streamtasks after throughput: {_mem_str(st['worker_mem_mib'])}")
@@ -841,6 +1007,12 @@ def main(argv: list[str] | None = None) -> int:
         mem_rows.append(f"streamtasks after workers-only: {_mem_str(wo['worker_mem_mib'])}")
     if lat:
         mem_rows.append(f"streamtasks after latency: {_mem_str(lat['worker_mem_mib'])}")
+    if results.get("sleep"):
+        mem_rows.append(f"streamtasks after sleep: {_mem_str(results['sleep']['worker_mem_mib'])}")
+    if results.get("asleep"):
+        mem_rows.append(
+            f"streamtasks after async sleep: {_mem_str(results['asleep']['worker_mem_mib'])}"
+        )
     if raw:
         mem_rows.append(f"raw baseline: {_mem_str(raw['worker_mem_mib'])}")
     for i, text in enumerate(mem_rows):

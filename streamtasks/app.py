@@ -1,8 +1,9 @@
-"""The application object: settings, the task registry, and the process's shared clients.
+"""The application object: settings, the task and schedule registries, and the shared clients.
 
 Invariants: an App holds at most one producer and one result listener per process, created
 lazily on first use (so importing a module that defines an App never touches the network);
-every task name is registered once; the codec knows every schema the app can write.
+every task name and every schedule name is registered once; the codec knows every schema the app
+can write.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -20,6 +22,7 @@ from streamtasks.config import Settings
 from streamtasks.envelope import Envelope, now_ms, register_builtin
 from streamtasks.errors import ArgumentError, ConfigError
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
+from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
 from streamtasks.topics import (
     Headers,
@@ -78,6 +81,7 @@ class App:
         self.codec = Codec()
         self.envelope_schema, self.result_schema = register_builtin(self.codec)
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
         self._producer: Producer | None = None
         self._listener: ResultListener | None = None
@@ -156,6 +160,111 @@ class App:
     def queues(self) -> list[str]:
         found = {t.queue for t in self.tasks.values()} | {self.settings.default_queue}
         return sorted(found)
+
+    # -- schedules ------------------------------------------------------------------------
+    def periodic(
+        self,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        *,
+        tz: str = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        misfire: Misfire = "skip",
+        max_catchup: int = 100,
+        grace: timedelta = DEFAULT_GRACE,
+        anchor: datetime = EPOCH,
+        queue: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a task that the scheduler sends on a schedule:
+        ``@app.periodic(cron="0 7 * * 1-5", tz="Europe/Berlin")`` or
+        ``@app.periodic(every=timedelta(seconds=30))``.
+
+        The function is registered as by ``@app.task(queue=, retry=)`` and scheduled as by
+        :meth:`schedule` (``name``: the schedule's name, default the task's name); a bad
+        schedule or arguments that do not fit the signature fail at import, registering
+        nothing.
+        """
+
+        def register(fn: Callable[P, R]) -> Task[P, R]:
+            task = self.task(queue=queue, retry=retry)(fn)
+            try:
+                self.schedule(
+                    task,
+                    cron=cron,
+                    every=every,
+                    name=name,
+                    args=args,
+                    kwargs=kwargs,
+                    tz=tz,
+                    misfire=misfire,
+                    max_catchup=max_catchup,
+                    grace=grace,
+                    anchor=anchor,
+                )
+            except Exception:
+                del self.tasks[task.name]
+                raise
+            return task
+
+        return register
+
+    def schedule(
+        self,
+        task: Task[Any, Any] | str,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        tz: str = "UTC",
+        misfire: Misfire = "skip",
+        max_catchup: int = 100,
+        grace: timedelta = DEFAULT_GRACE,
+        anchor: datetime = EPOCH,
+    ) -> Schedule:
+        """Send a registered task (or task name) on a schedule, e.g.
+        ``app.schedule(report, cron="0 7 * * *", tz="Europe/Berlin", args=("daily",),
+        name="daily-report")``. Exactly one of ``cron`` and ``every``; see
+        :class:`~streamtasks.schedules.Schedule` for the other options.
+
+        Raises :class:`ConfigError` for a bad or duplicate schedule and :class:`ArgumentError`
+        when ``args``/``kwargs`` do not fit the task's signature.
+        """
+        task_name = task if isinstance(task, str) else task.name
+        registered = self.tasks.get(task_name)
+        if registered is None or (not isinstance(task, str) and registered is not task):
+            raise ConfigError(
+                f"cannot schedule {task_name!r}: it is not a task of this app; register it "
+                "with @app.task first"
+            )
+        schedule = Schedule(
+            name=name or task_name,
+            task_name=task_name,
+            args=tuple(args),
+            kwargs=dict(kwargs or {}),
+            cron=cron,
+            tz=tz,
+            every=every,
+            anchor=anchor,
+            misfire=misfire,
+            max_catchup=max_catchup,
+            grace=grace,
+        )
+        if schedule.name in self.schedules:
+            raise ConfigError(
+                f"schedule name {schedule.name!r} is registered twice; pass name=... to give "
+                "one of them another name"
+            )
+        try:
+            registered.signature.to_record(schedule.args, dict(schedule.kwargs))
+        except ArgumentError as exc:
+            raise ArgumentError(f"schedule {schedule.name!r}: {exc}") from exc
+        self.schedules[schedule.name] = schedule
+        return schedule
 
     # -- topics ---------------------------------------------------------------------------
     def worker_topics(self, queues: Iterable[str] | None = None) -> list[str]:

@@ -44,6 +44,7 @@ from streamtasks.config import KafkaValue
 from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
 from streamtasks.execution import Executor, Outcome, Output, Record, header
+from streamtasks.flow import PartitionFlow
 from streamtasks.pool import ThreadPool
 from streamtasks.procpool import ProcessPool
 from streamtasks.topics import results_topic, task_topic
@@ -55,7 +56,6 @@ log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
-_PAUSE_AFTER_FULL_S = 1.0
 
 
 @dataclass
@@ -151,10 +151,7 @@ class Worker:
         self._dirty: set[TP] = set()
         self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
         self._in_flight = 0
-        self._paused = False  # all partitions paused (back-pressure or shutdown)
-        self._full_since: float | None = None
-        self._held: dict[TP, int] = {}  # retry-tier partitions paused until a due time (ms)
-        self._hot: set[TP] = set()  # partitions paused for their own in-flight bound
+        self._flow: PartitionFlow | None = None
         self._executor: Executor | None = None
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -183,6 +180,11 @@ class Worker:
         self._producer = _kafka.make_producer(settings.producer(**out_cfg))
         self._consumer = _kafka.make_consumer(
             settings.consumer(self.group_id, **{"client.id": self.worker_id})
+        )
+        self._flow = PartitionFlow(
+            self._consumer,
+            max_in_flight=self.max_in_flight,
+            per_partition=self.max_in_flight_per_partition,
         )
         self._pool = ThreadPool(self.concurrency)
         if self._async_tasks:
@@ -217,19 +219,19 @@ class Worker:
 
     # -- the poll loop ----------------------------------------------------------------------
     def _loop(self) -> None:
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
+        consumer, producer, flow = self._consumer, self._producer, self._flow
+        assert consumer is not None and producer is not None and flow is not None
         while not self._stop.is_set():
             room = self.max_in_flight - self._in_flight
             msgs: list[Message] = []
-            if room > 0 and not self._paused:
+            if room > 0 and not flow.paused:
                 # consume(n, t) waits out all of t unless n records are ready: take what is
                 # there without waiting, and block only in poll(), which wakes on one record.
                 msgs = consumer.consume(min(_BATCH, room), 0)
                 if not msgs and not self._in_flight:
-                    one = consumer.poll(self._idle_timeout())
+                    one = consumer.poll(flow.idle_timeout(now_ms()))
                     msgs = [one] if one is not None else []
-            elif self._paused:
+            elif flow.paused:
                 one = consumer.poll(0)  # serves rebalances; paused, so no records expected
                 msgs = [one] if one is not None else []  # ... but never drop one
             for msg in msgs:
@@ -247,14 +249,9 @@ class Worker:
             job = self._abandoned.popleft()
             self._complete(job, finished=False)
         self._store_offsets()
-        self._release_due()
-        self._apply_backpressure()
-
-    def _idle_timeout(self) -> float:
-        if not self._held:
-            return 0.1
-        wait = (min(self._held.values()) - now_ms()) / 1000
-        return max(0.001, min(0.1, wait))
+        assert self._flow is not None
+        self._flow.release_due(now_ms())
+        self._flow.window(self._in_flight, may_resume=not self._stop.is_set())
 
     def _on_consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -267,24 +264,23 @@ class Worker:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
         tp = (topic, partition)
-        if tp in self._held:
+        flow = self._flow
+        assert flow is not None
+        if flow.is_held(tp):
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
         hdrs = list(headers.items()) if isinstance(headers, dict) else headers
         if topic in self._tier_topics:
             due = header(hdrs, "st-not-before")
             if due is not None and int(due) > now_ms():
-                self._hold(tp, offset, int(due))
+                flow.hold(tp, offset, int(due))
                 return
         tracker = self._trackers.get(tp)
         if tracker is None or not tracker.add(offset):
             return  # not ours (any more) or a re-delivery already in progress
         self.stats.received += 1
         self._in_flight += 1
-        if tracker.unfinished >= self.max_in_flight_per_partition and tp not in self._hot:
-            self._hot.add(tp)
-            assert self._consumer is not None
-            self._consumer.pause([TopicPartition(topic, partition)])
+        flow.received(tp, tracker.unfinished)
         key = msg.key()
         job = _Job(Record(topic, partition, offset, key, msg.value(), hdrs), self._generation[tp])
         if key is not None:
@@ -294,37 +290,6 @@ class Worker:
                 return
             self._keys[(tp, key)] = deque()
         self._submit(job)
-
-    def _hold(self, tp: TP, offset: int, due: int) -> None:
-        """Keep a retry-tier partition at ``offset`` until ``due`` without blocking others."""
-        consumer = self._consumer
-        assert consumer is not None
-        part = TopicPartition(tp[0], tp[1], offset)
-        consumer.pause([part])
-        consumer.seek(part)
-        self._held[tp] = due
-
-    def _release_due(self) -> None:
-        if not self._held:
-            return
-        now = now_ms()
-        due = [tp for tp, when in self._held.items() if when <= now]
-        for tp in due:
-            del self._held[tp]
-        self._resume(due)
-
-    def _resume(self, tps: Iterable[TP]) -> None:
-        """Resume partitions that no other reason keeps paused (full, held, hot)."""
-        if self._paused:
-            return
-        ready = [
-            TopicPartition(t, p)
-            for t, p in tps
-            if (t, p) not in self._held and (t, p) not in self._hot
-        ]
-        if ready:
-            assert self._consumer is not None
-            self._consumer.resume(ready)
 
     def _submit(self, job: _Job) -> None:
         if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
@@ -342,9 +307,8 @@ class Worker:
             tracker = self._trackers[tp]
             if tracker.finish(job.record.offset):
                 self._dirty.add(tp)
-            if tp in self._hot and tracker.unfinished <= self.max_in_flight_per_partition // 2:
-                self._hot.discard(tp)
-                self._resume([tp])
+            assert self._flow is not None
+            self._flow.finished(tp, tracker.unfinished)
         if not finished:
             self.stats.abandoned += 1
         elif job.outcome == "success":
@@ -382,30 +346,6 @@ class Worker:
                 self._consumer.store_offsets(offsets=offsets)
             except KafkaException as exc:  # partition no longer assigned: the next owner redoes
                 log.warning("could not store offsets", error=str(exc))
-
-    def _apply_backpressure(self) -> None:
-        """While full the loop takes no records; pause only when full for a while.
-
-        Pausing makes librdkafka drop its prefetched records and the fetch restarts late
-        after resume (~1 s measured), so short bursts are absorbed by not consuming; a full
-        window that lasts (slow tasks) pauses, which keeps ``max.poll.interval.ms`` safe.
-        """
-        consumer = self._consumer
-        assert consumer is not None
-        full = self._in_flight >= self.max_in_flight
-        now = time.monotonic()
-        if not full:
-            self._full_since = None
-        elif self._full_since is None:
-            self._full_since = now
-        if not self._paused and full and now - (self._full_since or now) >= _PAUSE_AFTER_FULL_S:
-            consumer.pause(consumer.assignment())
-            self._paused = True
-        elif (
-            self._paused and self._in_flight <= self.max_in_flight // 2 and not self._stop.is_set()
-        ):
-            self._paused = False
-            self._resume((p.topic, p.partition) for p in consumer.assignment())
 
     # -- task threads ---------------------------------------------------------------------
     def _execute(self, job: _Job) -> None:
@@ -508,8 +448,8 @@ class Worker:
             tp = (p.topic, p.partition)
             self._trackers[tp] = OffsetTracker()
             self._generation[tp] = next(self._generations)
-        if self._paused and partitions:
-            consumer.pause(partitions)
+        assert self._flow is not None
+        self._flow.assigned(partitions)
         log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
         self.ready.set()
 
@@ -528,8 +468,8 @@ class Worker:
         for tp in tps:
             self._trackers.pop(tp, None)
             self._generation.pop(tp, None)
-            self._held.pop(tp, None)
-            self._hot.discard(tp)
+            if self._flow is not None:
+                self._flow.forget(tp)
             self._dirty.discard(tp)
         gone = set(tps)
         for kk in [kk for kk in self._keys if kk[0] in gone]:
@@ -567,9 +507,8 @@ class Worker:
     def _drain_for_shutdown(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        if not self._paused:
-            consumer.pause(consumer.assignment())
-            self._paused = True
+        assert self._flow is not None
+        self._flow.pause_all()
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
         deadline = time.monotonic() + self.shutdown_grace

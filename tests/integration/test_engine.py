@@ -306,8 +306,9 @@ def test_a_second_sigterm_stops_at_once_and_nothing_unfinished_is_committed(
     import signal
     import subprocess
 
-    # Given a worker running 8 tasks of 20 s (a graceful drain would take 20 s)
-    (w,) = start_workers(1, "--concurrency", "8")
+    # Given a worker running 8 tasks of 20 s (a graceful drain would take 20 s), with
+    # threads to spare so the quick task below never waits behind them
+    (w,) = start_workers(1, "--concurrency", "16")
     slow = [app.tasks["work"].send(i, sleep_ms=20_000) for i in range(8)]
     quick = app.tasks["add"].send(1, 1)
     assert quick.get(timeout=30) == 2

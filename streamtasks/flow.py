@@ -1,0 +1,117 @@
+"""Flow control of a worker's partitions: why each one is paused and when it may fetch again.
+
+Three independent reasons pause a partition, and a partition fetches only when none holds:
+
+* **full** — the worker's whole in-flight window is full (all partitions). The poll loop
+  simply takes no records while full; only a window that stays full for a while pauses,
+  because a paused partition drops its prefetched records and fetches again late (~1 s
+  measured) after resume;
+* **hot** — this partition alone has too many unfinished records (say, a long chain of one
+  key), so it cannot take the whole window from the others;
+* **held** — a retry-tier partition whose next record is not due yet (paused and rewound to
+  that record, which is fetched again when due).
+
+Invariant: :meth:`PartitionFlow.resume` never resumes a partition that another reason still
+holds paused. Only the worker's poll thread calls into this class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Consumer, TopicPartition
+
+__all__ = ["PAUSE_AFTER_FULL_S", "PartitionFlow"]
+
+TP = tuple[str, int]
+PAUSE_AFTER_FULL_S = 1.0
+
+
+class PartitionFlow:
+    def __init__(self, consumer: Consumer, *, max_in_flight: int, per_partition: int) -> None:
+        self._consumer = consumer
+        self.max_in_flight = max_in_flight
+        self.per_partition = per_partition
+        self.paused = False  # all partitions: full for a while, or shutting down
+        self._full_since: float | None = None
+        self._held: dict[TP, int] = {}  # due time (epoch ms) of the record held at
+        self._hot: set[TP] = set()
+
+    # -- held (retry tiers) ----------------------------------------------------------------
+    def is_held(self, tp: TP) -> bool:
+        return tp in self._held
+
+    def hold(self, tp: TP, offset: int, due_ms: int) -> None:
+        """Keep ``tp`` at ``offset`` until ``due_ms`` without blocking other partitions."""
+        part = TopicPartition(tp[0], tp[1], offset)
+        self._consumer.pause([part])
+        self._consumer.seek(part)
+        self._held[tp] = due_ms
+
+    def release_due(self, now_ms: int) -> None:
+        if not self._held:
+            return
+        due = [tp for tp, when in self._held.items() if when <= now_ms]
+        for tp in due:
+            del self._held[tp]
+        self.resume(due)
+
+    def idle_timeout(self, now_ms: int, default: float = 0.1) -> float:
+        """How long an idle poll may block: until the next held record is due, at most."""
+        if not self._held:
+            return default
+        wait = (min(self._held.values()) - now_ms) / 1000
+        return max(0.001, min(default, wait))
+
+    # -- hot partitions ---------------------------------------------------------------------
+    def received(self, tp: TP, unfinished: int) -> None:
+        if unfinished >= self.per_partition and tp not in self._hot:
+            self._hot.add(tp)
+            self._consumer.pause([TopicPartition(tp[0], tp[1])])
+
+    def finished(self, tp: TP, unfinished: int) -> None:
+        if tp in self._hot and unfinished <= self.per_partition // 2:
+            self._hot.discard(tp)
+            self.resume([tp])
+
+    # -- the whole window -------------------------------------------------------------------
+    def window(self, in_flight: int, *, may_resume: bool = True) -> None:
+        """Pause all when full for :data:`PAUSE_AFTER_FULL_S`; resume when half drained."""
+        full = in_flight >= self.max_in_flight
+        now = time.monotonic()
+        if not full:
+            self._full_since = None
+        elif self._full_since is None:
+            self._full_since = now
+        if not self.paused and full and now - (self._full_since or now) >= PAUSE_AFTER_FULL_S:
+            self.pause_all()
+        elif self.paused and may_resume and in_flight <= self.max_in_flight // 2:
+            self.paused = False
+            self.resume((p.topic, p.partition) for p in self._consumer.assignment())
+
+    def pause_all(self) -> None:
+        if not self.paused:
+            self._consumer.pause(self._consumer.assignment())
+            self.paused = True
+
+    # -- shared ---------------------------------------------------------------------------
+    def resume(self, tps: Iterable[TP]) -> None:
+        """Resume the partitions that no other reason keeps paused."""
+        if self.paused:
+            return
+        ready = [
+            TopicPartition(t, p)
+            for t, p in tps
+            if (t, p) not in self._held and (t, p) not in self._hot
+        ]
+        if ready:
+            self._consumer.resume(ready)
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        if self.paused and partitions:
+            self._consumer.pause(partitions)
+
+    def forget(self, tp: TP) -> None:
+        self._held.pop(tp, None)
+        self._hot.discard(tp)

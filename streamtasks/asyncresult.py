@@ -250,7 +250,9 @@ class AsyncResult:
     def _listener(self) -> ResultListener:
         return self.app.results_listener(history=self._delivery is None)
 
-    def _ensure_sent(self, timeout: float | None) -> None:
+    def wait_sent(self, timeout: float | None) -> None:
+        """Wait until the broker acknowledged the task event (raises BrokerError if it failed,
+        ResultTimeoutError if not acknowledged in time)."""
         d = self._delivery
         if d is None:
             return
@@ -285,7 +287,7 @@ class AsyncResult:
         if it failed and ``propagate`` is true, :class:`ResultTimeoutError` after ``timeout``.
         """
         start = time.monotonic()
-        self._ensure_sent(timeout)
+        self.wait_sent(timeout)
         rec = self._final
         if rec is None:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))

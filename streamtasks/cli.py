@@ -155,6 +155,75 @@ def worker(
         _fail(exc)
 
 
+@cli.command()
+def scheduler(app: AppArg) -> None:
+    """Publish APP's periodic tasks. Run 2+ replicas: one leads, the others stand by.
+
+    Each schedule fires once per fire time across replicas and restarts; SIGTERM stops it
+    (another replica takes over at once).
+
+    Example: streamtasks scheduler myproj.tasks:app
+    """
+    from streamtasks._loading import load_app
+    from streamtasks.scheduler import Scheduler
+
+    try:
+        Scheduler(load_app(app)).run()
+    except StreamtasksError as exc:
+        _fail(exc)
+
+
+@cli.command()
+def schedules(
+    app: AppArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List APP's schedules with their next fire times and last recorded fire.
+
+    Example: streamtasks schedules myproj.tasks:app --json
+    """
+    from datetime import UTC, datetime
+
+    from streamtasks._loading import load_app
+    from streamtasks.schedules import next_fire
+
+    try:
+        the_app = load_app(app)
+        state: dict[str, Any] = {}
+        if the_app.settings.bootstrap_servers:
+            from streamtasks.scheduler import read_state
+
+            state = read_state(the_app)
+    except StreamtasksError as exc:
+        _fail(exc)
+    now = datetime.now(UTC)
+    rows = []
+    for s in sorted(the_app.schedules.values(), key=lambda s: s.name):
+        last = state.get(s.name)
+        rows.append(
+            {
+                "name": s.name,
+                "task": s.task_name,
+                "when": f"cron {s.cron} ({s.tz})" if s.cron else f"every {s.every}",
+                "misfire": s.misfire,
+                "next_fire": next_fire(s, now).isoformat(),
+                "last_fire": last[0].isoformat() if last else None,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"schedules of {the_app.name}")
+    for col in ("name", "task", "when", "misfire", "next_fire", "last_fire"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) if r[c] is not None else "-" for c in r))
+    Console().print(table)
+
+
 @topics_cli.command("apply")
 def topics_apply(app: AppArg) -> None:
     """Create APP's topics if missing (idempotent; existing topics are left as they are).

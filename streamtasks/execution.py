@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from streamtasks.context import TaskContext, _current
+from streamtasks.dedupe import FiredIndex
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import ArgumentError, DecodeError, UnknownSchemaError
 from streamtasks.procpool import ChildError, ProcessPool
@@ -39,7 +40,7 @@ __all__ = ["Call", "Executor", "Outcome", "Output", "Record", "header"]
 log = structlog.get_logger("streamtasks.worker")
 
 _TRACEBACK_LIMIT = 8192
-OutcomeKind = Literal["success", "failure", "retry", "dead", "expired"]
+OutcomeKind = Literal["success", "failure", "retry", "dead", "expired", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +103,10 @@ class Executor:
         *,
         rng: random.Random | None = None,
         processes: ProcessPool | None = None,
+        fired: FiredIndex | None = None,
     ) -> None:
         self.app = app
+        self._fired = fired
         self._processes = processes
         self.worker_id = worker_id
         self._rng = rng or random.Random()
@@ -194,6 +197,10 @@ class Executor:
         if task is None:
             unknown = LookupError(f"task {env.task!r} is not registered in app {app.name!r}")
             return self._dead_letter(rec, "unknown-task", unknown, env)
+        fired = self._fired
+        if fired is not None and FiredIndex.is_fire(env.id) and fired.done(env.id):
+            log.info("skipped: this scheduled fire already ran", task_id=env.id, **rec.log_fields())
+            return Outcome("skipped", ())
         started = now_ms()
         if env.expires is not None and started > env.expires:
             late = started - env.expires
@@ -298,6 +305,8 @@ class Executor:
         payload: bytes | None,
         error: ErrorInfo | None,
     ) -> Output:
+        if self._fired is not None and status.is_final and FiredIndex.is_fire(env.id):
+            self._fired.add(env.id)
         record = ResultRecord(
             task_id=env.id,
             task=env.task,

@@ -36,12 +36,14 @@ class WorkerProcess:
         cwd: str | None = None,
         log_path: str | None = None,
         log_level: str = "info",
+        command: str = "worker",
     ) -> None:
         self.app_spec = app_spec
         self._env = {**os.environ, "STREAMTASKS_BOOTSTRAP_SERVERS": bootstrap, **(env or {})}
         self._args = list(args)
         self._cwd = cwd
         self._log_level = log_level
+        self._command = command
         if log_path is None:
             fd, log_path = tempfile.mkstemp(prefix="streamtasks-worker-", suffix=".log")
             os.close(fd)
@@ -63,7 +65,7 @@ class WorkerProcess:
                     "json",
                     "--log-level",
                     self._log_level,
-                    "worker",
+                    self._command,
                     self.app_spec,
                     *self._args,
                 ],

@@ -41,6 +41,7 @@ from streamtasks import _kafka
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
+from streamtasks.dedupe import FiredIndex
 from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
 from streamtasks.execution import Executor, Outcome, Output, Record, header
@@ -66,6 +67,7 @@ class WorkerStats:
     retried: int = 0
     expired: int = 0
     dead_lettered: int = 0
+    skipped: int = 0
     abandoned: int = 0
 
 
@@ -150,6 +152,7 @@ class Worker:
         self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}
         self._dirty: set[TP] = set()
         self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
+        self._no_output: deque[_Job] = deque()  # finished without outputs; drained by poll
         self._in_flight = 0
         self._flow: PartitionFlow | None = None
         self._executor: Executor | None = None
@@ -158,6 +161,7 @@ class Worker:
         self._pool: ThreadPool | None = None
         self._aio: AsyncRunner | None = None
         self._processes: ProcessPool | None = None
+        self._fired: FiredIndex | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -192,7 +196,12 @@ class Worker:
         if self._process_tasks:
             assert self.app_spec is not None
             self._processes = ProcessPool(self.app_spec, self.process_concurrency)
-        self._executor = Executor(self.app, self.worker_id, processes=self._processes)
+        scheduled = {s.task_name for s in self.app.schedules.values()}
+        if any(self.app.tasks[name].queue in self.queues for name in scheduled):
+            self._fired = FiredIndex(self.app)
+        self._executor = Executor(
+            self.app, self.worker_id, processes=self._processes, fired=self._fired
+        )
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -248,6 +257,8 @@ class Worker:
         while self._abandoned:
             job = self._abandoned.popleft()
             self._complete(job, finished=False)
+        while self._no_output:
+            self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
         assert self._flow is not None
         self._flow.release_due(now_ms())
@@ -319,6 +330,8 @@ class Worker:
             self.stats.expired += 1
         elif job.outcome == "retry":
             self.stats.retried += 1
+        elif job.outcome == "skipped":
+            self.stats.skipped += 1
         else:
             self.stats.dead_lettered += 1
         key = job.record.key
@@ -366,6 +379,8 @@ class Worker:
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
         job.unacked = len(outcome.outputs)  # before producing: acks may arrive at once
+        if not outcome.outputs:  # nothing to acknowledge (a duplicate fire): done now
+            self._no_output.append(job)
         for output in outcome.outputs:
             self._produce(job, output)
 
@@ -531,6 +546,8 @@ class Worker:
             self._aio.shutdown(timeout=1.0)
         if self._processes is not None:
             self._processes.shutdown()
+        if self._fired is not None:
+            self._fired.close()
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

@@ -13,6 +13,7 @@ import statistics
 import struct
 import zlib
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -131,6 +132,12 @@ def send_email(email: Email) -> str:
     with smtplib.SMTP(host, int(port), timeout=10) as smtp:
         smtp.send_message(msg)
     return f"sent to {email.to}"
+
+
+@app.periodic(every=timedelta(minutes=1), name="demo.heartbeat")
+def heartbeat() -> str:
+    """A periodic task: `streamtasks scheduler streamtasks.demo.tasks:app` publishes it."""
+    return "alive"
 
 
 @app.task(name="demo.aggregate")

@@ -23,6 +23,12 @@ COMMANDS = [
     ["send"],
     ["result"],
     ["demo"],
+    ["scheduler"],
+    ["schedules"],
+    ["dlq", "list"],
+    ["dlq", "show"],
+    ["dlq", "redrive"],
+    ["dlq", "purge"],
 ]
 
 

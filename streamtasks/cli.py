@@ -115,6 +115,10 @@ def worker(
     shutdown_grace: Annotated[
         float, typer.Option(help="Seconds SIGTERM waits for in-flight tasks.")
     ] = 30.0,
+    cooperative: Annotated[
+        bool,
+        typer.Option(help="Cooperative (incremental) rebalancing: only moved partitions stop."),
+    ] = False,
     processes: Annotated[
         int,
         typer.Option(help="Worker processes to run under a supervisor that restarts crashes."),
@@ -148,6 +152,7 @@ def worker(
             group_id=group_id,
             max_in_flight=max_in_flight,
             max_in_flight_per_partition=max_in_flight_per_partition,
+            cooperative=cooperative,
             shutdown_grace=shutdown_grace,
         )
         w.run()

@@ -102,6 +102,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         revoke_grace: float = 10.0,
         create_topics: bool = True,
+        cooperative: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -138,6 +139,9 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.revoke_grace = revoke_grace
         self.create_topics = create_topics
+        # Incremental (cooperative-sticky) rebalancing: only moved partitions are revoked.
+        # The callbacks below work per partition, so they are correct for both protocols.
+        self.cooperative = cooperative
         self.stats = WorkerStats()
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
@@ -182,9 +186,10 @@ class Worker:
             "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes),
         }
         self._producer = _kafka.make_producer(settings.producer(**out_cfg))
-        self._consumer = _kafka.make_consumer(
-            settings.consumer(self.group_id, **{"client.id": self.worker_id})
-        )
+        consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
+        if self.cooperative:
+            consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
+        self._consumer = _kafka.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
         self._flow = PartitionFlow(
             self._consumer,
             max_in_flight=self.max_in_flight,

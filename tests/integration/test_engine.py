@@ -104,11 +104,13 @@ def test_kill_9_a_random_worker_5_times_loses_nothing(
     assert duplicates <= kills * (256 + 1300)
 
 
+@pytest.mark.parametrize("protocol", ["eager", "cooperative"])
 def test_workers_joining_and_leaving_every_few_seconds_lose_nothing(
-    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str, protocol: str
 ) -> None:
     n = 8000
-    workers = start_workers(2, "--concurrency", "4")
+    flags = ("--concurrency", "4", *(("--cooperative",) if protocol == "cooperative" else ()))
+    workers = start_workers(2, *flags)
     handles = [app.tasks["work"].send(i, sleep_ms=3) for i in range(n)]
     app.flush()
     # churn: every ~2 s one worker leaves (graceful SIGTERM or kill -9) and a new one joins
@@ -119,11 +121,12 @@ def test_workers_joining_and_leaving_every_few_seconds_lose_nothing(
             leaving.kill()
         else:
             leaving.terminate(timeout=30)
-        workers.extend(start_workers(1, "--concurrency", "4", wait=False))
+        workers.extend(start_workers(1, *flags, wait=False))
     assert [h.get(timeout=240) for h in handles] == list(range(n))
     records = consume_all(kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=60)
     per_id = Counter(m.key() for m in records)
-    print(f"\nchurn: lost={n - len(per_id)} duplicates={sum(per_id.values()) - len(per_id)}")
+    dups = sum(per_id.values()) - len(per_id)
+    print(f"\nchurn ({protocol}): lost={n - len(per_id)} duplicates={dups}")
     assert len(per_id) == n
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from streamtasks._cli_common import AppArg, fail, jsonable
+from streamtasks.cli_dlq import dlq_cli
 from streamtasks.errors import ConfigError, StreamtasksError
 from streamtasks.logs import LogFormat, configure_logging
 
@@ -27,8 +29,7 @@ cli = typer.Typer(
 )
 topics_cli = typer.Typer(help="Manage the app's Kafka topics.", no_args_is_help=True)
 cli.add_typer(topics_cli, name="topics")
-
-AppArg = Annotated[str, typer.Argument(help="The app to load, as 'package.module:app'.")]
+cli.add_typer(dlq_cli, name="dlq")
 
 
 @cli.callback()
@@ -52,19 +53,14 @@ def _root(
     ] = None,
 ) -> None:
     if log_format not in ("console", "json"):
-        _fail(ConfigError(f"--log-format must be 'console' or 'json', not {log_format!r}"))
+        fail(ConfigError(f"--log-format must be 'console' or 'json', not {log_format!r}"))
     try:
         fmt: LogFormat = "json" if log_format == "json" else "console"
         configure_logging(fmt, log_level)
     except ValueError as exc:
-        _fail(ConfigError(str(exc)))
+        fail(ConfigError(str(exc)))
     if bootstrap_servers:
         os.environ["STREAMTASKS_BOOTSTRAP_SERVERS"] = bootstrap_servers
-
-
-def _fail(exc: BaseException) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
 
 
 @cli.command()
@@ -86,7 +82,7 @@ def broker(
     try:
         code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
     raise typer.Exit(code)
 
 
@@ -157,7 +153,7 @@ def worker(
         )
         w.run()
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @cli.command()
@@ -175,7 +171,7 @@ def scheduler(app: AppArg) -> None:
     try:
         Scheduler(load_app(app)).run()
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @cli.command()
@@ -200,7 +196,7 @@ def schedules(
 
             state = read_state(the_app)
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
     now = datetime.now(UTC)
     rows = []
     for s in sorted(the_app.schedules.values(), key=lambda s: s.name):
@@ -240,7 +236,7 @@ def topics_apply(app: AppArg) -> None:
     try:
         outcome = load_app(app).apply_topics()
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
     for name, state in sorted(outcome.items()):
         typer.echo(f"{state:8} {name}")
 
@@ -280,9 +276,9 @@ def send(
         the_app.flush()
         typer.echo(res.id)
         if wait is not None:
-            typer.echo(json.dumps(_jsonable(res.get(timeout=wait))))
+            typer.echo(json.dumps(jsonable(res.get(timeout=wait))))
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         if "the_app" in locals():
             the_app.close()
@@ -324,7 +320,7 @@ def result(
             "finished_at": rec.finished_at,
         }
         if rec.status.value == "SUCCESS":
-            out["value"] = _jsonable(the_app.AsyncResult(task_id).get(timeout=timeout))
+            out["value"] = jsonable(the_app.AsyncResult(task_id).get(timeout=timeout))
         if rec.error is not None:
             out["error"] = {"type": rec.error.type, "message": rec.error.message}
         if as_json:
@@ -333,7 +329,7 @@ def result(
             for k, v in out.items():
                 typer.echo(f"{k:12} {v}")
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @cli.command()
@@ -351,229 +347,8 @@ def demo(
     try:
         code = run_demo(n_tasks=tasks, n_workers=workers)
     except StreamtasksError as exc:
-        _fail(exc)
+        fail(exc)
     raise typer.Exit(code)
-
-
-# -- dlq ----------------------------------------------------------------------------------------
-
-dlq_cli = typer.Typer(
-    help="Inspect, redrive and purge dead letters (a queue's .dlq topic).", no_args_is_help=True
-)
-cli.add_typer(dlq_cli, name="dlq")
-
-QueueOpt = Annotated[str, typer.Option("--queue", "-q", help="The queue whose DLQ to use.")]
-TaskOpt = Annotated[str | None, typer.Option("--task", help="Only dead letters of this task.")]
-ErrorMatchOpt = Annotated[
-    str | None,
-    typer.Option("--error-match", help="Only errors matching this regex ('Type: message')."),
-]
-ReasonOpt = Annotated[
-    str | None,
-    typer.Option("--reason", help="Only this st-dlq-reason (e.g. max-attempts, undecodable)."),
-]
-
-
-@dlq_cli.command("list")
-def dlq_list(
-    app: AppArg,
-    queue: QueueOpt = "default",
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
-    show_all: Annotated[
-        bool, typer.Option("--all", help="Also show dead letters already redriven or purged.")
-    ] = False,
-    limit: Annotated[int | None, typer.Option(help="Show at most N (oldest first).")] = None,
-) -> None:
-    """List the dead letters of a queue: ref, task id, task, reason, error, attempts, age.
-
-    Example: streamtasks dlq list myproj.tasks:app --queue emails --limit 20
-    """
-    from rich.console import Console
-    from rich.table import Table
-
-    from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue, format_age, truncate
-    from streamtasks.envelope import now_ms
-
-    try:
-        dlq = DeadLetterQueue(load_app(app), queue)
-        letters = dlq.read(include_done=show_all)
-    except StreamtasksError as exc:
-        _fail(exc)
-    shown = letters if limit is None else letters[:limit]
-    if as_json:
-        typer.echo(json.dumps([d.to_json() for d in shown], indent=2))
-        return
-    now = now_ms()
-    table = Table(title=f"{dlq.topic}: {len(letters)} {'letters' if show_all else 'dead'}")
-    for column in ("ref", "task id", "task", "reason", "error", "attempts", "age"):
-        table.add_column(column, no_wrap=column != "error", overflow="fold")
-    if show_all:
-        table.add_column("state")
-    for d in shown:
-        row = [
-            d.ref,
-            d.task_id or "-",
-            d.task or "-",
-            d.reason,
-            truncate(d.error, 60),
-            "-" if d.attempts is None else str(d.attempts),
-            format_age(d.failed_at_ms, now),
-        ]
-        table.add_row(*row, *([d.state] if show_all else []))
-    console = Console()
-    console.print(table)
-    if len(shown) < len(letters):
-        console.print(f"showing {len(shown)} of {len(letters)}; raise --limit to see more")
-
-
-@dlq_cli.command("show")
-def dlq_show(
-    app: AppArg,
-    ref: Annotated[str, typer.Argument(help="A ref 'partition:offset' or a task id.")],
-    queue: QueueOpt = "default",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show one dead letter: every header, the decoded arguments, the traceback.
-
-    Example: streamtasks dlq show myproj.tasks:app 3:1042
-    """
-    from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue
-
-    try:
-        dlq = DeadLetterQueue(load_app(app), queue)
-        letter = dlq.get(ref)
-    except StreamtasksError as exc:
-        _fail(exc)
-    out = letter.to_json()
-    try:
-        args, kwargs = dlq.arguments(letter)
-        out["args"], out["kwargs"] = _jsonable(list(args)), _jsonable(kwargs)
-        call = [*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]
-        shown_args = f"{letter.task}({', '.join(call)})"
-    except StreamtasksError as exc:
-        out["args_error"] = shown_args = str(exc)
-    if as_json:
-        typer.echo(json.dumps(out, indent=2, default=repr))
-        return
-    for name in ("ref", "state", "task_id", "task", "reason", "attempts", "worker_id"):
-        typer.echo(f"{name:14} {out[name]}")
-    typer.echo(f"{'error':14} {letter.error}")
-    typer.echo(f"{'origin':14} {letter.origin or '-'}")
-    typer.echo(f"{'arguments':14} {shown_args}")
-    typer.echo("headers:")
-    for key, value in letter.headers.items():
-        if key != "st-traceback":
-            typer.echo(f"  {key}: {value}")
-    typer.echo("traceback:" if letter.traceback else "traceback: (none recorded)")
-    if letter.traceback:
-        typer.echo(letter.traceback.rstrip())
-
-
-@dlq_cli.command("redrive")
-def dlq_redrive(
-    app: AppArg,
-    queue: QueueOpt = "default",
-    task: TaskOpt = None,
-    error_match: ErrorMatchOpt = None,
-    reason: ReasonOpt = None,
-    limit: Annotated[int | None, typer.Option(help="Redrive at most N (oldest first).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would happen.")] = False,
-) -> None:
-    """Enqueue dead tasks again (same task id, attempt 1); each is redriven at most once.
-
-    Example: streamtasks dlq redrive myproj.tasks:app --task billing.charge --error-match Timeout
-    """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue
-
-    try:
-        dlq = DeadLetterQueue(load_app(app), queue)
-        with Progress(
-            TextColumn("redriving"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
-            job = bar.add_task("redrive", total=None)
-            report = dlq.redrive(
-                task=task,
-                error_match=error_match,
-                reason=reason,
-                limit=limit,
-                dry_run=dry_run,
-                progress=lambda done, total: bar.update(job, completed=done, total=total),
-            )
-    except StreamtasksError as exc:
-        _fail(exc)
-    for o in report.outcomes:
-        if o.kind != "already-done":
-            typer.echo(f"  {o.kind:13} {o.ref:>8} {o.task_id or '-'} {o.detail}".rstrip())
-    typer.echo(report.summary())
-    if report.failed:
-        raise typer.Exit(1)
-
-
-@dlq_cli.command("purge")
-def dlq_purge(
-    app: AppArg,
-    queue: QueueOpt = "default",
-    task: TaskOpt = None,
-    error_match: ErrorMatchOpt = None,
-    reason: ReasonOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Hide dead letters from list and redrive (records stay in Kafka; `list --all` shows them).
-
-    Example: streamtasks dlq purge myproj.tasks:app --reason undecodable --yes
-    """
-    import sys
-
-    from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue
-
-    try:
-        dlq = DeadLetterQueue(load_app(app), queue)
-        letters = dlq.select(task=task, error_match=error_match, reason=reason)
-        if not letters:
-            typer.echo("nothing to purge")
-            return
-        if not yes:
-            if not sys.stdin.isatty():
-                raise ConfigError(
-                    f"purging {len(letters)} dead letters needs confirmation: run it in a "
-                    "terminal or pass --yes"
-                )
-            typer.confirm(f"Purge {len(letters)} dead letters from {dlq.topic}?", abort=True)
-        purged = dlq.purge_letters(letters)
-    except StreamtasksError as exc:
-        _fail(exc)
-    typer.echo(f"purged {purged} dead letters from {dlq.topic}")
-
-
-def _jsonable(value: Any) -> Any:
-    import dataclasses
-    import enum
-    from datetime import date, datetime
-
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def main() -> None:

@@ -389,10 +389,11 @@ class Worker:
         for output in outcome.outputs:
             self._produce(job, output)
 
-    def _produce(self, job: _Job, out: Output) -> None:
-        """Task thread: hand an output to the producer; the poll thread sees the ack.
+    def _produce(self, job: _Job, out: Output, *, poll_thread: bool = False) -> None:
+        """Hand an output to the producer; the poll thread sees the ack.
 
-        Never gives up on an output: the record's offset cannot finish without it.
+        Never gives up on an output: the record's offset cannot finish without it. Only the
+        poll thread may serve callbacks while it waits for room in the producer's queue.
         """
         producer = self._producer
         assert producer is not None
@@ -407,7 +408,10 @@ class Worker:
                 )
                 return
             except BufferError:
-                time.sleep(0.005)  # never poll here: callbacks belong to the poll thread
+                if poll_thread:
+                    producer.poll(0.05)
+                else:
+                    time.sleep(0.005)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
@@ -442,25 +446,7 @@ class Worker:
             return
         if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
             out = _without_value(out, err)
-        producer = self._producer
-        assert producer is not None
-        while True:  # poll thread: it may serve callbacks while waiting for room
-            try:
-                producer.produce(
-                    out.topic,
-                    value=out.value,
-                    key=out.key,
-                    headers=out.headers,
-                    on_delivery=functools.partial(self._on_delivered, job, out),
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)
-            except KafkaException as exc:
-                if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-                    out = _without_value(out, exc.args[0])
-                else:
-                    raise
+        self._produce(job, out, poll_thread=True)
 
     # -- rebalance ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -20,7 +20,7 @@ from streamtasks import _kafka
 from streamtasks.codec import Codec
 from streamtasks.config import Settings
 from streamtasks.envelope import Envelope, now_ms, register_builtin
-from streamtasks.errors import ArgumentError, ConfigError
+from streamtasks.errors import ArgumentError, BrokerError, ConfigError
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
@@ -32,6 +32,7 @@ from streamtasks.topics import (
     events_topic,
     results_topic,
     retry_topic,
+    revoked_topic,
     scheduler_topic,
     task_topic,
 )
@@ -111,6 +112,7 @@ class App:
         soft_time_limit: float | None = None,
         time_limit: float | None = None,
         pool: Literal["thread", "process"] = "thread",
+        track_started: bool = False,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -124,6 +126,7 @@ class App:
         soft_time_limit: float | None = None,
         time_limit: float | None = None,
         pool: Literal["thread", "process"] = "thread",
+        track_started: bool = False,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a typed function as a task (``@app.task`` or ``@app.task(queue=...)``).
 
@@ -132,6 +135,7 @@ class App:
         ``pool="process"`` runs a CPU-bound task in a child process of the worker, where a
         hard ``time_limit`` (seconds) kills it; ``soft_time_limit`` (async or process tasks)
         raises ``SoftTimeLimitExceeded`` inside the task first. Both count as failures.
+        ``track_started``: also write a STARTED state when a worker starts the task.
         """
 
         def register(fn: Callable[P, R]) -> Task[P, R]:
@@ -151,6 +155,7 @@ class App:
                 soft_time_limit=soft_time_limit,
                 time_limit=time_limit,
                 pool=pool,
+                track_started=track_started,
             )
             self.tasks[task_name] = task
             return task
@@ -288,6 +293,7 @@ class App:
             TopicSpec(results_topic(s.namespace), s.partitions, {"cleanup.policy": "compact"})
         )
         specs.append(TopicSpec(events_topic(s.namespace), s.partitions))
+        specs.append(TopicSpec(revoked_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         return specs
 
@@ -378,6 +384,18 @@ class App:
         )
         self.producer.poll(0)
         return AsyncResult(envelope.id, app=self, task=task, delivery=delivery)
+
+    def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
+        """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task
+        that already started is not interrupted."""
+        self.produce(
+            revoked_topic(self.settings.namespace),
+            str(now_ms()).encode(),
+            key=task_id,
+            headers=[("st-revoked-at", str(now_ms()).encode())],
+        )
+        if self.flush(timeout):
+            raise BrokerError(f"the revoke of {task_id} was not acknowledged within {timeout}s")
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until every produced record is acknowledged; returns how many are still queued."""

@@ -277,6 +277,20 @@ class AsyncResult:
         rec = self.record()
         return TaskStatus.PENDING if rec is None else rec.status
 
+    def revoke(self) -> None:
+        """Make sure no worker starts this task (it ends REVOKED); see :meth:`App.revoke`."""
+        self.app.revoke(self.id)
+
+    @property
+    def info(self) -> Any:
+        """The value on SUCCESS, the :class:`ErrorInfo` on failure, else None (Celery's)."""
+        rec = self.record()
+        if rec is None:
+            return None
+        if rec.status is TaskStatus.SUCCESS:
+            return self._decode_value(rec)
+        return rec.error
+
     def ready(self) -> bool:
         return self.status.is_final
 

@@ -333,6 +333,29 @@ def result(
 
 
 @cli.command()
+def revoke(
+    task_id: Annotated[str, typer.Argument(help="The task id.")],
+    app: Annotated[
+        str,
+        typer.Option("--app", "-A", envvar="STREAMTASKS_APP", help="The app, 'pkg.module:app'."),
+    ],
+) -> None:
+    """Make sure no worker starts a queued task (persistently); it ends REVOKED.
+
+    Example: streamtasks revoke 3f2a... --app myproj.tasks:app
+    """
+    from streamtasks._loading import load_app
+
+    try:
+        the_app = load_app(app)
+        the_app.revoke(task_id)
+        the_app.close()
+    except StreamtasksError as exc:
+        fail(exc)
+    typer.echo(f"revoked {task_id}")
+
+
+@cli.command()
 def demo(
     tasks: Annotated[int, typer.Option(help="How many tasks to send.")] = 2000,
     workers: Annotated[int, typer.Option(help="Worker processes to start.")] = 2,

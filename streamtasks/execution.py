@@ -17,13 +17,14 @@ import builtins
 import dataclasses
 import random
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
 from streamtasks.context import TaskContext, _current
-from streamtasks.dedupe import FiredIndex
+from streamtasks.dedupe import FiredIndex, RevokedIndex
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import ArgumentError, DecodeError, UnknownSchemaError
 from streamtasks.procpool import ChildError, ProcessPool
@@ -40,7 +41,9 @@ __all__ = ["Call", "Executor", "Outcome", "Output", "Record", "header"]
 log = structlog.get_logger("streamtasks.worker")
 
 _TRACEBACK_LIMIT = 8192
-OutcomeKind = Literal["success", "failure", "retry", "dead", "expired", "skipped"]
+OutcomeKind = Literal["success", "failure", "retry", "dead", "expired", "skipped", "revoked"]
+#: Produces an output the offset does not wait for (a STARTED state).
+EmitEarly = Callable[["Output"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +107,13 @@ class Executor:
         rng: random.Random | None = None,
         processes: ProcessPool | None = None,
         fired: FiredIndex | None = None,
+        revoked: RevokedIndex | None = None,
+        emit_early: EmitEarly | None = None,
     ) -> None:
         self.app = app
         self._fired = fired
+        self._revoked = revoked
+        self._emit_early = emit_early
         self._processes = processes
         self.worker_id = worker_id
         self._rng = rng or random.Random()
@@ -202,6 +209,12 @@ class Executor:
             log.info("skipped: this scheduled fire already ran", task_id=env.id, **rec.log_fields())
             return Outcome("skipped", ())
         started = now_ms()
+        if self._revoked is not None and self._revoked.contains(env.id):
+            error = ErrorInfo("TaskRevoked", "revoked before it started")
+            log.info("revoked: not run", task_id=env.id, **rec.log_fields())
+            return Outcome(
+                "revoked", (self._result(env, TaskStatus.REVOKED, started, None, error),)
+            )
         if env.expires is not None and started > env.expires:
             late = started - env.expires
             error = ErrorInfo("TaskExpired", f"expired {late} ms before it could start")
@@ -212,6 +225,8 @@ class Executor:
             args, kwargs = task.decode_args(env.args)
         except (DecodeError, ArgumentError) as exc:
             return self._dead_letter(rec, "bad-arguments", exc, env)
+        if task.track_started and self._emit_early is not None:
+            self._emit_early(self._result(env, TaskStatus.STARTED, started, None, None))
         return Call(rec, env, task, args, kwargs, started)
 
     # -- failures --------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class Task(Generic[P, R]):
         soft_time_limit: float | None = None,
         time_limit: float | None = None,
         pool: Literal["thread", "process"] = "thread",
+        track_started: bool = False,
     ) -> None:
         problem = validate_name("queue", queue)
         if problem:
@@ -74,6 +75,7 @@ class Task(Generic[P, R]):
                 "needs pool='process'; for async def tasks use soft_time_limit"
             )
         self.soft_time_limit = soft_time_limit
+        self.track_started = track_started
         self.time_limit = time_limit
         self.signature: Signature = signature_of(func, task_name=name)
         self.args_schema: KnownSchema = codec.register(self.signature.record_schema)

@@ -8,6 +8,7 @@
 | ``{ns}.tasks.{queue}.dlq.state``| DLQ ref     | compact  |
 | ``{ns}.results``               | task id      | compact  |
 | ``{ns}.events``                | task id      | delete   |
+| ``{ns}.revoked``               | task id      | compact  |
 | ``{ns}.scheduler``             | schedule     | compact  |
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "events_topic",
     "results_topic",
     "retry_topic",
+    "revoked_topic",
     "scheduler_topic",
     "task_topic",
     "validate_name",
@@ -66,6 +68,11 @@ def dlq_state_topic(ns: str, queue: str) -> str:
 
 def results_topic(ns: str) -> str:
     return f"{ns}.results"
+
+
+def revoked_topic(ns: str) -> str:
+    """Compacted: ids of revoked tasks (key = task id)."""
+    return f"{ns}.revoked"
 
 
 def events_topic(ns: str) -> str:

@@ -41,7 +41,7 @@ from streamtasks import _kafka
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
-from streamtasks.dedupe import FiredIndex
+from streamtasks.dedupe import FiredIndex, RevokedIndex
 from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
 from streamtasks.execution import Executor, Outcome, Output, Record, header
@@ -68,6 +68,7 @@ class WorkerStats:
     expired: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+    revoked: int = 0
     abandoned: int = 0
 
 
@@ -166,6 +167,7 @@ class Worker:
         self._aio: AsyncRunner | None = None
         self._processes: ProcessPool | None = None
         self._fired: FiredIndex | None = None
+        self._revoked: RevokedIndex | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -204,8 +206,14 @@ class Worker:
         scheduled = {s.task_name for s in self.app.schedules.values()}
         if any(self.app.tasks[name].queue in self.queues for name in scheduled):
             self._fired = FiredIndex(self.app)
+        self._revoked = RevokedIndex(self.app)
         self._executor = Executor(
-            self.app, self.worker_id, processes=self._processes, fired=self._fired
+            self.app,
+            self.worker_id,
+            processes=self._processes,
+            fired=self._fired,
+            revoked=self._revoked,
+            emit_early=self._produce_untracked,
         )
         log.info(
             "worker started",
@@ -337,6 +345,8 @@ class Worker:
             self.stats.retried += 1
         elif job.outcome == "skipped":
             self.stats.skipped += 1
+        elif job.outcome == "revoked":
+            self.stats.revoked += 1
         else:
             self.stats.dead_lettered += 1
         key = job.record.key
@@ -424,6 +434,17 @@ class Worker:
                     **job.record.log_fields(),
                 )
                 time.sleep(0.5)
+
+    def _produce_untracked(self, out: Output) -> None:
+        """Task thread: an informational output (STARTED) no offset waits for."""
+        producer = self._producer
+        assert producer is not None
+        while True:
+            try:
+                producer.produce(out.topic, value=out.value, key=out.key, headers=out.headers)
+                return
+            except BufferError:
+                time.sleep(0.005)
 
     def _on_delivered(
         self, job: _Job, out: Output, err: KafkaError | None, _msg: Message | None = None
@@ -539,6 +560,8 @@ class Worker:
             self._processes.shutdown()
         if self._fired is not None:
             self._fired.close()
+        if self._revoked is not None:
+            self._revoked.close()
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():

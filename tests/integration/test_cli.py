@@ -24,6 +24,7 @@ COMMANDS = [
     ["result"],
     ["demo"],
     ["scheduler"],
+    ["revoke"],
     ["schedules"],
     ["dlq", "list"],
     ["dlq", "show"],

@@ -152,6 +152,10 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
             with open(marker, "a") as f:
                 f.write("cleaned\n")
 
+    @app.task(name="tracked", track_started=True)
+    def tracked(x: int) -> int:
+        return x * 10
+
     @app.task(name="rejecting")
     def rejecting(reason: str) -> None:
         raise Reject(reason)

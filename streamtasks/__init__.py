@@ -19,6 +19,7 @@ from streamtasks.retry import RetryPolicy
 from streamtasks.signals import Reject, Retry
 from streamtasks.task import Task
 from streamtasks.worker import Worker
+from streamtasks.workflows import chain, group
 
 __all__ = [
     "App",
@@ -35,7 +36,9 @@ __all__ = [
     "TaskFailedError",
     "TaskStatus",
     "Worker",
+    "chain",
     "current_task",
+    "group",
 ]
 
 __version__ = "0.1.0"

@@ -800,6 +800,52 @@ class Signature:
         arguments = bound.arguments
         return tuple(arguments[name] for name in self._names)
 
+    # -- chains: a step whose first argument is the previous step's result ------------------
+    def partial_schema(self) -> dict[str, Any]:
+        """The argument record without the first parameter (filled in at run time)."""
+        if not self._names:
+            raise SchemaError(
+                f"task {self.task_name!r} takes no arguments, so it cannot follow a chain step"
+            )
+        first, rest = self.record_schema["fields"][0], self.record_schema["fields"][1:]
+        defined = _named_types(first["type"])
+        if defined and any(_mentions(f["type"], defined) for f in rest):
+            raise SchemaError(
+                f"task {self.task_name!r}: its first parameter defines a type that later "
+                "parameters reuse; such a task cannot follow a chain step"
+            )
+        return {
+            **self.record_schema,
+            "name": self.record_schema["name"] + "_partial",
+            "fields": rest,
+        }
+
+    def to_partial_record(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind and convert every argument but the first (which a previous step supplies)."""
+        params = list(self._inspect.parameters.values())
+        try:
+            bound = self._inspect.replace(parameters=params[1:]).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ArgumentError(f"task {self.task_name!r}: {exc}") from None
+        bound.apply_defaults()
+        record: dict[str, Any] = {}
+        for name, convert, path in zip(
+            self._names[1:], self._converters[1:], self._paths[1:], strict=True
+        ):
+            try:
+                record[name] = convert(bound.arguments[name])
+            except _Mismatch as exc:
+                raise ArgumentError(exc.message(path)) from None
+        return record
+
+    def complete(self, partial: Mapping[str, Any], first: object) -> dict[str, Any]:
+        """The full argument record: ``first`` (a Python value) for the first parameter."""
+        try:
+            head = self._converters[0](first)
+        except _Mismatch as exc:
+            raise ArgumentError(exc.message(self._paths[0])) from None
+        return {self._names[0]: head, **partial}
+
     def from_plain(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -927,3 +973,26 @@ def return_adapter(
         "fields": [{"name": "value", "type": adapter.render_schema(set())}],
     }
     return schema, adapter
+
+
+def _named_types(schema: Any) -> set[str]:
+    out: set[str] = set()
+    if isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum") and "name" in schema:
+            out.add(str(schema["name"]))
+        for value in schema.values():
+            out |= _named_types(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            out |= _named_types(item)
+    return out
+
+
+def _mentions(schema: Any, names: set[str]) -> bool:
+    if isinstance(schema, str):
+        return schema in names or schema.rsplit(".", 1)[-1] in names
+    if isinstance(schema, dict):
+        return any(_mentions(v, names) for k, v in schema.items() if k != "name")
+    if isinstance(schema, list):
+        return any(_mentions(item, names) for item in schema)
+    return False

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from streamtasks import _kafka
 from streamtasks.codec import Codec
 from streamtasks.config import Settings
-from streamtasks.envelope import Envelope, now_ms, register_builtin
+from streamtasks.envelope import SIGNATURE_SCHEMA, Envelope, now_ms, register_builtin
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
@@ -81,6 +81,7 @@ class App:
         self.retry_policy: RetryPolicy = retry if retry is not None else NO_RETRY
         self.codec = Codec()
         self.envelope_schema, self.result_schema = register_builtin(self.codec)
+        self.signature_schema = self.codec.register(SIGNATURE_SCHEMA)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()

@@ -18,6 +18,7 @@ from streamtasks.codec import Codec, KnownSchema, load_builtin_schema
 __all__ = [
     "ENVELOPE_SCHEMA",
     "RESULT_SCHEMA",
+    "SIGNATURE_SCHEMA",
     "Envelope",
     "ErrorInfo",
     "ResultRecord",
@@ -28,6 +29,7 @@ __all__ = [
 
 ENVELOPE_SCHEMA: dict[str, Any] = load_builtin_schema("envelope.avsc")
 RESULT_SCHEMA: dict[str, Any] = load_builtin_schema("result.avsc")
+SIGNATURE_SCHEMA: dict[str, Any] = load_builtin_schema("signature.avsc")
 
 
 def now_ms() -> int:

@@ -16,6 +16,7 @@ import asyncio
 import builtins
 import dataclasses
 import random
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +27,20 @@ import structlog
 from streamtasks.context import TaskContext, _current
 from streamtasks.dedupe import FiredIndex, RevokedIndex
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
-from streamtasks.errors import ArgumentError, DecodeError, UnknownSchemaError
+from streamtasks.errors import (
+    ArgumentError,
+    DecodeError,
+    StreamtasksError,
+    UnknownSchemaError,
+    UnknownTaskError,
+)
 from streamtasks.procpool import ChildError, ProcessPool
 from streamtasks.retry import decide
 from streamtasks.signals import SoftTimeLimitExceeded
-from streamtasks.topics import Headers, dlq_topic, results_topic, retry_topic
+from streamtasks.topics import Headers, dlq_topic, results_topic, retry_topic, task_topic
+from streamtasks.workflows import parse_step_id, step_id
+
+S = TaskStatus
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -112,6 +122,7 @@ class Executor:
     ) -> None:
         self.app = app
         self._fired = fired
+        self._index_lock = threading.Lock()
         self._revoked = revoked
         self._emit_early = emit_early
         self._processes = processes
@@ -175,16 +186,68 @@ class Executor:
             )
         except Exception as exc:
             return self._failed(call.record, call.env, task, call.started, _as_local(exc))
-        result = self._result(call.env, TaskStatus.SUCCESS, call.started, payload, None)
-        return Outcome("success", (result,))
+        value = task.decode_result(payload) if call.env.continuation else None
+        return self._succeeded(call, payload, value)
 
     def finish(self, call: Call, value: object) -> Outcome:
         try:
             payload = call.task.encode_result(value)
         except ArgumentError as exc:  # the return value does not fit the declared type
             return self._failed(call.record, call.env, call.task, call.started, exc)
+        return self._succeeded(call, payload, value)
+
+    def _succeeded(self, call: Call, payload: bytes, value: object) -> Outcome:
         result = self._result(call.env, TaskStatus.SUCCESS, call.started, payload, None)
-        return Outcome("success", (result,))
+        if not call.env.continuation:
+            return Outcome("success", (result,))
+        try:
+            step = self._next_step(call.env, value)
+        except (StreamtasksError, ValueError, TypeError, KeyError) as exc:
+            # the chain cannot go on (e.g. the result does not fit the next step's first
+            # parameter): this step succeeded, the chain failed
+            error = error_info(exc)
+            final = self._chain_end(call.env, TaskStatus.FAILURE, call.started, error)
+            return Outcome("success", (result, *final))
+        return Outcome("success", (result, step))
+
+    def _next_step(self, env: Envelope, value: object) -> Output:
+        app = self.app
+        _, sig = app.codec.decode(env.continuation[0], expect=app.signature_schema)
+        task = app.tasks.get(sig["task"])
+        if task is None or task.partial_schema is None:
+            raise UnknownTaskError(f"chain step {sig['task']!r} is not a usable task here")
+        _, partial = app.codec.decode(sig["partial"], expect=task.partial_schema)
+        args = app.codec.encode(task.args_schema, task.signature.complete(partial, value))
+        root, index = parse_step_id(env.id) or (env.root_id or env.id, 0)
+        nxt = Envelope(
+            id=step_id(root, index + 1),
+            task=task.name,
+            queue=task.queue,
+            args=args,
+            root_id=root,
+            parent_id=env.id,
+            workflow_id=env.workflow_id,
+            continuation=env.continuation[1:],
+        )
+        headers: Headers = [
+            ("st-task", nxt.task.encode()),
+            ("st-id", nxt.id.encode()),
+            ("st-attempt", b"1"),
+        ]
+        value_bytes = app.codec.encode(app.envelope_schema, nxt.to_avro())
+        return Output(task_topic(self._ns, task.queue), nxt.id.encode(), value_bytes, headers)
+
+    def _chain_end(
+        self, env: Envelope, status: TaskStatus, started: int | None, error: ErrorInfo | None
+    ) -> tuple[Output, ...]:
+        """When a step of a chain ends without success, the chain's last step says so too."""
+        if not env.continuation:
+            return ()
+        root, index = parse_step_id(env.id) or (env.root_id or env.id, 0)
+        last = dataclasses.replace(
+            env, id=step_id(root, index + len(env.continuation)), continuation=()
+        )
+        return (self._result(last, TaskStatus.FAILURE, started, None, error),)
 
     def prepare(self, rec: Record) -> Call | Outcome:
         """Decode ``rec`` into a call, or the outcome that replaces running it (DLQ, EXPIRED)."""
@@ -204,23 +267,20 @@ class Executor:
         if task is None:
             unknown = LookupError(f"task {env.task!r} is not registered in app {app.name!r}")
             return self._dead_letter(rec, "unknown-task", unknown, env)
-        fired = self._fired
-        if fired is not None and FiredIndex.is_fire(env.id) and fired.done(env.id):
-            log.info("skipped: this scheduled fire already ran", task_id=env.id, **rec.log_fields())
+        if FiredIndex.is_fire(env.id) and self._index().done(env.id):
+            log.info("skipped: this task id already ran", task_id=env.id, **rec.log_fields())
             return Outcome("skipped", ())
         started = now_ms()
         if self._revoked is not None and self._revoked.contains(env.id):
             error = ErrorInfo("TaskRevoked", "revoked before it started")
             log.info("revoked: not run", task_id=env.id, **rec.log_fields())
-            return Outcome(
-                "revoked", (self._result(env, TaskStatus.REVOKED, started, None, error),)
-            )
+            revoked = self._result(env, TaskStatus.REVOKED, started, None, error)
+            return Outcome("revoked", (revoked, *self._chain_end(env, S.FAILURE, started, error)))
         if env.expires is not None and started > env.expires:
             late = started - env.expires
             error = ErrorInfo("TaskExpired", f"expired {late} ms before it could start")
-            return Outcome(
-                "expired", (self._result(env, TaskStatus.EXPIRED, started, None, error),)
-            )
+            expired = self._result(env, TaskStatus.EXPIRED, started, None, error)
+            return Outcome("expired", (expired, *self._chain_end(env, S.FAILURE, started, error)))
         try:
             args, kwargs = task.decode_args(env.args)
         except (DecodeError, ArgumentError) as exc:
@@ -268,7 +328,8 @@ class Executor:
         if verdict.action == "dead":
             return self._dead_letter(rec, verdict.reason, exc, env, error=error, started=started)
         log.warning("task failed", error=repr(exc), reason=verdict.reason, **fields)
-        return Outcome("failure", (self._result(env, TaskStatus.FAILURE, started, None, error),))
+        failed = self._result(env, TaskStatus.FAILURE, started, None, error)
+        return Outcome("failure", (failed, *self._chain_end(env, S.FAILURE, started, error)))
 
     def _dead_letter(
         self,
@@ -309,9 +370,22 @@ class Executor:
         outputs = [Output(dlq_topic(self._ns, queue), rec.key, rec.value, headers)]
         if env is not None:  # someone may be waiting on this task id: tell them it is dead
             outputs.append(self._result(env, TaskStatus.DEAD, started, None, error))
+            outputs.extend(self._chain_end(env, TaskStatus.FAILURE, started, error))
         return Outcome("dead", tuple(outputs))
 
     # -- helpers ---------------------------------------------------------------------------
+    def _index(self) -> FiredIndex:
+        """The index of deterministic ids (scheduled fires, chain steps) that already ran;
+        started on first need."""
+        with self._index_lock:
+            if self._fired is None:
+                self._fired = FiredIndex(self.app)
+            return self._fired
+
+    def close(self) -> None:
+        if self._fired is not None:
+            self._fired.close()
+
     def _result(
         self,
         env: Envelope,
@@ -320,8 +394,8 @@ class Executor:
         payload: bytes | None,
         error: ErrorInfo | None,
     ) -> Output:
-        if self._fired is not None and status.is_final and FiredIndex.is_fire(env.id):
-            self._fired.add(env.id)
+        if status.is_final and FiredIndex.is_fire(env.id):
+            self._index().add(env.id)
         record = ResultRecord(
             task_id=env.id,
             task=env.task,

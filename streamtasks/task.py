@@ -23,6 +23,7 @@ from streamtasks.topics import Headers, task_topic, validate_name
 if TYPE_CHECKING:
     from streamtasks.app import App
     from streamtasks.asyncresult import AsyncResult
+    from streamtasks.workflows import Signature as WorkflowSignature
 
 __all__ = ["Task"]
 
@@ -82,6 +83,13 @@ class Task(Generic[P, R]):
         result_schema, ret = return_adapter(func, task_name=name)
         self._return: TypeAdapter = ret
         self.result_schema: KnownSchema = codec.register(result_schema)
+        # As a later chain step the first argument comes from the previous step's result.
+        self.partial_schema: KnownSchema | None = None
+        self.partial_problem: str | None = None
+        try:
+            self.partial_schema = codec.register(self.signature.partial_schema())
+        except SchemaError as exc:
+            self.partial_problem = str(exc)
         self._codec = codec
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", name)
@@ -118,6 +126,12 @@ class Task(Generic[P, R]):
     def decode_result(self, data: bytes) -> Any:
         _, record = self._codec.decode(data, expect=self.result_schema)
         return self._return.from_avro(record["value"])
+
+    def s(self, *args: Any, **kwargs: Any) -> WorkflowSignature:
+        """A signature for workflows: ``a.s(1) | b.s()`` (``b`` gets ``a``'s result first)."""
+        from streamtasks.workflows import Signature as WorkflowSignature
+
+        return WorkflowSignature(self, args, kwargs)
 
     # -- sending --------------------------------------------------------------------------
     def send(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:

@@ -558,8 +558,8 @@ class Worker:
             self._aio.shutdown(timeout=1.0)
         if self._processes is not None:
             self._processes.shutdown()
-        if self._fired is not None:
-            self._fired.close()
+        if self._executor is not None:
+            self._executor.close()
         if self._revoked is not None:
             self._revoked.close()
 

@@ -156,6 +156,10 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
     def tracked(x: int) -> int:
         return x * 10
 
+    @app.task(name="explode")
+    def explode(x: int) -> int:
+        raise ValueError(f"step got {x}")
+
     @app.task(name="rejecting")
     def rejecting(reason: str) -> None:
         raise Reject(reason)

@@ -295,18 +295,23 @@ def result(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to read the results topic.")] = 10.0,
+    db: Annotated[
+        str | None,
+        typer.Option(help="The result store's SQLite file (default: in ~/.cache/streamtasks)."),
+    ] = None,
 ) -> None:
-    """Show the stored result of one task.
+    """Show the stored result of one task (from the local result store, synced first).
 
     Example: streamtasks result 3f2a... --app myproj.tasks:app --json
     """
     from streamtasks._loading import load_app
+    from streamtasks.store import ResultStore
 
     try:
         the_app = load_app(app)
-        listener = the_app.results_listener(history=True)
-        listener.wait_caught_up(timeout)
-        rec = listener.peek(task_id)
+        with ResultStore(the_app, db) as store:
+            store.sync(timeout=timeout)
+            rec = store.get(task_id)
         if rec is None:
             typer.echo(f"{task_id}: no result (PENDING or unknown)")
             raise typer.Exit(1)
@@ -320,7 +325,13 @@ def result(
             "finished_at": rec.finished_at,
         }
         if rec.status.value == "SUCCESS":
-            out["value"] = jsonable(the_app.AsyncResult(task_id).get(timeout=timeout))
+            task = the_app.tasks.get(rec.task)
+            if task is None:
+                raise StreamtasksError(
+                    f"cannot decode the result of task {rec.task!r}: it is not registered in "
+                    f"app {the_app.name!r}"
+                )
+            out["value"] = jsonable(None if rec.value is None else task.decode_result(rec.value))
         if rec.error is not None:
             out["error"] = {"type": rec.error.type, "message": rec.error.message}
         if as_json:
@@ -330,6 +341,48 @@ def result(
                 typer.echo(f"{k:12} {v}")
     except StreamtasksError as exc:
         fail(exc)
+
+
+results_cli = typer.Typer(help="The local result store of the results topic.", no_args_is_help=True)
+cli.add_typer(results_cli, name="results")
+
+
+@results_cli.command("expire")
+def results_expire(
+    app: Annotated[
+        str,
+        typer.Option(
+            "--app", "-A", envvar="STREAMTASKS_APP", help="The app, as 'package.module:app'."
+        ),
+    ],
+    older_than: Annotated[
+        float | None,
+        typer.Option(help="Seconds a final result is kept (default: STREAMTASKS_RESULT_TTL)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be expired.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to read the results topic.")] = 30.0,
+    db: Annotated[
+        str | None,
+        typer.Option(help="The result store's SQLite file (default: in ~/.cache/streamtasks)."),
+    ] = None,
+) -> None:
+    """Expire final results older than a TTL: write tombstones to the results topic.
+
+    Run it on a schedule (e.g. cron) to bound the results topic.
+
+    Example: streamtasks results expire --app myproj.tasks:app --older-than 604800 --dry-run
+    """
+    from streamtasks._loading import load_app
+    from streamtasks.store import ResultStore
+
+    try:
+        the_app = load_app(app)
+        with ResultStore(the_app, db) as store:
+            count = store.expire(older_than, dry_run=dry_run, timeout=timeout)
+        the_app.close()
+    except StreamtasksError as exc:
+        fail(exc)
+    typer.echo(f"{'would expire' if dry_run else 'expired'} {count} results")
 
 
 @cli.command()

@@ -9,6 +9,7 @@ Environment variables:
 - ``STREAMTASKS_REPLICATION_FACTOR`` replication factor for created topics (default: broker's)
 - ``STREAMTASKS_RETRY_TIERS``        retry tier delays in seconds, e.g. ``5,30,300,1800``
 - ``STREAMTASKS_MAX_PAYLOAD_BYTES``   largest task message accepted (default 1 MiB)
+- ``STREAMTASKS_RESULT_TTL``         seconds final results are kept by ``ResultStore.expire``
 - ``STREAMTASKS_KAFKA_<NAME>``       any librdkafka property, ``_`` read as ``.``:
   ``STREAMTASKS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
 
@@ -89,6 +90,18 @@ def _tiers(raw: Sequence[object]) -> tuple[float, ...]:
     return tiers
 
 
+def _ttl(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        ttl = float(str(value))
+    except ValueError:
+        ttl = -1.0
+    if not ttl > 0:
+        raise ConfigError(f"result_ttl must be a positive number of seconds, got {value!r}")
+    return ttl
+
+
 def kafka_env(environ: Mapping[str, str]) -> dict[str, KafkaValue]:
     """librdkafka properties from ``STREAMTASKS_KAFKA_*`` variables."""
     out: dict[str, KafkaValue] = {}
@@ -130,6 +143,7 @@ class Settings:
     replication_factor: int = -1
     retry_tiers: tuple[float, ...] = (5.0, 30.0, 300.0, 1800.0)
     max_payload_bytes: int = 1_048_576
+    result_ttl: float | None = None  # seconds; None keeps results forever
     kafka_config: dict[str, KafkaValue] = field(default_factory=dict)
     producer_config: dict[str, KafkaValue] = field(default_factory=dict)
     consumer_config: dict[str, KafkaValue] = field(default_factory=dict)
@@ -146,6 +160,7 @@ class Settings:
         replication_factor: int | None = None,
         retry_tiers: Sequence[float] | None = None,
         max_payload_bytes: int | None = None,
+        result_ttl: float | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
@@ -200,6 +215,7 @@ class Settings:
                 else _env("MAX_PAYLOAD_BYTES", env) or 1_048_576,
                 minimum=1024,
             ),
+            result_ttl=_ttl(result_ttl if result_ttl is not None else _env("RESULT_TTL", env)),
             bootstrap_servers=servers,
             namespace=ns,
             default_queue=default_queue,

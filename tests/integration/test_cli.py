@@ -25,6 +25,7 @@ COMMANDS = [
     ["demo"],
     ["scheduler"],
     ["revoke"],
+    ["results", "expire"],
     ["schedules"],
     ["dlq", "list"],
     ["dlq", "show"],

@@ -1,0 +1,526 @@
+"""The result store: a local, queryable SQLite view of the compacted ``{ns}.results`` topic.
+
+The topic is the source of truth; the store is a cache of its folded state ("latest record per
+task id wins; a tombstone deletes") that :meth:`ResultStore.sync` brings up to date by reading
+each partition from where the last sync stopped to its end. Result TTL works through the topic
+too: :meth:`ResultStore.expire` writes tombstones for old final results.
+
+Invariants:
+
+* Records of one partition are applied in offset order, and every record of a task id lives in
+  one partition (the producer's key partitioner puts them there), so the latest-wins fold is
+  exactly what log compaction keeps. Compaction itself is not relied on: superseded records may
+  still be on the topic and are simply overwritten here.
+* The rows and the per-partition positions (next offset to read) change in one SQLite
+  transaction, and records below a partition's stored position are never applied again. A crash
+  or a concurrent sync of the same file therefore never leaves them inconsistent, and a store
+  rebuilt from scratch equals one synced incrementally.
+* A record that cannot be decoded, or has no key, only advances its partition's position.
+* The file belongs to one results topic; opening it for another raises :class:`ConfigError`.
+  A file of an older table layout is a stale cache: it is emptied and rebuilt on the next sync.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+
+from streamtasks import _kafka
+from streamtasks.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.errors import BrokerError, ConfigError, DecodeError
+from streamtasks.topics import results_topic
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
+
+    from streamtasks.app import App
+
+__all__ = ["Batch", "Change", "ResultStore", "SyncStats", "default_store_path", "fold"]
+
+log = structlog.get_logger("streamtasks.store")
+
+_LAYOUT_VERSION = "1"
+_FINAL = tuple(s.value for s in TaskStatus if s.is_final)
+_RECORD_COLUMNS = (
+    "task_id",
+    "task",
+    "status",
+    "attempts",
+    "worker_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "value",
+    "error_type",
+    "error_message",
+    "traceback",
+)
+_COLUMNS = (*_RECORD_COLUMNS, "kafka_partition", "kafka_offset")
+_SELECT = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM results"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    task_id         TEXT PRIMARY KEY,
+    task            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    worker_id       TEXT,
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    finished_at     INTEGER,
+    value           BLOB,
+    error_type      TEXT,
+    error_message   TEXT,
+    traceback       TEXT,
+    kafka_partition INTEGER NOT NULL,
+    kafka_offset    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_by_status ON results (status, finished_at);
+CREATE INDEX IF NOT EXISTS results_by_task ON results (task, finished_at);
+CREATE TABLE IF NOT EXISTS positions (
+    kafka_partition INTEGER PRIMARY KEY,
+    next_offset     INTEGER NOT NULL
+);
+"""
+
+
+# -- the pure part: folding records into a batch of changes ------------------------------------
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One record of the results topic as the store sees it.
+
+    ``record=None`` is a tombstone (delete ``task_id``); ``task_id=None`` marks a record that
+    only advances its partition's position (no key, or a value that cannot be decoded).
+    """
+
+    partition: int
+    offset: int
+    task_id: str | None
+    record: ResultRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The net effect of some records: the last change per task id, and where to read next."""
+
+    latest: dict[str, Change]
+    positions: dict[int, int]
+
+
+def fold(changes: Iterable[Change], applied: Mapping[int, int]) -> Batch:
+    """Fold ``changes`` (in the order read) on top of the positions already ``applied``.
+
+    A change below its partition's position was applied before (a re-read after a crash, or a
+    concurrent sync) and is dropped; of the rest, the last change per task id wins.
+    """
+    latest: dict[str, Change] = {}
+    positions: dict[int, int] = {}
+    for change in changes:
+        if change.offset < positions.get(change.partition, applied.get(change.partition, 0)):
+            continue
+        positions[change.partition] = change.offset + 1
+        if change.task_id is not None:
+            latest[change.task_id] = change
+    return Batch(latest, positions)
+
+
+def _row(change: Change) -> tuple[Any, ...]:
+    rec = change.record
+    assert rec is not None
+    err = rec.error
+    return (
+        change.task_id,
+        rec.task,
+        rec.status.value,
+        rec.attempts,
+        rec.worker_id,
+        rec.created_at,
+        rec.started_at,
+        rec.finished_at,
+        rec.value,
+        None if err is None else err.type,
+        None if err is None else err.message,
+        None if err is None else err.traceback,
+        change.partition,
+        change.offset,
+    )
+
+
+def _record(row: tuple[Any, ...]) -> ResultRecord:
+    (task_id, task, status, attempts, worker_id, created, started, finished, value) = row[:9]
+    err_type, err_message, traceback = row[9:12]
+    return ResultRecord(
+        task_id=task_id,
+        task=task,
+        status=TaskStatus(status),
+        attempts=attempts,
+        created_at=created,
+        worker_id=worker_id,
+        started_at=started,
+        finished_at=finished,
+        value=value,
+        error=None if err_type is None else ErrorInfo(err_type, err_message or "", traceback),
+    )
+
+
+def _seconds(ttl: timedelta | float) -> float:
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+    if not seconds >= 0:
+        raise ConfigError(f"the result TTL must be >= 0 seconds, got {ttl!r}")
+    return seconds
+
+
+def default_store_path(app: App) -> Path:
+    """``$XDG_CACHE_HOME`` (or ``~/.cache``) ``/streamtasks/{ns}-{app}.sqlite3``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "streamtasks" / f"{app.settings.namespace}-{app.name}.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStats:
+    """What one :meth:`ResultStore.sync` did."""
+
+    records: int  # records read from the topic (including ones already applied)
+    upserted: int  # task ids whose row was written
+    deleted: int  # task ids deleted by tombstones
+
+
+# -- the SQLite tables -------------------------------------------------------------------------
+class _Tables:
+    """The SQLite file: rows and positions, changed together in one transaction."""
+
+    def __init__(self, path: str, topic: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # autocommit: transactions are explicit (BEGIN IMMEDIATE) so readers never block
+            self._conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise ConfigError(f"cannot open the result store {path!r}: {exc}") from exc
+        try:
+            if path != ":memory:":
+                self._conn.execute("PRAGMA journal_mode=WAL")
+            self._open(path, topic)
+        except BaseException as exc:
+            self._conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise ConfigError(f"cannot open the result store {path!r}: {exc}") from exc
+            raise
+
+    def _open(self, path: str, topic: str) -> None:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            meta = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("topic", topic) != topic:
+                raise ConfigError(
+                    f"the result store {path!r} holds the results of topic {meta['topic']!r}, "
+                    f"not {topic!r}: use another file (--db PATH) for this app"
+                )
+            if meta.get("layout", _LAYOUT_VERSION) != _LAYOUT_VERSION:
+                # a cache of an older layout: empty it, the next sync rebuilds it from the topic
+                c.execute("DROP TABLE IF EXISTS results")
+                c.execute("DROP TABLE IF EXISTS positions")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('topic', ?)", (topic,))
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (_LAYOUT_VERSION,))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def positions(self) -> dict[int, int]:
+        rows = self._conn.execute("SELECT kafka_partition, next_offset FROM positions")
+        return {int(p): int(o) for p, o in rows.fetchall()}
+
+    def apply(self, changes: list[Change]) -> Batch:
+        """Apply ``changes`` and their positions in one transaction; returns the folded batch."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            # positions are read inside the write lock, so a concurrent sync's work is seen
+            batch = fold(changes, self.positions())
+            gone = [(tid,) for tid, ch in batch.latest.items() if ch.record is None]
+            rows = [_row(ch) for ch in batch.latest.values() if ch.record is not None]
+            c.executemany("DELETE FROM results WHERE task_id = ?", gone)
+            c.executemany(
+                f"INSERT OR REPLACE INTO results ({', '.join(_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+                rows,
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO positions (kafka_partition, next_offset) VALUES (?, ?)",
+                sorted(batch.positions.items()),
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return batch
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        row = self._conn.execute(f"{_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def query(self, status: str | None, task: str | None, limit: int | None) -> list[ResultRecord]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if task is not None:
+            where.append("task = ?")
+            params.append(task)
+        sql = _SELECT + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += " ORDER BY COALESCE(finished_at, started_at, created_at) DESC, task_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_record(row) for row in self._conn.execute(sql, params).fetchall()]
+
+    def count_by_status(self) -> dict[TaskStatus, int]:
+        rows = self._conn.execute("SELECT status, COUNT(*) FROM results GROUP BY status")
+        return {TaskStatus(s): int(n) for s, n in rows.fetchall()}
+
+    def final_before(self, cutoff_ms: int) -> list[str]:
+        """Task ids with a final status that finished before ``cutoff_ms``."""
+        rows = self._conn.execute(
+            f"SELECT task_id FROM results WHERE status IN ({', '.join('?' * len(_FINAL))}) "
+            "AND COALESCE(finished_at, created_at) < ? ORDER BY task_id",
+            (*_FINAL, cutoff_ms),
+        )
+        return [str(tid) for (tid,) in rows.fetchall()]
+
+    def delete(self, task_ids: Iterable[str]) -> None:
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany("DELETE FROM results WHERE task_id = ?", ((t,) for t in task_ids))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+
+# -- the store ---------------------------------------------------------------------------------
+class ResultStore:
+    """A local SQLite view of an app's results topic: ``ResultStore(app).sync()``, then
+    ``get(task_id)``, ``query(status=..., task=...)``, ``count_by_status()``.
+
+    ``path``: the SQLite file (default :func:`default_store_path`), or ``":memory:"``.
+    Not thread-safe: use one store per thread (several processes may share a file).
+    """
+
+    def __init__(self, app: App, path: str | os.PathLike[str] | None = None) -> None:
+        self.app = app
+        self.topic = results_topic(app.settings.namespace)
+        self.path = str(path) if path is not None else str(default_store_path(app))
+        self._tables = _Tables(self.path, self.topic)
+
+    def __repr__(self) -> str:
+        return f"<ResultStore {self.topic} at {self.path}>"
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._tables.close()
+
+    # -- reading the topic -------------------------------------------------------------------
+    def sync(self, timeout: float = 30.0) -> SyncStats:
+        """Read the results topic from the stored positions to the end of every partition.
+
+        Progress is saved batch by batch, so an interrupted sync resumes where it stopped.
+        Raises :class:`BrokerError` when the topic is missing or a partition's end is not
+        reached within ``timeout`` seconds (what was read is kept).
+        """
+        deadline = time.monotonic() + timeout
+        consumer = _kafka.make_consumer(
+            self.app.settings.consumer(None, **{"enable.partition.eof": True})
+        )
+        stats = SyncStats(0, 0, 0)
+        try:
+            partitions = self._partitions(consumer, timeout)
+            start = self._tables.positions()
+            consumer.assign(
+                [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
+            )
+            behind = set(partitions)
+            while behind:
+                if time.monotonic() > deadline:
+                    raise BrokerError(
+                        f"could not read the results topic {self.topic!r} to its end within "
+                        f"{timeout:g}s (partitions {sorted(behind)} behind); what was read is "
+                        "kept, run the sync again"
+                    )
+                # consume(n, t) waits out all of t unless n records are ready; poll() does not
+                msgs: list[Message] = consumer.consume(1000, 0)
+                if not msgs:
+                    one = consumer.poll(0.1)
+                    msgs = [one] if one is not None else []
+                changes = self._changes(msgs, behind)
+                if changes:
+                    batch = self.apply(changes)
+                    deleted = sum(1 for ch in batch.latest.values() if ch.record is None)
+                    stats = SyncStats(
+                        stats.records + len(changes),
+                        stats.upserted + len(batch.latest) - deleted,
+                        stats.deleted + deleted,
+                    )
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the results topic {self.topic!r}: {exc}") from exc
+        finally:
+            consumer.close()
+        return stats
+
+    def _partitions(self, consumer: Consumer, timeout: float) -> list[int]:
+        md = consumer.list_topics(self.topic, timeout=max(timeout, 1.0))
+        meta = md.topics.get(self.topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise BrokerError(
+                f"the results topic {self.topic!r} does not exist: run "
+                "`streamtasks topics apply <module:app>` (or start a worker) first"
+            )
+        return sorted(meta.partitions)
+
+    def _changes(self, msgs: list[Message], behind: set[int]) -> list[Change]:
+        changes: list[Change] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    behind.discard(msg.partition())
+                elif err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise BrokerError(f"reading the results topic failed: {err.str()}")
+                else:
+                    log.warning("results topic read error", error=err.str())
+                continue
+            changes.append(self._change(msg))
+        return changes
+
+    def _change(self, msg: Message) -> Change:
+        partition, offset, key, value = msg.partition(), msg.offset(), msg.key(), msg.value()
+        assert partition is not None and offset is not None  # set on every non-error record
+        if key is None:
+            return Change(partition, offset, None, None)
+        task_id = key.decode(errors="replace")
+        if value is None:
+            return Change(partition, offset, task_id, None)
+        try:
+            _, raw = self.app.codec.decode(value, expect=self.app.result_schema)
+        except DecodeError as exc:
+            log.warning(
+                "undecodable record on the results topic skipped",
+                error=str(exc),
+                partition=partition,
+                offset=offset,
+            )
+            return Change(partition, offset, None, None)
+        return Change(partition, offset, task_id, ResultRecord.from_avro(raw))
+
+    def apply(self, changes: Iterable[Change]) -> Batch:
+        """Apply records read from the results topic (in offset order per partition) and
+        their positions in one transaction; returns what they amounted to."""
+        return self._tables.apply(list(changes))
+
+    # -- queries -------------------------------------------------------------------------------
+    def get(self, task_id: str) -> ResultRecord | None:
+        """The latest stored record of ``task_id`` (as of the last sync), or ``None``."""
+        return self._tables.get(task_id)
+
+    def query(
+        self,
+        status: TaskStatus | str | None = None,
+        task: str | None = None,
+        limit: int | None = 100,
+    ) -> list[ResultRecord]:
+        """Stored records, most recently finished first; ``limit=None`` for all of them."""
+        if status is not None:
+            try:
+                status = TaskStatus(status).value
+            except ValueError:
+                known = ", ".join(s.value for s in TaskStatus)
+                raise ConfigError(f"unknown status {status!r}; use one of {known}") from None
+        return self._tables.query(status, task, limit)
+
+    def count_by_status(self) -> dict[TaskStatus, int]:
+        """How many stored tasks are in each status (statuses with none are left out)."""
+        return self._tables.count_by_status()
+
+    def positions(self) -> dict[int, int]:
+        """The next offset to read per partition of the results topic."""
+        return self._tables.positions()
+
+    def __iter__(self) -> Iterator[ResultRecord]:
+        return iter(self.query(limit=None))
+
+    # -- result TTL ----------------------------------------------------------------------------
+    def expirable(self, older_than: timedelta | float, *, now: int | None = None) -> list[str]:
+        """Ids of stored final results that finished more than ``older_than`` (a timedelta or
+        seconds) before ``now`` (epoch ms, default the current time)."""
+        cutoff = (now_ms() if now is None else now) - int(_seconds(older_than) * 1000)
+        return self._tables.final_before(cutoff)
+
+    def expire(
+        self,
+        older_than: timedelta | float | None = None,
+        *,
+        dry_run: bool = False,
+        timeout: float = 30.0,
+    ) -> int:
+        """Delete final results that finished more than ``older_than`` ago (a timedelta or
+        seconds; default the app's ``result_ttl``): syncs, writes a tombstone per task id to
+        the results topic and, once the broker acknowledged it, removes the row here.
+
+        Returns how many results were expired (with ``dry_run``: would be, nothing written).
+        A task re-run after the sync keeps its newer record only if that record lands after
+        the tombstone; run this on a schedule, not while the same ids are being redriven.
+        """
+        ttl = older_than if older_than is not None else self.app.settings.result_ttl
+        if ttl is None:
+            raise ConfigError(
+                "no result TTL: pass --older-than SECONDS (or older_than=) or set "
+                "STREAMTASKS_RESULT_TTL"
+            )
+        _seconds(ttl)  # a bad TTL fails before anything is read
+        self.sync(timeout)
+        expired = self.expirable(ttl)
+        if dry_run or not expired:
+            return len(expired)
+        acked: list[str] = []
+        failed: list[str] = []
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            key = msg.key()
+            task_id = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+            (failed if err is not None else acked).append(task_id)
+
+        for task_id in expired:
+            self.app.produce(self.topic, None, key=task_id.encode(), on_delivery=on_delivery)
+        unsent = self.app.flush(timeout)
+        self._tables.delete(acked)
+        if failed or unsent:
+            raise BrokerError(
+                f"{len(failed) + unsent} of {len(expired)} tombstones were not acknowledged by "
+                "the broker; those results are kept, run expire again"
+            )
+        log.info("results expired", count=len(acked), topic=self.topic)
+        return len(acked)

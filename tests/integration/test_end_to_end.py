@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -107,3 +108,19 @@ def test_expired_tasks_are_not_run_and_say_expired(app: App, start_workers: Star
         res.get(timeout=30)
     assert info.value.error_type == "TaskExpired"
     assert res.status is TaskStatus.EXPIRED
+
+
+@pytest.mark.slow
+def test_10000_results_are_awaited_through_one_listener(
+    app: App, start_workers: StartWorkers
+) -> None:
+    # Given 10,000 tasks sent from this process and 2 workers
+    start_workers(2)
+    handles = [app.tasks["add"].send(i, 0) for i in range(10_000)]
+    # When some results are on the topic before anyone waits for them
+    handles[-1].get(timeout=120)
+    # Then every handle gets its value, all served by the one result listener of this app
+    assert [h.get(timeout=120) for h in handles] == list(range(10_000))
+    assert app._listener is not None and app._history is None
+    mine = f"streamtasks-results-{results_topic(app.settings.namespace)}"
+    assert [t.name for t in threading.enumerate()].count(mine) == 1

@@ -519,6 +519,8 @@ class Worker:
             self._producer.poll(0.02)
             while self._abandoned:
                 self._complete(self._abandoned.popleft(), finished=False)
+            while self._no_output:
+                self._complete(self._no_output.popleft(), finished=True)
 
     def _commit(self, tps: Iterable[TP] | None = None) -> None:
         assert self._consumer is not None

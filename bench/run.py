@@ -64,7 +64,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from streamtasks import App, _kafka  # noqa: E402
 from streamtasks.envelope import Envelope, ResultRecord, TaskStatus  # noqa: E402
-from streamtasks.process import WorkerProcess, wait_for_workers  # noqa: E402
+from streamtasks.process import AssignmentLog, WorkerProcess, wait_for_workers  # noqa: E402
 from streamtasks.topics import TopicSpec, results_topic  # noqa: E402
 
 IDLE_S = 3.0  # seconds of idle-CPU measurement in the latency part
@@ -139,12 +139,11 @@ class RawWorkerProcess:
         self.cmd = cmd
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
-        self._offset = 0
-        self._assigned: set[str] = set()
+        self._log = AssignmentLog(log_path)
 
     def start(self) -> RawWorkerProcess:
         with open(self.log_path, "ab") as log:
-            self._offset = log.tell()
+            self._log = AssignmentLog(self.log_path, offset=log.tell())
             self._proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT)
         return self
 
@@ -161,21 +160,7 @@ class RawWorkerProcess:
         return Path(self.log_path).read_text(errors="replace")
 
     def assignment(self) -> set[str]:
-        with open(self.log_path, "rb") as f:
-            f.seek(self._offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self._offset += end
-        for line in data[:end].splitlines():
-            if not line.startswith(b"{"):
-                continue
-            event = json.loads(line)
-            parts = set(event.get("partitions") or ())
-            if event.get("event") == "partitions assigned":
-                self._assigned |= parts
-            elif event.get("event") == "partitions revoked":
-                self._assigned -= parts
-        return set(self._assigned)
+        return self._log.assignment()
 
     def terminate(self, timeout: float = 15.0) -> None:
         if self._proc is None or self._proc.poll() is not None:

@@ -16,7 +16,39 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 
-__all__ = ["WorkerProcess", "wait_for_workers"]
+__all__ = ["AssignmentLog", "WorkerProcess", "wait_for_workers"]
+
+
+class AssignmentLog:
+    """Follows a worker's JSON log and keeps the partitions it currently owns."""
+
+    def __init__(self, path: str, *, offset: int = 0) -> None:
+        self.path = path
+        self._offset = offset
+        self._assigned: set[str] = set()
+
+    def forget(self) -> None:
+        self._assigned = set()
+
+    def assignment(self) -> set[str]:
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        for line in data[:end].splitlines():
+            if not line.startswith(b"{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            parts = set(event.get("partitions") or ())
+            if event.get("event") == "partitions assigned":
+                self._assigned |= parts
+            elif event.get("event") in ("partitions revoked", "partitions lost"):
+                self._assigned -= parts
+        return set(self._assigned)
 
 
 class WorkerProcess:
@@ -49,13 +81,11 @@ class WorkerProcess:
             os.close(fd)
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
-        self._assigned: set[str] = set()
+        self._log = AssignmentLog(log_path)
 
     def start(self) -> WorkerProcess:
         with open(self.log_path, "ab") as log:
-            self._log_offset = log.tell()
-            self._assigned = set()
+            self._log = AssignmentLog(self.log_path, offset=log.tell())
             self._proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -93,7 +123,7 @@ class WorkerProcess:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-        self._assigned = set()
+        self._log.forget()
 
     def terminate(self, timeout: float = 45.0) -> int:
         """SIGTERM (graceful drain), wait; SIGKILL if it does not exit in time."""
@@ -106,7 +136,7 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._assigned = set()
+        self._log.forget()
         return self._proc.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -122,24 +152,7 @@ class WorkerProcess:
         """The partitions (``topic[p]``) this worker owns, according to its log so far."""
         if not self.is_alive():
             return set()
-        with open(self.log_path, "rb") as f:
-            f.seek(self._log_offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self._log_offset += end
-        for line in data[:end].splitlines():
-            if not line.startswith(b"{"):
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            parts = set(event.get("partitions") or ())
-            if event.get("event") == "partitions assigned":
-                self._assigned |= parts
-            elif event.get("event") in ("partitions revoked", "partitions lost"):
-                self._assigned -= parts
-        return set(self._assigned)
+        return self._log.assignment()
 
     def __enter__(self) -> WorkerProcess:
         return self.start()

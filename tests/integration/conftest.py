@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +16,20 @@ from tests.integration.apps.basic import build
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SPEC = "tests.integration.apps.basic:app"
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``python -m streamtasks ARGS`` from the repository root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamtasks", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture

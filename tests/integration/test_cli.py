@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from typer.testing import CliRunner
 
 from streamtasks.cli import cli
-from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
+from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers, run_cli
 
 runner = CliRunner()
 
@@ -50,17 +50,7 @@ def test_root_help_lists_the_commands() -> None:
         assert name in result.output
 
 
-def _run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamtasks", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+_run = run_cli
 
 
 def test_a_worker_without_a_bootstrap_address_fails_fast_with_a_fix_it_message() -> None:

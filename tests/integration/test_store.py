@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,22 +15,12 @@ from streamtasks import App, AsyncResult, TaskStatus
 from streamtasks.errors import BrokerError
 from streamtasks.store import ResultStore
 from streamtasks.testing import consume_all, unique_name
-from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
+from tests.integration.conftest import APP_SPEC, StartWorkers, run_cli
 
 pytestmark = pytest.mark.integration
 
 
-def _run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamtasks", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+_run = run_cli
 
 
 def _finish(results: list[AsyncResult]) -> None:

@@ -19,7 +19,7 @@ from streamtasks.retry import RetryPolicy
 from streamtasks.signals import Reject, Retry
 from streamtasks.task import Task
 from streamtasks.worker import Worker
-from streamtasks.workflows import chain, group
+from streamtasks.workflows import TaskFailure, chain, chord, group
 
 __all__ = [
     "App",
@@ -34,9 +34,11 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskFailedError",
+    "TaskFailure",
     "TaskStatus",
     "Worker",
     "chain",
+    "chord",
     "current_task",
     "group",
 ]

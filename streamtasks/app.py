@@ -19,7 +19,14 @@ from confluent_kafka import KafkaError, Message, Producer
 from streamtasks import _kafka
 from streamtasks.codec import Codec
 from streamtasks.config import Settings
-from streamtasks.envelope import SIGNATURE_SCHEMA, Envelope, now_ms, register_builtin
+from streamtasks.envelope import (
+    CHORD_JOIN_SCHEMA,
+    CHORD_MEMBER_SCHEMA,
+    SIGNATURE_SCHEMA,
+    Envelope,
+    now_ms,
+    register_builtin,
+)
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
@@ -27,6 +34,7 @@ from streamtasks.task import Task, default_task_name
 from streamtasks.topics import (
     Headers,
     TopicSpec,
+    chords_topic,
     dlq_state_topic,
     dlq_topic,
     events_topic,
@@ -82,6 +90,8 @@ class App:
         self.codec = Codec()
         self.envelope_schema, self.result_schema = register_builtin(self.codec)
         self.signature_schema = self.codec.register(SIGNATURE_SCHEMA)
+        self.chord_join_schema = self.codec.register(CHORD_JOIN_SCHEMA)
+        self.chord_member_schema = self.codec.register(CHORD_MEMBER_SCHEMA)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
@@ -274,10 +284,12 @@ class App:
 
     # -- topics ---------------------------------------------------------------------------
     def worker_topics(self, queues: Iterable[str] | None = None) -> list[str]:
-        """The topics a worker of ``queues`` consumes: task topics, then their retry tiers."""
+        """The topics a worker of ``queues`` consumes: task topics, their retry tiers, and the
+        chord outcomes (every worker of the app may join chords)."""
         ns, tiers = self.settings.namespace, range(1, len(self.settings.retry_tiers) + 1)
         qs = list(queues) if queues is not None else self.queues()
-        return [task_topic(ns, q) for q in qs] + [retry_topic(ns, q, n) for q in qs for n in tiers]
+        tasks = [task_topic(ns, q) for q in qs]
+        return tasks + [retry_topic(ns, q, n) for q in qs for n in tiers] + [chords_topic(ns)]
 
     def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
         s = self.settings
@@ -296,6 +308,7 @@ class App:
         specs.append(TopicSpec(events_topic(s.namespace), s.partitions))
         specs.append(TopicSpec(revoked_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
+        specs.append(TopicSpec(chords_topic(s.namespace), s.partitions))
         return specs
 
     def apply_topics(

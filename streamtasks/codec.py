@@ -5,10 +5,15 @@ Frame layout (Avro specification, "Single-object encoding")::
     0xC3 0x01 | 8-byte CRC-64-AVRO fingerprint of the schema's canonical form (little endian)
               | Avro binary encoding of the record
 
-Invariants: a frame is only ever written with a schema that is registered here, so whatever
-this process writes it can also read; decoding never raises anything but :class:`DecodeError`
-(or its subclass :class:`UnknownSchemaError`), which keeps the raw bytes for the dead-letter
-topic. No pickle, no JSON.
+Schema evolution: an older version of a schema can be registered as a *reader alias* of the
+current one (:meth:`Codec.register_old`); its frames decode with Avro schema resolution into
+the current shape, and ``decode(expect=current)`` accepts them. Old events queued before an
+upgrade therefore still run.
+
+Invariants: a frame is only ever written with a schema that is registered here (never with an
+old version), so whatever this process writes it can also read; decoding never raises anything
+but :class:`DecodeError` (or its subclass :class:`UnknownSchemaError`), which keeps the raw
+bytes for the dead-letter topic. No pickle, no JSON.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class KnownSchema:
     parsed: Any
     fingerprint: bytes  # 8 bytes, little endian, as on the wire
     canonical: str
+    #: for an older version kept for reading: the current schema its frames resolve into
+    reads_as: KnownSchema | None = None
 
     @property
     def header(self) -> bytes:
@@ -73,6 +80,26 @@ class Codec:
         self._by_fingerprint[fp] = known
         return known
 
+    def register_old(self, schema: Any, current: KnownSchema) -> KnownSchema:
+        """Register an older version of ``current`` for reading only.
+
+        Raises :class:`SchemaError` if frames of ``schema`` cannot be resolved into
+        ``current`` (a field added without a default, a changed type...).
+        """
+        try:
+            parsed = fastavro.parse_schema(schema)
+            canonical = to_parsing_canonical_form(parsed)
+        except Exception as exc:
+            raise SchemaError(f"invalid Avro schema: {exc}") from exc
+        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+        if fp == current.fingerprint:
+            return current
+        _check_resolvable(parsed, current)
+        name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
+        old = KnownSchema(name, parsed, fp, canonical, reads_as=current)
+        self._by_fingerprint.setdefault(fp, old)
+        return old
+
     def known(self, fp: bytes) -> KnownSchema | None:
         return self._by_fingerprint.get(fp)
 
@@ -106,12 +133,15 @@ class Codec:
                 "does not know (a task this worker does not have, or a newer signature)",
                 raw=bytes(data),
             )
-        if expect is not None and schema is not expect:
+        reader = schema.reads_as
+        if expect is not None and schema is not expect and reader is not expect:
             raise DecodeError(f"expected a {expect.name} frame, got {schema.name}", raw=bytes(data))
         buf = io.BytesIO(data)
         buf.seek(_HEADER_LEN)
         try:
-            record = fastavro.schemaless_reader(buf, schema.parsed, None)
+            record = fastavro.schemaless_reader(
+                buf, schema.parsed, reader.parsed if reader is not None else None
+            )
         except Exception as exc:
             raise DecodeError(f"corrupt {schema.name} frame: {exc}", raw=bytes(data)) from exc
         if buf.tell() != len(data):
@@ -119,4 +149,19 @@ class Codec:
                 f"corrupt {schema.name} frame: {len(data) - buf.tell()} trailing bytes",
                 raw=bytes(data),
             )
-        return schema, record
+        return (reader or schema), record
+
+
+def _check_resolvable(writer: Any, current: KnownSchema) -> None:
+    """Raise :class:`SchemaError` unless every field of the current record is in ``writer`` or
+    has a default (the rule that makes an added field backward compatible)."""
+    reader = current.parsed
+    if isinstance(writer, dict) and isinstance(reader, dict) and reader.get("type") == "record":
+        have = {f["name"] for f in writer.get("fields", ())}
+        missing = [
+            f["name"] for f in reader["fields"] if f["name"] not in have and "default" not in f
+        ]
+        if missing:
+            raise SchemaError(
+                f"{current.name}: an older version lacks fields {missing} that have no default"
+            )

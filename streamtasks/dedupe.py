@@ -117,7 +117,7 @@ class TopicKeyIndex:
 
 def _final_fire(msg: Any) -> str | None:
     key = msg.key()
-    if key is None or not key.startswith((b"sched.", b"wf.")):
+    if key is None or not key.startswith((b"sched.", b"wf.", b"err.")):
         return None
     if dict(msg.headers() or ()).get("st-status") in _FINAL:
         return str(key.decode(errors="replace"))
@@ -137,8 +137,8 @@ class FiredIndex(TopicKeyIndex):
 
     @staticmethod
     def is_fire(task_id: str) -> bool:
-        """A deterministic id: a scheduled fire or a chain step."""
-        if task_id.startswith("wf."):
+        """A deterministic id: a scheduled fire, a workflow task or an error callback."""
+        if task_id.startswith(("wf.", "err.")):
             return True
         return task_id.startswith("sched.") and parse_fire_task_id(task_id) is not None
 

@@ -16,7 +16,10 @@ from typing import Any
 from streamtasks.codec import Codec, KnownSchema, load_builtin_schema
 
 __all__ = [
+    "CHORD_JOIN_SCHEMA",
+    "CHORD_MEMBER_SCHEMA",
     "ENVELOPE_SCHEMA",
+    "OLD_ENVELOPE_SCHEMAS",
     "RESULT_SCHEMA",
     "SIGNATURE_SCHEMA",
     "Envelope",
@@ -30,6 +33,10 @@ __all__ = [
 ENVELOPE_SCHEMA: dict[str, Any] = load_builtin_schema("envelope.avsc")
 RESULT_SCHEMA: dict[str, Any] = load_builtin_schema("result.avsc")
 SIGNATURE_SCHEMA: dict[str, Any] = load_builtin_schema("signature.avsc")
+CHORD_JOIN_SCHEMA: dict[str, Any] = load_builtin_schema("chord_join.avsc")
+CHORD_MEMBER_SCHEMA: dict[str, Any] = load_builtin_schema("chord_member.avsc")
+#: earlier versions of the envelope, still read (resolved into the current one), never written
+OLD_ENVELOPE_SCHEMAS: tuple[dict[str, Any], ...] = (load_builtin_schema("envelope.v1.avsc"),)
 
 
 def now_ms() -> int:
@@ -82,6 +89,7 @@ class Envelope:
     workflow_id: str | None = None
     continuation: tuple[bytes, ...] = ()
     last_error: ErrorInfo | None = None
+    link_error: tuple[bytes, ...] = ()
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -98,6 +106,7 @@ class Envelope:
             "continuation": list(self.continuation),
             "last_error": None if self.last_error is None else self.last_error.to_avro(),
             "args": self.args,
+            "link_error": list(self.link_error),
         }
 
     @classmethod
@@ -116,6 +125,7 @@ class Envelope:
             workflow_id=rec["workflow_id"],
             continuation=tuple(rec["continuation"]),
             last_error=ErrorInfo.from_avro(rec["last_error"]),
+            link_error=tuple(rec["link_error"]),
         )
 
 
@@ -163,5 +173,9 @@ class ResultRecord:
 
 
 def register_builtin(codec: Codec) -> tuple[KnownSchema, KnownSchema]:
-    """Register the envelope and result schemas with ``codec``; returns both."""
-    return codec.register(ENVELOPE_SCHEMA), codec.register(RESULT_SCHEMA)
+    """Register the envelope (and its older versions, for reading) and result schemas with
+    ``codec``; returns the current envelope and result schemas."""
+    envelope = codec.register(ENVELOPE_SCHEMA)
+    for old in OLD_ENVELOPE_SCHEMAS:
+        codec.register_old(old, envelope)
+    return envelope, codec.register(RESULT_SCHEMA)

@@ -37,8 +37,15 @@ from streamtasks.errors import (
 from streamtasks.procpool import ChildError, ProcessPool
 from streamtasks.retry import decide
 from streamtasks.signals import SoftTimeLimitExceeded
-from streamtasks.topics import Headers, dlq_topic, results_topic, retry_topic, task_topic
-from streamtasks.workflows import parse_step_id, step_id
+from streamtasks.topics import (
+    Headers,
+    chords_topic,
+    dlq_topic,
+    results_topic,
+    retry_topic,
+    task_topic,
+)
+from streamtasks.workflows import TaskFailure, errback_id, parse_step_id, step_id
 
 S = TaskStatus
 
@@ -93,8 +100,18 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What a record turned into. ``then`` is produced only after every one of ``outputs`` was
+    acknowledged: a task's final result goes last when other outputs (the next chain step, a
+    chord member's outcome, error callbacks) depend on it, because a task id with a final
+    result is skipped when redelivered — so that result must imply the rest was written."""
+
     kind: OutcomeKind
     outputs: tuple[Output, ...]
+    then: tuple[Output, ...] = ()
+
+
+def _staged(kind: OutcomeKind, first: tuple[Output, ...], final: Output) -> Outcome:
+    return Outcome(kind, first, (final,)) if first else Outcome(kind, (final,))
 
 
 def header(headers: Headers | None, name: str) -> bytes | None:
@@ -197,27 +214,41 @@ class Executor:
         return self._succeeded(call, payload, value)
 
     def _succeeded(self, call: Call, payload: bytes, value: object) -> Outcome:
-        result = self._result(call.env, TaskStatus.SUCCESS, call.started, payload, None)
-        if not call.env.continuation:
+        env = call.env
+        result = self.result_output(env, TaskStatus.SUCCESS, call.started, payload, None)
+        if not env.continuation:
             return Outcome("success", (result,))
+        if self.is_join(env.continuation[0]):
+            member = self._member_outcome(env, TaskStatus.SUCCESS, payload, None)
+            return Outcome("success", (member,), (result,))
         try:
-            step = self._next_step(call.env, value)
+            step = self._next_step(env, value)
         except (StreamtasksError, ValueError, TypeError, KeyError) as exc:
             # the chain cannot go on (e.g. the result does not fit the next step's first
             # parameter): this step succeeded, the chain failed
             error = error_info(exc)
-            final = self._chain_end(call.env, TaskStatus.FAILURE, call.started, error)
-            return Outcome("success", (result, *final))
-        return Outcome("success", (result, step))
+            final = self._chain_end(env, TaskStatus.FAILURE, call.started, error)
+            errbacks = self.errbacks(env, TaskStatus.FAILURE, error)
+            return Outcome("success", (*final, *errbacks), (result,))
+        return Outcome("success", (step,), (result,))
 
-    def _next_step(self, env: Envelope, value: object) -> Output:
+    def is_join(self, frame: bytes) -> bool:
+        """Is this continuation frame a chord join (else: a chain step)?"""
+        return frame[2:10] == self.app.chord_join_schema.fingerprint
+
+    def decode_step(self, frame: bytes) -> tuple[Task[..., Any], dict[str, Any]]:
+        """A TaskSignature frame: the task and its partial argument record."""
         app = self.app
-        _, sig = app.codec.decode(env.continuation[0], expect=app.signature_schema)
+        _, sig = app.codec.decode(frame, expect=app.signature_schema)
         task = app.tasks.get(sig["task"])
         if task is None or task.partial_schema is None:
-            raise UnknownTaskError(f"chain step {sig['task']!r} is not a usable task here")
+            raise UnknownTaskError(f"workflow task {sig['task']!r} is not a usable task here")
         _, partial = app.codec.decode(sig["partial"], expect=task.partial_schema)
-        args = app.codec.encode(task.args_schema, task.signature.complete(partial, value))
+        return task, partial
+
+    def _next_step(self, env: Envelope, value: object) -> Output:
+        task, partial = self.decode_step(env.continuation[0])
+        args = self.app.codec.encode(task.args_schema, task.signature.complete(partial, value))
         root, index = parse_step_id(env.id) or (env.root_id or env.id, 0)
         nxt = Envelope(
             id=step_id(root, index + 1),
@@ -228,26 +259,102 @@ class Executor:
             parent_id=env.id,
             workflow_id=env.workflow_id,
             continuation=env.continuation[1:],
+            link_error=env.link_error,
         )
+        return self.task_output(nxt)
+
+    def task_output(self, env: Envelope) -> Output:
+        """A task event produced by a worker (a chain step, a chord callback, an errback);
+        keyed by its id, whose determinism makes a re-produced copy recognisable."""
         headers: Headers = [
-            ("st-task", nxt.task.encode()),
-            ("st-id", nxt.id.encode()),
-            ("st-attempt", b"1"),
+            ("st-task", env.task.encode()),
+            ("st-id", env.id.encode()),
+            ("st-attempt", str(env.attempt).encode()),
         ]
-        value_bytes = app.codec.encode(app.envelope_schema, nxt.to_avro())
-        return Output(task_topic(self._ns, task.queue), nxt.id.encode(), value_bytes, headers)
+        value = self.app.codec.encode(self.app.envelope_schema, env.to_avro())
+        return Output(task_topic(self._ns, env.queue), env.id.encode(), value, headers)
+
+    def errbacks(self, env: Envelope, status: TaskStatus, error: ErrorInfo) -> tuple[Output, ...]:
+        """The error callbacks of a task that ended in ``status`` (FAILURE or DEAD)."""
+        return self.errback_outputs(
+            env.link_error, env.id, env.task, env.attempt, env.root_id, status, error
+        )
+
+    def errback_outputs(
+        self,
+        frames: tuple[bytes, ...] | list[bytes],
+        task_id: str,
+        task_name: str,
+        attempts: int,
+        root_id: str | None,
+        status: TaskStatus,
+        error: ErrorInfo,
+    ) -> tuple[Output, ...]:
+        failure = TaskFailure(
+            task_id=task_id,
+            task=task_name,
+            status=status.value,
+            error_type=error.type,
+            message=error.message,
+            traceback=error.traceback,
+            attempts=attempts,
+        )
+        out: list[Output] = []
+        for i, frame in enumerate(frames):
+            try:
+                task, partial = self.decode_step(frame)
+                args = self.app.codec.encode(
+                    task.args_schema, task.signature.complete(partial, failure)
+                )
+            except (StreamtasksError, ValueError, TypeError, KeyError) as exc:
+                log.error("error callback not sent", error=str(exc), task_id=task_id)
+                continue
+            errback = Envelope(
+                id=errback_id(task_id, i),
+                task=task.name,
+                queue=task.queue,
+                args=args,
+                root_id=root_id or task_id,
+                parent_id=task_id,
+            )
+            out.append(self.task_output(errback))
+        return tuple(out)
+
+    def _member_outcome(
+        self, env: Envelope, status: TaskStatus, payload: bytes | None, error: ErrorInfo | None
+    ) -> Output:
+        """A chord member's final outcome, for the join on ``{ns}.chords``."""
+        app = self.app
+        frame = env.continuation[0]
+        _, join = app.codec.decode(frame, expect=app.chord_join_schema)
+        record = {
+            "join": frame,
+            "member_id": env.id,
+            "task": env.task,
+            "status": status.value,
+            "value": payload,
+            "error": None if error is None else error.to_avro(),
+            "finished_at": now_ms(),
+        }
+        chord_id = str(join["chord_id"])
+        headers: Headers = [("st-chord", chord_id.encode()), ("st-status", status.value.encode())]
+        value = app.codec.encode(app.chord_member_schema, record)
+        return Output(chords_topic(self._ns), chord_id.encode(), value, headers)
 
     def _chain_end(
         self, env: Envelope, status: TaskStatus, started: int | None, error: ErrorInfo | None
     ) -> tuple[Output, ...]:
-        """When a step of a chain ends without success, the chain's last step says so too."""
+        """When a workflow task ends without success (``status``): a chain's last step says
+        so too (FAILURE); a chord member reports it to the join."""
         if not env.continuation:
             return ()
+        if self.is_join(env.continuation[0]):
+            return (self._member_outcome(env, status, None, error),)
         root, index = parse_step_id(env.id) or (env.root_id or env.id, 0)
         last = dataclasses.replace(
             env, id=step_id(root, index + len(env.continuation)), continuation=()
         )
-        return (self._result(last, TaskStatus.FAILURE, started, None, error),)
+        return (self.result_output(last, TaskStatus.FAILURE, started, None, error),)
 
     def prepare(self, rec: Record) -> Call | Outcome:
         """Decode ``rec`` into a call, or the outcome that replaces running it (DLQ, EXPIRED)."""
@@ -267,26 +374,26 @@ class Executor:
         if task is None:
             unknown = LookupError(f"task {env.task!r} is not registered in app {app.name!r}")
             return self._dead_letter(rec, "unknown-task", unknown, env)
-        if FiredIndex.is_fire(env.id) and self._index().done(env.id):
+        if FiredIndex.is_fire(env.id) and self.fired_index().done(env.id):
             log.info("skipped: this task id already ran", task_id=env.id, **rec.log_fields())
             return Outcome("skipped", ())
         started = now_ms()
         if self._revoked is not None and self._revoked.contains(env.id):
             error = ErrorInfo("TaskRevoked", "revoked before it started")
             log.info("revoked: not run", task_id=env.id, **rec.log_fields())
-            revoked = self._result(env, TaskStatus.REVOKED, started, None, error)
-            return Outcome("revoked", (revoked, *self._chain_end(env, S.FAILURE, started, error)))
+            revoked = self.result_output(env, TaskStatus.REVOKED, started, None, error)
+            return _staged("revoked", self._chain_end(env, S.REVOKED, started, error), revoked)
         if env.expires is not None and started > env.expires:
             late = started - env.expires
             error = ErrorInfo("TaskExpired", f"expired {late} ms before it could start")
-            expired = self._result(env, TaskStatus.EXPIRED, started, None, error)
-            return Outcome("expired", (expired, *self._chain_end(env, S.FAILURE, started, error)))
+            expired = self.result_output(env, TaskStatus.EXPIRED, started, None, error)
+            return _staged("expired", self._chain_end(env, S.EXPIRED, started, error), expired)
         try:
             args, kwargs = task.decode_args(env.args)
         except (DecodeError, ArgumentError) as exc:
             return self._dead_letter(rec, "bad-arguments", exc, env)
         if task.track_started and self._emit_early is not None:
-            self._emit_early(self._result(env, TaskStatus.STARTED, started, None, None))
+            self._emit_early(self.result_output(env, TaskStatus.STARTED, started, None, None))
         return Call(rec, env, task, args, kwargs, started)
 
     # -- failures --------------------------------------------------------------------------
@@ -323,13 +430,17 @@ class Executor:
                 self.app.codec.encode(self.app.envelope_schema, again.to_avro()),
                 headers,
             )
-            status = self._result(env, TaskStatus.RETRY, started, None, error)
+            status = self.result_output(env, TaskStatus.RETRY, started, None, error)
             return Outcome("retry", (retry_record, status))
         if verdict.action == "dead":
             return self._dead_letter(rec, verdict.reason, exc, env, error=error, started=started)
         log.warning("task failed", error=repr(exc), reason=verdict.reason, **fields)
-        failed = self._result(env, TaskStatus.FAILURE, started, None, error)
-        return Outcome("failure", (failed, *self._chain_end(env, S.FAILURE, started, error)))
+        failed = self.result_output(env, TaskStatus.FAILURE, started, None, error)
+        first = (
+            *self._chain_end(env, S.FAILURE, started, error),
+            *self.errbacks(env, S.FAILURE, error),
+        )
+        return _staged("failure", first, failed)
 
     def _dead_letter(
         self,
@@ -367,14 +478,16 @@ class Executor:
         if error.traceback:
             headers.append(("st-traceback", error.traceback[-_TRACEBACK_LIMIT:].encode()))
         queue = env.queue if env else _queue_of(rec.topic, self._ns)
-        outputs = [Output(dlq_topic(self._ns, queue), rec.key, rec.value, headers)]
-        if env is not None:  # someone may be waiting on this task id: tell them it is dead
-            outputs.append(self._result(env, TaskStatus.DEAD, started, None, error))
-            outputs.extend(self._chain_end(env, TaskStatus.FAILURE, started, error))
-        return Outcome("dead", tuple(outputs))
+        letter = Output(dlq_topic(self._ns, queue), rec.key, rec.value, headers)
+        if env is None:
+            return Outcome("dead", (letter,))
+        # someone may be waiting on this task id: tell them it is dead (last, see Outcome)
+        dead = self.result_output(env, TaskStatus.DEAD, started, None, error)
+        follow = (*self._chain_end(env, S.DEAD, started, error), *self.errbacks(env, S.DEAD, error))
+        return Outcome("dead", (letter, *follow), (dead,))
 
     # -- helpers ---------------------------------------------------------------------------
-    def _index(self) -> FiredIndex:
+    def fired_index(self) -> FiredIndex:
         """The index of deterministic ids (scheduled fires, chain steps) that already ran;
         started on first need."""
         with self._index_lock:
@@ -386,7 +499,7 @@ class Executor:
         if self._fired is not None:
             self._fired.close()
 
-    def _result(
+    def result_output(
         self,
         env: Envelope,
         status: TaskStatus,
@@ -395,7 +508,7 @@ class Executor:
         error: ErrorInfo | None,
     ) -> Output:
         if status.is_final and FiredIndex.is_fire(env.id):
-            self._index().add(env.id)
+            self.fired_index().add(env.id)
         record = ResultRecord(
             task_id=env.id,
             task=env.task,

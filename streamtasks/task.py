@@ -152,6 +152,7 @@ class Task(Generic[P, R]):
         expires: float | timedelta | datetime | None = None,
         headers: Mapping[str, str | bytes] | None = None,
         queue: str | None = None,
+        link_error: WorkflowSignature | Sequence[WorkflowSignature] = (),
     ) -> AsyncResult:
         """Enqueue with full control.
 
@@ -159,8 +160,14 @@ class Task(Generic[P, R]):
         task id is the key. ``countdown`` (seconds) or ``eta`` (aware datetime): run no
         earlier than that (held in a retry tier until due). ``expires`` (seconds from now, a
         timedelta or an aware datetime): a worker that picks the task up later does not run
-        it; its result says EXPIRED.
+        it; its result says EXPIRED. ``link_error``: task signature(s) sent, with a
+        :class:`~streamtasks.workflows.TaskFailure` as first argument, if this task ends in
+        FAILURE or DEAD (``on_error.s()``; its first parameter annotated ``TaskFailure``).
         """
+        from streamtasks.workflows import Signature as WorkflowSignature
+        from streamtasks.workflows import encode_errbacks
+
+        errbacks = (link_error,) if isinstance(link_error, WorkflowSignature) else link_error
         if countdown is not None and eta is not None:
             raise ArgumentError("give countdown or eta, not both")
         if queue is not None:
@@ -178,6 +185,7 @@ class Task(Generic[P, R]):
             eta=_deadline_ms(countdown if countdown is not None else eta, created),
             expires=_deadline_ms(expires, created),
             root_id=tid,
+            link_error=encode_errbacks(self.app, errbacks),
         )
         extra = _check_headers(headers)
         return self.app._publish_task(envelope, key=key, headers=extra, task=self)

@@ -10,6 +10,7 @@
 | ``{ns}.events``                | task id      | delete   |
 | ``{ns}.revoked``               | task id      | compact  |
 | ``{ns}.scheduler``             | schedule     | compact  |
+| ``{ns}.chords``                | chord id     | delete   |
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "Headers",
     "TopicSpec",
+    "chords_topic",
     "dlq_state_topic",
     "dlq_topic",
     "events_topic",
@@ -77,6 +79,12 @@ def revoked_topic(ns: str) -> str:
 
 def events_topic(ns: str) -> str:
     return f"{ns}.events"
+
+
+def chords_topic(ns: str) -> str:
+    """Outcomes of chord members, keyed by chord id so that one partition owner joins them.
+    Not compacted: every member's record is needed until its chord is complete."""
+    return f"{ns}.chords"
 
 
 def scheduler_topic(ns: str) -> str:

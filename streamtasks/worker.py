@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamtasks import _kafka
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
+from streamtasks.chords import ChordJoiner
 from streamtasks.config import KafkaValue
 from streamtasks.dedupe import FiredIndex, RevokedIndex
 from streamtasks.envelope import now_ms
@@ -48,7 +49,7 @@ from streamtasks.execution import Executor, Outcome, Output, Record, header
 from streamtasks.flow import PartitionFlow
 from streamtasks.pool import ThreadPool
 from streamtasks.procpool import ProcessPool
-from streamtasks.topics import results_topic, task_topic
+from streamtasks.topics import chords_topic, results_topic, task_topic
 from streamtasks.tracker import OffsetTracker
 
 __all__ = ["Worker", "WorkerStats"]
@@ -70,6 +71,7 @@ class WorkerStats:
     skipped: int = 0
     revoked: int = 0
     abandoned: int = 0
+    chords_joined: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -78,6 +80,8 @@ class _Job:
     generation: int
     outcome: str = "pending"
     unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
+    then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
+    joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
 
     @property
     def tp(self) -> TP:
@@ -148,7 +152,9 @@ class Worker:
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
         self._topics = app.worker_topics(self.queues)
-        self._tier_topics = set(self._topics) - {task_topic(self._ns, q) for q in self.queues}
+        self._chords_topic = chords_topic(self._ns)
+        tasks = {task_topic(self._ns, q) for q in self.queues}
+        self._tier_topics = set(self._topics) - tasks - {self._chords_topic}
         self._stop = threading.Event()
         self._force = threading.Event()
         self._trackers: dict[TP, OffsetTracker] = {}
@@ -168,6 +174,7 @@ class Worker:
         self._processes: ProcessPool | None = None
         self._fired: FiredIndex | None = None
         self._revoked: RevokedIndex | None = None
+        self._joiner: ChordJoiner | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -215,6 +222,8 @@ class Worker:
             revoked=self._revoked,
             emit_early=self._produce_untracked,
         )
+        executor = self._executor
+        self._joiner = ChordJoiner(executor, lambda i: executor.fired_index().done(i))
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -294,6 +303,9 @@ class Worker:
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
         hdrs = list(headers.items()) if isinstance(headers, dict) else headers
+        if topic == self._chords_topic:
+            self._join(Record(topic, partition, offset, msg.key(), msg.value(), hdrs))
+            return
         if topic in self._tier_topics:
             due = header(hdrs, "st-not-before")
             if due is not None and int(due) > now_ms():
@@ -315,6 +327,25 @@ class Worker:
             self._keys[(tp, key)] = deque()
         self._submit(job)
 
+    def _join(self, rec: Record) -> None:
+        """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
+        (a chord may have more members than the window) and runs no code of the user."""
+        assert self._joiner is not None
+        completion = self._joiner.add(rec)
+        if completion is None:
+            return
+        tp = completion.tp
+        job = _Job(rec, self._generation[tp], outcome="joined", joins=completion.offsets)
+        first = completion.outputs or completion.then
+        job.then = completion.then if completion.outputs else ()
+        job.unacked = len(first)
+        if completion.outputs:
+            self.stats.chords_joined += 1
+        if not first:
+            self._complete(job, finished=True)
+        for out in first:
+            self._produce(job, out, poll_thread=True)
+
     def _submit(self, job: _Job) -> None:
         if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
             self._aio.submit(lambda: self._execute_async(job))
@@ -324,8 +355,14 @@ class Worker:
 
     def _complete(self, job: _Job, *, finished: bool) -> None:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
-        self._in_flight -= 1
         tp = job.tp
+        if job.joins:  # a chord completion: no task, no in-flight slot
+            assert self._joiner is not None
+            current = finished and self._generation.get(tp) == job.generation
+            if current and self._joiner.finished(tp, job.joins):
+                self._dirty.add(tp)
+            return
+        self._in_flight -= 1
         current = self._generation.get(tp) == job.generation
         if finished and current:
             tracker = self._trackers[tp]
@@ -364,6 +401,8 @@ class Worker:
         offsets = []
         for tp in dirty:
             tracker = self._trackers.get(tp)
+            if tracker is None and self._joiner is not None:
+                tracker = self._joiner.tracker(tp)
             pos = tracker.committable() if tracker is not None else None
             if pos is not None:
                 offsets.append(TopicPartition(tp[0], tp[1], pos))
@@ -393,10 +432,12 @@ class Worker:
 
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
-        job.unacked = len(outcome.outputs)  # before producing: acks may arrive at once
-        if not outcome.outputs:  # nothing to acknowledge (a duplicate fire): done now
+        first = outcome.outputs or outcome.then
+        job.then = outcome.then if outcome.outputs else ()
+        job.unacked = len(first)  # before producing: acks may arrive at once
+        if not first:  # nothing to acknowledge (a duplicate fire): done now
             self._no_output.append(job)
-        for output in outcome.outputs:
+        for output in first:
             self._produce(job, output)
 
     def _produce(self, job: _Job, out: Output, *, poll_thread: bool = False) -> None:
@@ -453,6 +494,12 @@ class Worker:
         if err is None:
             job.unacked -= 1
             if job.unacked == 0:
+                if job.then:  # the outputs that must come last (a final result)
+                    later, job.then = job.then, ()
+                    job.unacked = len(later)
+                    for output in later:
+                        self._produce(job, output, poll_thread=True)
+                    return
                 self._complete(job, finished=True)
             return
         log.error(
@@ -473,7 +520,11 @@ class Worker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             tp = (p.topic, p.partition)
-            self._trackers[tp] = OffsetTracker()
+            if p.topic == self._chords_topic:
+                assert self._joiner is not None
+                self._joiner.assigned(tp)
+            else:
+                self._trackers[tp] = OffsetTracker()
             self._generation[tp] = next(self._generations)
         assert self._flow is not None
         self._flow.assigned(partitions)
@@ -494,6 +545,8 @@ class Worker:
     def _forget(self, tps: Iterable[TP]) -> None:
         for tp in tps:
             self._trackers.pop(tp, None)
+            if self._joiner is not None:
+                self._joiner.forget(tp)
             self._generation.pop(tp, None)
             if self._flow is not None:
                 self._flow.forget(tp)

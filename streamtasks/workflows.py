@@ -1,7 +1,11 @@
-"""Workflows: chains (each step's result is the next one's first argument) and groups.
+"""Workflows: chains, groups, chords and error callbacks.
 
 ``task.s(*args, **kwargs)`` makes a signature; ``a.s(1) | b.s() | c.s()`` or
-``chain(a.s(1), b.s(), c.s())`` a chain; ``group(a.s(1), a.s(2))`` a group.
+``chain(a.s(1), b.s(), c.s())`` a chain (each step's result is the next one's first
+argument); ``group(a.s(1), a.s(2))`` a group; ``chord(group(...), total.s())`` (or
+``group(...) | total.s()``) a chord: the callback runs once, with the list of all member
+results as its first argument; ``sig.on_error(handler.s())`` / ``apply_async(link_error=...)``
+sends ``handler`` with a :class:`TaskFailure` as its first argument when the task fails.
 
 Invariants:
 
@@ -12,30 +16,82 @@ Invariants:
   crash is recognisably the same step and runs to completion at most once;
 * a step that ends in failure writes that failure as the result of the chain's last step too,
   so whoever waits on the chain gets the error instead of waiting forever;
-* types are checked at the seams: the arguments of every step when the chain is built, and
-  the previous result against the next step's first parameter when it runs.
+* types are checked at the seams: the arguments of every later step when the chain is built
+  (the first step's when it is sent), and the previous result against the next step's first
+  parameter when it runs;
+* a chord has no coordinator either: each member's final outcome is one of its outputs, a
+  record on ``{ns}.chords`` keyed by the chord id (see :mod:`streamtasks.chords`); the worker
+  owning that partition joins them and commits them only once the callback (or the chord's
+  failure) is acknowledged, so the join state is the topic itself and survives any crash;
+* error callbacks travel in the envelope (``link_error``), are inherited by later chain steps,
+  and get deterministic ids (``err.{task id}.{n}``), so a re-produced one runs at most once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from streamtasks.envelope import Envelope
 from streamtasks.errors import ArgumentError, SchemaError
 
 if TYPE_CHECKING:
     from streamtasks.app import App
-    from streamtasks.asyncresult import AsyncResult
+    from streamtasks.asyncresult import AsyncResult, Delivery
     from streamtasks.task import Task
 
-__all__ = ["Chain", "Group", "GroupResult", "Signature", "chain", "group", "step_id"]
+__all__ = [
+    "Chain",
+    "Chord",
+    "Group",
+    "GroupResult",
+    "Signature",
+    "TaskFailure",
+    "chain",
+    "chord",
+    "chord_marker_id",
+    "errback_id",
+    "group",
+    "member_id",
+    "step_id",
+]
 
 
 def step_id(root: str, index: int) -> str:
     return f"wf.{root}.{index}"
+
+
+def member_id(root: str, index: int) -> str:
+    """The task id of member ``index`` of chord ``root``."""
+    return f"wf.{root}.g{index}"
+
+
+def chord_marker_id(root: str) -> str:
+    """The id under which the join records that chord ``root`` is complete (a final result)."""
+    return f"wf.{root}.chord"
+
+
+def errback_id(task_id: str, index: int) -> str:
+    return f"err.{task_id}.{index}"
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """What an error callback receives as its first argument (annotate it with this type)."""
+
+    task_id: str
+    task: str
+    status: str  # FAILURE or DEAD
+    error_type: str
+    message: str
+    traceback: str | None
+    attempts: int
+
+
+_SAMPLE_FAILURE = TaskFailure("id", "task", "FAILURE", "Error", "message", None, 1)
 
 
 def parse_step_id(task_id: str) -> tuple[str, int] | None:
@@ -52,12 +108,18 @@ class Signature:
     task: Task[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    link_error: tuple[Signature, ...] = ()
 
     def __or__(self, other: Signature | Chain) -> Chain:
         return Chain((self,)) | other
 
+    def on_error(self, errback: Signature) -> Signature:
+        """This signature, with ``errback`` sent (a :class:`TaskFailure` first) if it fails."""
+        check_errback(errback)
+        return dataclasses.replace(self, link_error=(*self.link_error, errback))
+
     def apply_async(self) -> AsyncResult:
-        return self.task.apply_async(self.args, self.kwargs)
+        return self.task.apply_async(self.args, self.kwargs, link_error=self.link_error)
 
     delay = apply_async
 
@@ -65,6 +127,9 @@ class Signature:
 @dataclass(frozen=True)
 class Chain:
     steps: tuple[Signature, ...]
+    link_error: tuple[Signature, ...] = ()
+    #: the first step, too, gets its first argument from before (a chord's body)
+    fed: bool = False
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -72,27 +137,44 @@ class Chain:
         apps = {id(s.task.app) for s in self.steps}
         if len(apps) != 1:
             raise ArgumentError("all steps of a chain must belong to one App")
+        # The first step's own arguments are checked when it is sent (it may still become the
+        # body of a chord, whose first argument the chord supplies); later steps' now.
         first = self.steps[0]
-        first.task.signature.to_record(tuple(first.args), dict(first.kwargs))
-        for later in self.steps[1:]:
+        for later in self.steps[int(not self.fed) :]:
             if later.task.partial_schema is None:
                 raise SchemaError(later.task.partial_problem or "not usable as a later step")
             later.task.signature.to_partial_record(tuple(later.args), dict(later.kwargs))
+            if later.link_error and later is not first:
+                raise ArgumentError(
+                    f"chain step {later.task.name!r} has its own link_error: error callbacks "
+                    "attach to a chain's first step or to the whole chain (chain.on_error(...)), "
+                    "and every later step inherits them"
+                )
 
     def __or__(self, other: Signature | Chain) -> Chain:
         more = other.steps if isinstance(other, Chain) else (other,)
-        return Chain(self.steps + more)
+        extra = other.link_error if isinstance(other, Chain) else ()
+        return Chain(self.steps + more, self.link_error + extra, self.fed)
+
+    def on_error(self, errback: Signature) -> Chain:
+        """Send ``errback`` (a :class:`TaskFailure` first) if any step of the chain fails."""
+        check_errback(errback)
+        return dataclasses.replace(self, link_error=(*self.link_error, errback))
 
     def apply_async(self, *, key: str | None = None) -> AsyncResult:
         """Send the first step; returns the handle of the last step (the chain's result)."""
         from streamtasks.asyncresult import AsyncResult
 
-        first, rest = self.steps[0], self.steps[1:]
-        app: App = first.task.app
-        continuation = tuple(encode_step(app, s) for s in rest)
+        app: App = self.steps[0].task.app
         root = uuid.uuid4().hex
         last_id = step_id(root, len(self.steps) - 1)
         app.results_listener().expect(last_id)
+        delivery = self._send(root, key=key)
+        return AsyncResult(last_id, app=app, task=self.steps[-1].task, delivery=delivery)
+
+    def _send(self, root: str, *, key: str | None = None) -> Delivery | None:
+        first, rest = self.steps[0], self.steps[1:]
+        app: App = first.task.app
         env = Envelope(
             id=step_id(root, 0),
             task=first.task.name,
@@ -100,19 +182,22 @@ class Chain:
             args=first.task.encode_args(first.args, first.kwargs),
             root_id=root,
             workflow_id=root,
-            continuation=continuation,
+            continuation=tuple(encode_step(app, s) for s in rest),
+            link_error=encode_errbacks(app, (*first.link_error, *self.link_error)),
         )
-        sent = app._publish_task(env, key=key, headers=[], task=first.task)
-        return AsyncResult(last_id, app=app, task=self.steps[-1].task, delivery=sent._delivery)
+        return app._publish_task(env, key=key, headers=[], task=first.task)._delivery
 
     delay = apply_async
 
 
 def chain(*steps: Signature | Chain) -> Chain:
     flat: list[Signature] = []
+    errbacks: list[Signature] = []
     for s in steps:
         flat.extend(s.steps if isinstance(s, Chain) else (s,))
-    return Chain(tuple(flat))
+        if isinstance(s, Chain):
+            errbacks.extend(s.link_error)
+    return Chain(tuple(flat), tuple(errbacks))
 
 
 @dataclass(frozen=True)
@@ -138,6 +223,121 @@ class Group:
 
     delay = apply_async
 
+    def __or__(self, body: Signature | Chain) -> Chord:
+        """``group(...) | callback.s()`` is ``chord(group(...), callback.s())``."""
+        return chord(self, body)
+
+
+@dataclass(frozen=True)
+class Chord:
+    """A group whose results, once all have succeeded, are the callback's first argument.
+
+    The callback (the first step of ``body``; later steps chain on) runs exactly once to
+    completion, after every member ended: with the member results in member order when all
+    succeeded; not at all when one failed — then the chord's result (the body's last step) is a
+    FAILURE with a ``ChordError`` naming the member, and the chord's error callbacks are sent.
+    """
+
+    header: Group
+    body: Chain
+    link_error: tuple[Signature, ...] = ()
+
+    def __post_init__(self) -> None:
+        app_ids = {id(m.task.app) for m in self.header.members} | {id(self.body.steps[0].task.app)}
+        if len(app_ids) != 1:
+            raise ArgumentError("all tasks of a chord must belong to one App")
+        for m in self.header.members:
+            m.task.signature.to_record(tuple(m.args), dict(m.kwargs))
+        callback = self.body.steps[0]
+        task = callback.task
+        if task.partial_schema is None:
+            raise SchemaError(task.partial_problem or f"{task.name!r} cannot be a chord callback")
+        partial = task.signature.to_partial_record(tuple(callback.args), dict(callback.kwargs))
+        try:
+            task.signature.complete(partial, [])
+        except ArgumentError as exc:
+            raise ArgumentError(
+                f"chord callback {task.name!r}: its first parameter receives the list of the "
+                f"members' results, so it must be a list (e.g. list[int]): {exc}"
+            ) from None
+
+    def on_error(self, errback: Signature) -> Chord:
+        """Send ``errback`` (a :class:`TaskFailure` first) if the chord or its body fails."""
+        check_errback(errback)
+        return Chord(self.header, self.body, (*self.link_error, errback))
+
+    def apply_async(self) -> AsyncResult:
+        """Send every member; returns the handle of the body's last step (the chord's result)."""
+        from streamtasks.asyncresult import AsyncResult
+
+        callback, rest = self.body.steps[0], self.body.steps[1:]
+        app: App = callback.task.app
+        root = uuid.uuid4().hex
+        last = step_id(root, len(self.body.steps) - 1)
+        app.results_listener().expect(last)
+        errbacks = encode_errbacks(
+            app, (*self.link_error, *callback.link_error, *self.body.link_error)
+        )
+        members = self.header.members
+        if not members:  # nothing to wait for: the callback gets an empty list now
+            first = Signature(
+                callback.task, ([], *callback.args), callback.kwargs, callback.link_error
+            )
+            sent = Chain((first, *rest), (*self.link_error, *self.body.link_error))._send(root)
+            return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=sent)
+        body = encode_step(app, callback)
+        continuation = [encode_step(app, s) for s in rest]
+        delivery = None
+        for index, m in enumerate(members):
+            join = {
+                "chord_id": root,
+                "index": index,
+                "size": len(members),
+                "body": body,
+                "rest": continuation,
+                "link_error": list(errbacks),
+            }
+            env = Envelope(
+                id=member_id(root, index),
+                task=m.task.name,
+                queue=m.task.queue,
+                args=m.task.encode_args(m.args, m.kwargs),
+                root_id=root,
+                workflow_id=root,
+                continuation=(app.codec.encode(app.chord_join_schema, join),),
+                link_error=encode_errbacks(app, m.link_error),
+            )
+            delivery = app._publish_task(env, key=None, headers=[], task=m.task)._delivery
+        return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=delivery)
+
+    delay = apply_async
+
+
+class _ChordHeader:
+    """``chord(header)(body)``: Celery's spelling; sends at once."""
+
+    def __init__(self, header: Group) -> None:
+        self.header = header
+
+    def __call__(self, body: Signature | Chain) -> AsyncResult:
+        return chord(self.header, body).apply_async()
+
+
+@overload
+def chord(header: Group | Iterable[Signature], body: Signature | Chain) -> Chord: ...
+@overload
+def chord(header: Group | Iterable[Signature], body: None = None) -> _ChordHeader: ...
+def chord(
+    header: Group | Iterable[Signature], body: Signature | Chain | None = None
+) -> Chord | _ChordHeader:
+    """``chord(group(a.s(1), a.s(2)), total.s())``: ``total([a(1), a(2)])`` once both ran."""
+    members = header if isinstance(header, Group) else group(header)
+    if body is None:
+        return _ChordHeader(members)
+    steps = body.steps if isinstance(body, Chain) else (body,)
+    errbacks = body.link_error if isinstance(body, Chain) else ()
+    return Chord(members, Chain(steps, errbacks, fed=True))
+
 
 def group(*members: Signature | Iterable[Signature]) -> Group:
     """``group(a.s(1), a.s(2))`` or ``group(a.s(i) for i in range(10))``."""
@@ -145,6 +345,29 @@ def group(*members: Signature | Iterable[Signature]) -> Group:
     for m in members:
         flat.extend((m,) if isinstance(m, Signature) else m)
     return Group(tuple(flat))
+
+
+def check_errback(errback: Signature) -> None:
+    """An error callback must take a :class:`TaskFailure` as its first parameter."""
+    task = errback.task
+    if task.partial_schema is None:
+        raise SchemaError(task.partial_problem or f"{task.name!r} cannot be an error callback")
+    partial = task.signature.to_partial_record(tuple(errback.args), dict(errback.kwargs))
+    try:
+        task.signature.complete(partial, _SAMPLE_FAILURE)
+    except ArgumentError as exc:
+        raise ArgumentError(
+            f"error callback {task.name!r}: its first parameter receives a "
+            f"streamtasks.workflows.TaskFailure, so annotate it with that type: {exc}"
+        ) from None
+
+
+def encode_errbacks(app: App, errbacks: Iterable[Signature]) -> tuple[bytes, ...]:
+    out = []
+    for e in errbacks:
+        check_errback(e)
+        out.append(encode_step(app, e))
+    return tuple(out)
 
 
 def encode_step(app: App, sig: Signature) -> bytes:

@@ -125,3 +125,31 @@ def test_encoding_a_record_that_does_not_fit_is_a_schema_error() -> None:
 def test_registering_is_idempotent() -> None:
     codec = Codec()
     assert codec.register(ENVELOPE_SCHEMA) is codec.register(dict(ENVELOPE_SCHEMA))
+
+
+def test_an_envelope_written_by_the_previous_release_still_decodes() -> None:
+    """Events queued before an upgrade (envelope v1, no link_error) run after it."""
+    from streamtasks.envelope import OLD_ENVELOPE_SCHEMAS
+
+    codec = Codec()
+    current, _ = register_builtin(codec)
+    writer = Codec()
+    old = writer.register(OLD_ENVELOPE_SCHEMAS[0])
+    assert old.fingerprint != current.fingerprint
+    record = Envelope(id="t1", task="m.f", queue="default", args=b"\x01").to_avro()
+    del record["link_error"]
+    frame = writer.encode(old, record)
+    schema, out = codec.decode(frame, expect=current)
+    assert schema is current
+    env = Envelope.from_avro(out)
+    assert (env.id, env.args, env.link_error) == ("t1", b"\x01", ())
+
+
+def test_an_old_version_that_cannot_resolve_is_refused_at_registration() -> None:
+    codec = Codec()
+    current = codec.register(
+        {"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]}
+    )
+    older = {"type": "record", "name": "R", "fields": [{"name": "b", "type": "int"}]}
+    with pytest.raises(SchemaError, match=r"lacks fields \['a'\]"):
+        codec.register_old(older, current)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from streamtasks import App, Reject, RetryPolicy, current_task
+from streamtasks.workflows import TaskFailure
 
 
 class Shape(enum.Enum):
@@ -163,6 +164,28 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
     @app.task(name="rejecting")
     def rejecting(reason: str) -> None:
         raise Reject(reason)
+
+    # -- chords and error callbacks: each run leaves a line in a file, to count runs -------
+    @app.task(name="tally")
+    def tally(values: list[int], path: str) -> int:
+        with open(path, "a") as f:
+            f.write(f"{current_task().id} {len(values)}\n")
+        return sum(values)
+
+    @app.task(name="member", retry=RetryPolicy(max_attempts=3, backoff=0.2, jitter=0, factor=1.0))
+    def member(i: int, sleep_ms: int, fail_first: bool) -> int:
+        if fail_first and current_task().attempt == 1:
+            raise ConnectionError(f"member {i}: first attempt fails")
+        time.sleep(sleep_ms / 1000)
+        return i
+
+    @app.task(name="note_failure")
+    def note_failure(failure: TaskFailure, path: str) -> None:
+        with open(path, "a") as f:
+            f.write(
+                f"{failure.task_id} {failure.task} {failure.status} {failure.error_type} "
+                f"{failure.attempts}\n"
+            )
 
     return app
 

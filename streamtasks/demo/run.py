@@ -24,6 +24,7 @@ from streamtasks.asyncresult import AsyncResult
 from streamtasks.envelope import ResultRecord, TaskStatus
 from streamtasks.errors import BrokerError
 from streamtasks.process import WorkerProcess, wait_for_workers
+from streamtasks.workflows import chord, group
 
 __all__ = ["run_demo"]
 
@@ -155,7 +156,12 @@ def _send_and_wait(app: Any, n: int, rng: random.Random) -> dict[str, Any]:
             records.append((kind, rec))
             progress.advance(done)
         elapsed = time.monotonic() - t0
-    return {"records": records, "elapsed": elapsed}
+    # A chord: 20 batches aggregated in parallel, their summaries combined by one callback.
+    batches = [[rng.gauss(100, 15) for _ in range(100)] for _ in range(20)]
+    report = chord(group(tasks.aggregate.s(b) for b in batches), tasks.combine.s())
+    with console.status("chord: 20 aggregates, then combine"):
+        combined = report.apply_async().get(timeout=120)
+    return {"records": records, "elapsed": elapsed, "chord": combined}
 
 
 def _report(summary: dict[str, Any], n: int, emails: int, thumbs: int) -> int:
@@ -182,6 +188,11 @@ def _report(summary: dict[str, Any], n: int, emails: int, thumbs: int) -> int:
     for r in failed[:3]:
         assert r.error is not None
         console.print(f"  e.g. {r.task} failed: {r.error.type}: {r.error.message}")
+    combined = summary["chord"]
+    console.print(
+        f"chord: 20 aggregate batches joined by demo.combine: {combined.count} values, "
+        f"mean {combined.mean:.1f}, max {combined.maximum:.1f}"
+    )
     expected_emails = sum(1 for k, r in records if k == "email" and r.status is TaskStatus.SUCCESS)
-    consistent = len(records) == n and emails >= expected_emails
+    consistent = len(records) == n and emails >= expected_emails and combined.count == 2000
     return 0 if consistent else 1

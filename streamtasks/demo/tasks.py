@@ -1,4 +1,5 @@
-"""The demo's tasks: render thumbnails, send e-mails to a local SMTP sink, aggregate numbers.
+"""The demo's tasks: render thumbnails, send e-mails to a local SMTP sink, aggregate numbers
+(and combine many aggregates in a chord callback).
 
 Run a worker for them with ``streamtasks worker streamtasks.demo.tasks:app``; the bootstrap
 address comes from ``STREAMTASKS_BOOTSTRAP_SERVERS``.
@@ -146,3 +147,15 @@ def aggregate(values: list[float]) -> Stats:
     if not values:
         raise ValueError("cannot aggregate an empty batch")
     return Stats(len(values), statistics.fmean(values), statistics.median(values), max(values))
+
+
+@app.task(name="demo.combine")
+def combine(parts: list[Stats]) -> Stats:
+    """A chord callback: combine the summaries of many batches (median: of the batch medians)."""
+    count = sum(p.count for p in parts)
+    if not count:
+        raise ValueError("nothing to combine")
+    mean = sum(p.mean * p.count for p in parts) / count
+    return Stats(
+        count, mean, statistics.median(p.median for p in parts), max(p.maximum for p in parts)
+    )

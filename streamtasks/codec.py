@@ -18,6 +18,7 @@ bytes for the dead-letter topic. No pickle, no JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
@@ -66,19 +67,8 @@ class Codec:
 
     def register(self, schema: Any) -> KnownSchema:
         """Parse and register ``schema`` (idempotent). Returns its :class:`KnownSchema`."""
-        try:
-            parsed = fastavro.parse_schema(schema)
-            canonical = to_parsing_canonical_form(parsed)
-        except Exception as exc:  # fastavro raises several unrelated types
-            raise SchemaError(f"invalid Avro schema: {exc}") from exc
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-        existing = self._by_fingerprint.get(fp)
-        if existing is not None:
-            return existing
-        name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
-        known = KnownSchema(name=name, parsed=parsed, fingerprint=fp, canonical=canonical)
-        self._by_fingerprint[fp] = known
-        return known
+        known = _parse(schema)
+        return self._by_fingerprint.setdefault(known.fingerprint, known)
 
     def register_old(self, schema: Any, current: KnownSchema) -> KnownSchema:
         """Register an older version of ``current`` for reading only.
@@ -86,19 +76,12 @@ class Codec:
         Raises :class:`SchemaError` if frames of ``schema`` cannot be resolved into
         ``current`` (a field added without a default, a changed type...).
         """
-        try:
-            parsed = fastavro.parse_schema(schema)
-            canonical = to_parsing_canonical_form(parsed)
-        except Exception as exc:
-            raise SchemaError(f"invalid Avro schema: {exc}") from exc
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-        if fp == current.fingerprint:
+        known = _parse(schema)
+        if known.fingerprint == current.fingerprint:
             return current
-        _check_resolvable(parsed, current)
-        name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
-        old = KnownSchema(name, parsed, fp, canonical, reads_as=current)
-        self._by_fingerprint.setdefault(fp, old)
-        return old
+        _check_resolvable(known.parsed, current)
+        old = dataclasses.replace(known, reads_as=current)
+        return self._by_fingerprint.setdefault(old.fingerprint, old)
 
     def known(self, fp: bytes) -> KnownSchema | None:
         return self._by_fingerprint.get(fp)
@@ -150,6 +133,17 @@ class Codec:
                 raw=bytes(data),
             )
         return (reader or schema), record
+
+
+def _parse(schema: Any) -> KnownSchema:
+    try:
+        parsed = fastavro.parse_schema(schema)
+        canonical = to_parsing_canonical_form(parsed)
+    except Exception as exc:  # fastavro raises several unrelated types
+        raise SchemaError(f"invalid Avro schema: {exc}") from exc
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
+    return KnownSchema(name=name, parsed=parsed, fingerprint=fp, canonical=canonical)
 
 
 def _check_resolvable(writer: Any, current: KnownSchema) -> None:

@@ -336,15 +336,10 @@ class Worker:
             return
         tp = completion.tp
         job = _Job(rec, self._generation[tp], outcome="joined", joins=completion.offsets)
-        first = completion.outputs or completion.then
-        job.then = completion.then if completion.outputs else ()
-        job.unacked = len(first)
         if completion.outputs:
             self.stats.chords_joined += 1
-        if not first:
+        if not self._start(job, completion.outputs, completion.then, poll_thread=True):
             self._complete(job, finished=True)
-        for out in first:
-            self._produce(job, out, poll_thread=True)
 
     def _submit(self, job: _Job) -> None:
         if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
@@ -432,13 +427,25 @@ class Worker:
 
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
-        first = outcome.outputs or outcome.then
-        job.then = outcome.then if outcome.outputs else ()
+        if not self._start(job, outcome.outputs, outcome.then):
+            self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
+
+    def _start(
+        self,
+        job: _Job,
+        outputs: tuple[Output, ...],
+        then: tuple[Output, ...],
+        *,
+        poll_thread: bool = False,
+    ) -> bool:
+        """Produce ``outputs``; ``then`` follows once they are all acknowledged (see
+        :class:`Outcome`). False if there is nothing to produce."""
+        first = outputs or then
+        job.then = then if outputs else ()
         job.unacked = len(first)  # before producing: acks may arrive at once
-        if not first:  # nothing to acknowledge (a duplicate fire): done now
-            self._no_output.append(job)
         for output in first:
-            self._produce(job, output)
+            self._produce(job, output, poll_thread=poll_thread)
+        return bool(first)
 
     def _produce(self, job: _Job, out: Output, *, poll_thread: bool = False) -> None:
         """Hand an output to the producer; the poll thread sees the ack.
@@ -495,10 +502,7 @@ class Worker:
             job.unacked -= 1
             if job.unacked == 0:
                 if job.then:  # the outputs that must come last (a final result)
-                    later, job.then = job.then, ()
-                    job.unacked = len(later)
-                    for output in later:
-                        self._produce(job, output, poll_thread=True)
+                    self._start(job, job.then, (), poll_thread=True)
                     return
                 self._complete(job, finished=True)
             return

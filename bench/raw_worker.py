@@ -7,6 +7,13 @@ over the unbroken run of acknowledged offsets of its partition (at-least-once, t
 guarantee the streamtasks worker gives). Single-threaded: consume(500, 0) (poll() to wait
 when idle), produce, poll.
 
+With ``--avro`` (the benchmark's row (a'), a reference, not the baseline) each input is a
+streamtasks envelope and the worker does the serialization work the streamtasks contract
+implies, straight with fastavro and nothing else: decode the envelope and its argument
+record, call the no-op, encode the return value and a result record (single-object frames,
+as streamtasks writes them), keyed by the task id. What that leaves between (a') and (b') is
+the streamtasks worker's own bookkeeping, not Avro.
+
 Prints JSON lines like the streamtasks worker's log ({"event": "partitions assigned",
 "partitions": ["topic[0]", ...]}) so the benchmark can wait for the group the same way.
 
@@ -39,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-topic", required=True)
     ap.add_argument("--out-topic", required=True)
     ap.add_argument("--result-size", type=int, default=94)
+    ap.add_argument("--avro", action="store_true", help="decode envelopes, encode results")
     ap.add_argument("--consumer-config", default="{}", help="JSON of extra consumer settings")
     args = ap.parse_args(argv)
 
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     in_topic, out_topic = args.in_topic, args.out_topic
     result = b"r" * args.result_size
+    work = _avro_work() if args.avro else None
 
     # Per input partition: offsets whose result is produced, in order, and which are acked.
     order: dict[int, deque[int]] = {}
@@ -154,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
                 if q is None or partition is None or offset is None:
                     continue
                 q.append(offset)
-                # the task: a no-op
+                # the task: a no-op (with --avro: decode it, encode its result)
                 in_flight += 1
                 processed += 1
+                value = result
+                if work is not None:
+                    key, value = work(msg.value())
                 cb = make_cb(partition, offset, key)
                 while True:
                     try:
-                        producer.produce(out_topic, value=result, key=key, on_delivery=cb)
+                        producer.produce(out_topic, value=value, key=key, on_delivery=cb)
                         break
                     except BufferError:
                         producer.poll(0.01)
@@ -174,6 +186,50 @@ def main(argv: list[str] | None = None) -> int:
         consumer.close()
     _emit("worker stopped", processed=processed)
     return 0
+
+
+def _avro_work() -> Any:
+    """The per-record Avro work of a streamtasks no-op task, with fastavro alone."""
+    import io
+    import time
+
+    import fastavro
+    from bench_app import make_app
+
+    app = make_app("rawavro", "unused:9092")
+    noop = app.tasks["bench.noop"]
+    env_s, res_s = app.envelope_schema, app.result_schema
+    args_s, value_s = noop.args_schema, noop.result_schema
+    env_p, args_p, value_p, res_p = env_s.parsed, args_s.parsed, value_s.parsed, res_s.parsed
+    value_head = b"\xc3\x01" + value_s.fingerprint
+    res_head = b"\xc3\x01" + res_s.fingerprint
+    worker_id = f"raw-{os.getpid()}"
+
+    def work(frame: bytes) -> tuple[bytes, bytes]:
+        env = fastavro.schemaless_reader(io.BytesIO(frame[10:]), env_p, None)
+        call = fastavro.schemaless_reader(io.BytesIO(env["args"][10:]), args_p, None)
+        started = time.time_ns() // 1_000_000
+        out = io.BytesIO()
+        out.write(value_head)
+        fastavro.schemaless_writer(out, value_p, {"value": call["i"]})
+        rec = {
+            "task_id": env["id"],
+            "task": env["task"],
+            "status": "SUCCESS",
+            "attempts": env["attempt"],
+            "worker_id": worker_id,
+            "created_at": env["created_at"],
+            "started_at": started,
+            "finished_at": time.time_ns() // 1_000_000,
+            "value": out.getvalue(),
+            "error": None,
+        }
+        buf = io.BytesIO()
+        buf.write(res_head)
+        fastavro.schemaless_writer(buf, res_p, rec)
+        return env["id"].encode(), buf.getvalue()
+
+    return work
 
 
 if __name__ == "__main__":

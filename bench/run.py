@@ -3,7 +3,7 @@
 
     python bench/run.py [--n 20000] [--workers 2] [--rate 200] [--latency-n 2000]
                         [--sleep-n 2000] [--sleep-concurrency 50] [--async-concurrency 100]
-                        [--parts raw,st,workers,latency,sleep,asleep]
+                        [--parts raw,rawavro,st,workers,latency,sleep,asleep]
                         [--bootstrap-servers HOST:PORT] [--json out.json] [--py-spy DIR]
 
 Parts (each on fresh topics / a fresh namespace, workers joined before anything is timed,
@@ -17,7 +17,12 @@ a warm-up of 60 tasks/records sent and awaited first):
      processes; tasks/s = N / (first send -> last ``AsyncResult.get`` returned).
 (b') streamtasks workers only: the same W workers fed N pre-encoded envelopes by a bare
      producer, results counted by the raw reader: the worker side alone, timed like (a).
-(c)  ratios b / a and b' / a.
+(a') references, not the baseline: (a) plus the Avro work the streamtasks contract implies
+     and nothing else, with fastavro alone. (a'w): raw workers that decode each envelope and
+     its arguments and encode the return value and a result record (raw_worker.py --avro),
+     fed pre-encoded envelopes like (b'). (a'e): the same, and the sender encodes each
+     envelope as it sends it and the reader decodes each result record, like (b).
+(c)  ratios b / a and b' / a; (c'') b / a'e and b' / a'w.
 (d)  latency: --latency-n tasks paced at --rate/s to idle, joined workers; percentiles of
      finished_at - created_at and started_at - created_at from the result records (worker and
      client clocks are the same machine's), and of send -> ``get()`` returned in the client.
@@ -40,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import itertools
 import json
 import os
 import shutil
@@ -50,7 +57,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +66,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
+import fastavro  # noqa: E402
 from bench_app import CONSUMER_CONFIG, PARTITIONS, make_app  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
 from streamtasks import App, _kafka  # noqa: E402
+from streamtasks.codec import MAGIC  # noqa: E402
 from streamtasks.envelope import Envelope, ResultRecord, TaskStatus  # noqa: E402
 from streamtasks.process import AssignmentLog, WorkerProcess, wait_for_workers  # noqa: E402
 from streamtasks.topics import TopicSpec, results_topic  # noqa: E402
@@ -227,7 +236,14 @@ def wait_ready(workers: Sequence[Any], topic: str, partitions: int, timeout: flo
 class CountingReader:
     """Counts records on a topic (all partitions, from the beginning) in a thread."""
 
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        decode: Callable[[bytes | None], object] | None = None,
+    ) -> None:
+        self._decode = decode  # called on each record's value (a client reading its results)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -254,7 +270,11 @@ class CountingReader:
                 if not msgs:
                     one = self._consumer.poll(0.05)
                     msgs = [one] if one is not None else []
-                n = sum(1 for m in msgs if m.error() is None)
+                good = [m for m in msgs if m.error() is None]
+                if self._decode is not None:
+                    for m in good:
+                        self._decode(m.value())
+                n = len(good)
                 if n:
                     now = time.perf_counter()
                     with self._cond:
@@ -335,8 +355,21 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
     }
 
 
-def run_raw(ctx: Ctx, n: int, payload_size: int, result_size: int, repeats: int) -> dict[str, Any]:
-    ns = f"benchraw{uuid.uuid4().hex[:8]}"
+def run_raw(
+    ctx: Ctx,
+    n: int,
+    payload_size: int,
+    result_size: int,
+    repeats: int,
+    *,
+    avro: bool = False,
+    client_avro: bool = False,
+) -> dict[str, Any]:
+    """(a); with ``avro`` the raw workers decode real envelopes and encode result records
+    with fastavro (``raw_worker.py --avro``), fed pre-encoded envelopes like (b'): (a'w);
+    with ``client_avro`` too, the sender encodes each envelope in the timed span and the
+    reader decodes each result record, like (b): (a'e)."""
+    ns = f"benchraw{'avro' if avro else ''}{uuid.uuid4().hex[:8]}"
     in_topic, out_topic = f"{ns}.in", f"{ns}.out"
     admin = _kafka.make_admin({"bootstrap.servers": ctx.bootstrap})
     _kafka.apply_topics(admin, [TopicSpec(in_topic, PARTITIONS), TopicSpec(out_topic, PARTITIONS)])
@@ -358,8 +391,9 @@ def run_raw(ctx: Ctx, n: int, payload_size: int, result_size: int, repeats: int)
                 str(result_size),
                 "--consumer-config",
                 json.dumps(consumer_extra),
+                *(["--avro"] if avro else []),
             ],
-            str(ctx.log_dir / f"raw-worker-{i}.log"),
+            str(ctx.log_dir / f"raw{'avro' if avro else ''}-worker-{i}.log"),
         )
         for i in range(ctx.workers)
     ]
@@ -370,15 +404,29 @@ def run_raw(ctx: Ctx, n: int, payload_size: int, result_size: int, repeats: int)
         t_join = time.perf_counter()
         wait_ready(workers, in_topic, PARTITIONS)
         join_s = time.perf_counter() - t_join
-        reader = CountingReader(ctx.bootstrap, out_topic, PARTITIONS)
+        # (a'): the client side does its Avro work too, inside the timed span: it encodes each
+        # envelope as it sends it and decodes each result record it reads
+        avro_work = _raw_avro_client()
+        reader = CountingReader(
+            ctx.bootstrap, out_topic, PARTITIONS, avro_work[1] if client_avro else None
+        )
         producer = Producer(producer_config(ctx.bootstrap))
         payload = b"x" * payload_size
+        envelopes: Iterator[tuple[str, bytes, Any]] | None = None
+        if client_avro:
+            envelopes = avro_work[0]  # encoded as they are sent
+        elif avro:
+            envelopes = iter(_envelopes(WARMUP + repeats * n))
 
         def produce(count: int) -> None:
             for _ in range(count):
+                if envelopes is None:
+                    key, value, headers = uuid.uuid4().hex, payload, None
+                else:
+                    key, value, headers = next(envelopes)
                 while True:
                     try:
-                        producer.produce(in_topic, value=payload, key=uuid.uuid4().hex)
+                        producer.produce(in_topic, value=value, key=key, headers=headers)
                         break
                     except BufferError:
                         producer.poll(0.01)
@@ -522,6 +570,73 @@ def run_streamtasks(ctx: Ctx, n: int) -> dict[str, Any]:
         app.close()
 
 
+def _raw_avro_client() -> tuple[Iterator[tuple[str, bytes, Any]], Callable[[bytes | None], object]]:
+    """The client side of (a'e), with fastavro alone: a stream of envelopes encoded as they
+    are taken (the same bytes ``send()`` writes), and a result-record decoder."""
+    app = make_app("rawavro", "unused:9092")
+    noop = app.tasks["bench.noop"]
+    env_head = MAGIC + app.envelope_schema.fingerprint
+    args_head = MAGIC + noop.args_schema.fingerprint
+    env_p, args_p = app.envelope_schema.parsed, noop.args_schema.parsed
+    res_p = app.result_schema.parsed
+    name = noop.name.encode()
+
+    def stream() -> Iterator[tuple[str, bytes, Any]]:
+        for i in itertools.count():
+            tid = uuid.uuid4().hex
+            buf = io.BytesIO()
+            buf.write(args_head)
+            fastavro.schemaless_writer(buf, args_p, {"i": i})
+            env = {
+                "id": tid,
+                "task": noop.name,
+                "queue": noop.queue,
+                "attempt": 1,
+                "created_at": time.time_ns() // 1_000_000,
+                "eta": None,
+                "expires": None,
+                "parent_id": None,
+                "root_id": tid,
+                "workflow_id": None,
+                "continuation": [],
+                "last_error": None,
+                "args": buf.getvalue(),
+                "link_error": [],
+            }
+            out = io.BytesIO()
+            out.write(env_head)
+            fastavro.schemaless_writer(out, env_p, env)
+            yield (
+                tid,
+                out.getvalue(),
+                [("st-task", name), ("st-id", tid.encode()), ("st-attempt", b"1")],
+            )
+
+    def decode(value: bytes | None) -> object:
+        assert value is not None
+        return fastavro.schemaless_reader(io.BytesIO(value[len(env_head) :]), res_p, None)
+
+    return stream(), decode
+
+
+def _envelope_stream() -> Iterator[tuple[str, bytes, Any]]:
+    """Encoded ``bench.noop`` envelopes (key, value, headers), as ``send()`` produces them,
+    each encoded when it is taken."""
+    app = make_app("envelopes", "unused:9092")
+    noop = app.tasks["bench.noop"]
+    for i in itertools.count():
+        tid = uuid.uuid4().hex
+        env = Envelope(
+            id=tid, task=noop.name, queue=noop.queue, args=noop.encode_args((i,), {}), root_id=tid
+        )
+        headers = [("st-task", noop.name.encode()), ("st-id", tid.encode()), ("st-attempt", b"1")]
+        yield tid, app.codec.encode(app.envelope_schema, env.to_avro()), headers
+
+
+def _envelopes(count: int) -> list[tuple[str, bytes, Any]]:
+    return list(itertools.islice(_envelope_stream(), count))
+
+
 def run_workers_only(ctx: Ctx, n: int) -> dict[str, Any]:
     """streamtasks workers fed pre-encoded envelopes by a bare producer; results counted
     by the raw baseline's reader: the worker side alone, measured like the baseline."""
@@ -529,14 +644,7 @@ def run_workers_only(ctx: Ctx, n: int) -> dict[str, Any]:
     app = make_app(ns, ctx.bootstrap)
     noop = app.tasks["bench.noop"]
     app.apply_topics()
-    records = []
-    for i in range(WARMUP + n):
-        tid = uuid.uuid4().hex
-        env = Envelope(
-            id=tid, task=noop.name, queue=noop.queue, args=noop.encode_args((i,), {}), root_id=tid
-        )
-        headers = [("st-task", noop.name.encode()), ("st-id", tid.encode()), ("st-attempt", b"1")]
-        records.append((tid, app.codec.encode(app.envelope_schema, env.to_avro()), headers))
+    records = _envelopes(WARMUP + n)
     reader = None
     with st_workers(ctx, app, "wo") as workers:
         try:
@@ -766,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--parts",
-        default="raw,st,workers,latency,sleep,asleep",
+        default="raw,rawavro,st,workers,latency,sleep,asleep",
         help="comma-separated subset to run",
     )
     ap.add_argument("--json", help="also write the results to this file")
@@ -846,6 +954,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         if "raw" in parts:
             results["raw"] = run_raw(ctx, args.n, payload_size, result_size, args.raw_repeats)
+        if "rawavro" in parts:
+            results["raw_avro_e2e"] = run_raw(
+                ctx,
+                args.n,
+                payload_size,
+                result_size,
+                args.raw_repeats,
+                avro=True,
+                client_avro=True,
+            )
+            results["raw_avro_workers"] = run_raw(
+                ctx, args.n, payload_size, result_size, args.raw_repeats, avro=True
+            )
         if "st" in parts:
             results["streamtasks"] = run_streamtasks(ctx, args.n)
         if "workers" in parts:
@@ -881,17 +1002,23 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str]] = []
     raw, st, lat = results.get("raw"), results.get("streamtasks"), results.get("latency")
     wo = results.get("workers_only")
-    if raw:
-        rows.append(
-            (
-                "(a) raw confluent-kafka",
-                f"{raw['tasks_per_s']:,.0f} tasks/s  (send {raw['send_s']:.2f}s, "
-                f"all results {raw['total_s']:.2f}s; median of "
-                + "/".join(f"{x / 1000:.0f}k" for x in sorted(raw["all_runs_tasks_per_s"]))
-                + ")",
+    avro_e, avro_w = results.get("raw_avro_e2e"), results.get("raw_avro_workers")
+    for label, r in (
+        ("(a) raw confluent-kafka", raw),
+        ("(a'e) raw + Avro, end to end", avro_e),
+        ("(a'w) raw + Avro, workers", avro_w),
+    ):
+        if r:
+            rows.append(
+                (
+                    label,
+                    f"{r['tasks_per_s']:,.0f} tasks/s  (send {r['send_s']:.2f}s, "
+                    f"all results {r['total_s']:.2f}s; median of "
+                    + "/".join(f"{x / 1000:.0f}k" for x in sorted(r["all_runs_tasks_per_s"]))
+                    + ")",
+                )
             )
-        )
-        rows.append(("    CPU during run", _cpu_str(raw["cpu_s"], raw["n"])))
+            rows.append(("    CPU during run", _cpu_str(r["cpu_s"], r["n"])))
     if st:
         rows.append(
             (
@@ -924,6 +1051,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             ("(c') ratio workers-only/raw", f"{wo['tasks_per_s'] / raw['tasks_per_s']:.2f}")
         )
+    if (avro_e and st) or (avro_w and wo):
+        e = f"{st['tasks_per_s'] / avro_e['tasks_per_s']:.2f}" if avro_e and st else "-"
+        w = f"{wo['tasks_per_s'] / avro_w['tasks_per_s']:.2f}" if avro_w and wo else "-"
+        rows.append(("(c'') ratio b/a'e, b'/a'w", f"{e}, {w}"))
     if lat:
         d, s, g = lat["enqueue_to_done_ms"], lat["enqueue_to_start_ms"], lat["send_to_get_ms"]
         rows.append(

@@ -6,6 +6,7 @@ threads and asyncio tasks each see their own).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -29,12 +30,28 @@ class TaskContext:
     offset: int
 
 
-_current: ContextVar[TaskContext | None] = ContextVar("streamtasks_current_task", default=None)
+class _Pending:
+    """What the worker sets per task: the inputs of a :class:`TaskContext`, which is built
+    only if the task asks (most never do, and building it costs more than the lookup)."""
+
+    __slots__ = ("_build", "_built")
+
+    def __init__(self, build: Callable[[], TaskContext]) -> None:
+        self._build = build
+        self._built: TaskContext | None = None
+
+    def get(self) -> TaskContext:
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+
+_current: ContextVar[_Pending | None] = ContextVar("streamtasks_current_task", default=None)
 
 
 def current_task() -> TaskContext:
     """The task being run by this thread / asyncio task (``.id``, ``.attempt``, ...)."""
-    ctx = _current.get()
-    if ctx is None:
+    pending = _current.get()
+    if pending is None:
         raise StreamtasksError("current_task() is only available inside a running task")
-    return ctx
+    return pending.get()

@@ -64,9 +64,12 @@ class TopicKeyIndex:
             self._ids.pop(key, None)
 
     def contains(self, key: str, *, wait: float = 10.0) -> bool:
-        self._caught_up.wait(wait)
-        with self._lock:
-            return key in self._ids
+        # Called for every task by every task thread: no lock here (Event.wait takes one even
+        # when set, and 8 threads queueing on it cost a context switch per task). A single
+        # dict lookup is atomic; the lock only orders add/discard against each other.
+        if not self._caught_up.is_set():
+            self._caught_up.wait(wait)
+        return key in self._ids
 
     def _run(self) -> None:
         cfg = self._app.settings.consumer(None, **{"enable.partition.eof": True})

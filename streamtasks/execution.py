@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import functools
 import random
 import threading
 import traceback
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
-from streamtasks.context import TaskContext, _current
+from streamtasks.context import TaskContext, _current, _Pending
 from streamtasks.dedupe import FiredIndex, RevokedIndex
 from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import (
@@ -155,7 +156,7 @@ class Executor:
             return call
         if call.task.pool == "process" and self._processes is not None:
             return self._run_in_process(call)
-        token = _current.set(self._context(rec, call.env))
+        token = _current.set(_Pending(functools.partial(self._context, rec, call.env)))
         try:
             value = call.task.func(*call.args, **call.kwargs)
         except Exception as exc:
@@ -173,7 +174,8 @@ class Executor:
         call = self.prepare(rec)
         if isinstance(call, Outcome):
             return call
-        _current.set(self._context(rec, call.env))  # this asyncio task's own context
+        # this asyncio task's own context
+        _current.set(_Pending(functools.partial(self._context, rec, call.env)))
         limit = call.task.soft_time_limit
         try:
             coro = call.task.func(*call.args, **call.kwargs)

@@ -57,7 +57,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -406,31 +406,19 @@ def run_raw(
         join_s = time.perf_counter() - t_join
         # (a'): the client side does its Avro work too, inside the timed span: it encodes each
         # envelope as it sends it and decodes each result record it reads
-        avro_work = _raw_avro_client()
-        reader = CountingReader(
-            ctx.bootstrap, out_topic, PARTITIONS, avro_work[1] if client_avro else None
-        )
-        producer = Producer(producer_config(ctx.bootstrap))
-        payload = b"x" * payload_size
-        envelopes: Iterator[tuple[str, bytes, Any]] | None = None
+        decode = None
         if client_avro:
-            envelopes = avro_work[0]  # encoded as they are sent
+            envelopes, decode = _raw_avro_client()  # encoded as they are sent
         elif avro:
             envelopes = iter(_envelopes(WARMUP + repeats * n))
+        else:
+            payload = b"x" * payload_size
+            envelopes = ((uuid.uuid4().hex, payload, None) for _ in itertools.count())
+        reader = CountingReader(ctx.bootstrap, out_topic, PARTITIONS, decode)
+        producer = Producer(producer_config(ctx.bootstrap))
 
         def produce(count: int) -> None:
-            for _ in range(count):
-                if envelopes is None:
-                    key, value, headers = uuid.uuid4().hex, payload, None
-                else:
-                    key, value, headers = next(envelopes)
-                while True:
-                    try:
-                        producer.produce(in_topic, value=value, key=key, headers=headers)
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
-                producer.poll(0)
+            produce_all(producer, in_topic, itertools.islice(envelopes, count))
 
         produce(WARMUP)
         producer.flush(30)
@@ -516,6 +504,63 @@ def st_workers(
             p.terminate(timeout=20)
 
 
+@dataclass
+class Sent:
+    """A timed batch of ``send()`` calls, each awaited in order with ``get()``."""
+
+    handles: list[Any]
+    t0: float  # first send()
+    t_enqueued: float  # last send() returned
+    t_sent: float  # flushed: every task record acknowledged
+    t_done: float  # last get() returned
+    wrong: int  # get() values that were not the task's input
+
+    def timings(self) -> dict[str, float]:
+        n = len(self.handles)
+        return {
+            "enqueue_s": self.t_enqueued - self.t0,
+            "send_s": self.t_sent - self.t0,
+            "total_s": self.t_done - self.t0,
+            "tasks_per_s": n / (self.t_done - self.t0),
+            "wrong_results": self.wrong,
+        }
+
+
+def tasks_per_worker(recs: Iterable[ResultRecord | None]) -> list[int]:
+    """How many of ``recs`` each worker ran, sorted."""
+    per_worker: dict[str, int] = {}
+    for r in recs:
+        if r is not None and r.worker_id:
+            per_worker[r.worker_id] = per_worker.get(r.worker_id, 0) + 1
+    return sorted(per_worker.values())
+
+
+def send_and_await(app: App, task: Any, n: int) -> Sent:
+    """``task.send(i)`` for i < n, flush, then ``get()`` each (a task returning its input)."""
+    t0 = time.perf_counter()
+    handles = [task.send(i) for i in range(n)]
+    t_enqueued = time.perf_counter()
+    app.flush(60)
+    t_sent = time.perf_counter()
+    wrong = 0
+    for i, h in enumerate(handles):
+        if h.get(timeout=max(1.0, 120 - (time.perf_counter() - t0))) != i:
+            wrong += 1
+    return Sent(handles, t0, t_enqueued, t_sent, time.perf_counter(), wrong)
+
+
+def produce_all(producer: Producer, topic: str, records: Iterable[tuple[str, bytes, Any]]) -> None:
+    """Produce (key, value, headers) records, waiting for queue room when it is full."""
+    for key, value, headers in records:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+
+
 def run_streamtasks(ctx: Ctx, n: int) -> dict[str, Any]:
     ns = f"benchst{uuid.uuid4().hex[:8]}"
     app = make_app(ns, ctx.bootstrap)
@@ -533,36 +578,19 @@ def run_streamtasks(ctx: Ctx, n: int) -> dict[str, Any]:
                 spies.append(PySpy(ctx.py_spy, os.getpid(), ctx.profile_dir / "st-client.txt"))
             try:
                 with CpuMeter(ctx.broker_pid, [w.pid for w in workers]) as cpu:
-                    t0 = time.perf_counter()
-                    handles = [noop.send(i) for i in range(n)]
-                    t_enqueued = time.perf_counter()
-                    app.flush(60)
-                    t_sent = time.perf_counter()
-                    wrong = 0
-                    for i, h in enumerate(handles):
-                        if h.get(timeout=max(1.0, 120 - (time.perf_counter() - t0))) != i:
-                            wrong += 1
-                    t_done = time.perf_counter()
+                    sent = send_and_await(app, noop, n)
             finally:
                 for s in spies:
                     s.stop()
             mem = [proc_mem(w.pid) for w in workers]
-            recs = [h.record() for h in handles]
+            recs = [h.record() for h in sent.handles]
             done_ms = [r.finished_at - r.created_at for r in recs if r and r.finished_at]
-            per_worker: dict[str, int] = {}
-            for r in recs:
-                if r is not None and r.worker_id:
-                    per_worker[r.worker_id] = per_worker.get(r.worker_id, 0) + 1
         return {
             "n": n,
             "join_s": join_s,
-            "enqueue_s": t_enqueued - t0,
-            "send_s": t_sent - t0,
-            "total_s": t_done - t0,
-            "tasks_per_s": n / (t_done - t0),
-            "wrong_results": wrong,
+            **sent.timings(),
             "enqueue_to_done_under_load_ms": {"p50": pct(done_ms, 50), "p99": pct(done_ms, 99)},
-            "tasks_per_worker": sorted(per_worker.values()),
+            "tasks_per_worker": tasks_per_worker(recs),
             "cpu_s": cpu.used,
             "worker_mem_mib": mem,
         }
@@ -614,27 +642,26 @@ def _raw_avro_client() -> tuple[Iterator[tuple[str, bytes, Any]], Callable[[byte
 
     def decode(value: bytes | None) -> object:
         assert value is not None
-        return fastavro.schemaless_reader(io.BytesIO(value[len(env_head) :]), res_p, None)
+        frame = io.BytesIO(value[len(env_head) :])  # every frame: marker + 8-byte fingerprint
+        return fastavro.schemaless_reader(frame, res_p, None)
 
     return stream(), decode
 
 
-def _envelope_stream() -> Iterator[tuple[str, bytes, Any]]:
-    """Encoded ``bench.noop`` envelopes (key, value, headers), as ``send()`` produces them,
-    each encoded when it is taken."""
+def _envelopes(count: int) -> list[tuple[str, bytes, Any]]:
+    """``count`` encoded ``bench.noop`` envelopes (key, value, headers), as ``send()``
+    produces them."""
     app = make_app("envelopes", "unused:9092")
     noop = app.tasks["bench.noop"]
-    for i in itertools.count():
+    records = []
+    for i in range(count):
         tid = uuid.uuid4().hex
         env = Envelope(
             id=tid, task=noop.name, queue=noop.queue, args=noop.encode_args((i,), {}), root_id=tid
         )
         headers = [("st-task", noop.name.encode()), ("st-id", tid.encode()), ("st-attempt", b"1")]
-        yield tid, app.codec.encode(app.envelope_schema, env.to_avro()), headers
-
-
-def _envelopes(count: int) -> list[tuple[str, bytes, Any]]:
-    return list(itertools.islice(_envelope_stream(), count))
+        records.append((tid, app.codec.encode(app.envelope_schema, env.to_avro()), headers))
+    return records
 
 
 def run_workers_only(ctx: Ctx, n: int) -> dict[str, Any]:
@@ -651,24 +678,14 @@ def run_workers_only(ctx: Ctx, n: int) -> dict[str, Any]:
             reader = CountingReader(ctx.bootstrap, results_topic(ns), PARTITIONS)
             producer = Producer(producer_config(ctx.bootstrap))
 
-            def produce(batch: Sequence[tuple[str, bytes, Any]]) -> None:
-                for tid, payload, headers in batch:
-                    while True:
-                        try:
-                            producer.produce(noop.topic, payload, key=tid, headers=headers)
-                            break
-                        except BufferError:
-                            producer.poll(0.01)
-                    producer.poll(0)
-
-            produce(records[:WARMUP])
+            produce_all(producer, noop.topic, records[:WARMUP])
             producer.flush(30)
             reader.wait_for(WARMUP, 60)
             spies = start_spies(ctx, workers, "wo")
             try:
                 with CpuMeter(ctx.broker_pid, [w.pid for w in workers]) as cpu:
                     t0 = time.perf_counter()
-                    produce(records[WARMUP:])
+                    produce_all(producer, noop.topic, records[WARMUP:])
                     producer.flush(60)
                     t_sent = time.perf_counter()
                     t_done = reader.wait_for(WARMUP + n, 120)
@@ -787,22 +804,9 @@ def run_sleep(
                 h.get(timeout=60)
             time.sleep(0.5)  # let the warm-up's commits settle
             with CpuMeter(ctx.broker_pid, [w.pid for w in workers]) as cpu:
-                t0 = time.perf_counter()
-                handles = [task.send(i) for i in range(n)]
-                t_enqueued = time.perf_counter()
-                app.flush(60)
-                t_sent = time.perf_counter()
-                wrong = 0
-                for i, h in enumerate(handles):
-                    if h.get(timeout=max(1.0, 120 - (time.perf_counter() - t0))) != i:
-                        wrong += 1
-                t_done = time.perf_counter()
+                sent = send_and_await(app, task, n)
             mem = [proc_mem(w.pid) for w in workers]
-        recs = [r for r in (h.record() for h in handles) if r is not None]
-        per_worker: dict[str, int] = {}
-        for r in recs:
-            if r.worker_id:
-                per_worker[r.worker_id] = per_worker.get(r.worker_id, 0) + 1
+        recs = [r for r in (h.record() for h in sent.handles) if r is not None]
         start = [r.started_at - r.created_at for r in recs if r.started_at]
         run = [r.finished_at - r.started_at for r in recs if r.started_at and r.finished_at]
         first_start = min(r.started_at for r in recs if r.started_at)
@@ -813,14 +817,11 @@ def run_sleep(
             "worker_options": options,
             "slots_per_worker": slots,
             "ideal_s": n * SLEEP_S / (ctx.workers * slots),
-            "enqueue_s": t_enqueued - t0,
-            "send_s": t_sent - t0,
-            "total_s": t_done - t0,
+            **sent.timings(),
             "first_start_to_last_finish_s": (last_finish - first_start) / 1000,
-            "wrong_results": wrong,
             "enqueue_to_start_ms": {"p50": pct(start, 50), "p99": pct(start, 99)},
             "run_ms": {"p50": pct(run, 50), "p99": pct(run, 99)},
-            "tasks_per_worker": sorted(per_worker.values()),
+            "tasks_per_worker": tasks_per_worker(recs),
             "peak_running_per_worker": sorted(peak_running(recs).values()),
             "cpu_s": cpu.used,
             "worker_mem_mib": mem,

@@ -38,6 +38,7 @@ from streamtasks.topics import (
     dlq_state_topic,
     dlq_topic,
     events_topic,
+    replays_topic,
     results_topic,
     retry_topic,
     revoked_topic,
@@ -309,6 +310,7 @@ class App:
         specs.append(TopicSpec(revoked_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(chords_topic(s.namespace), s.partitions))
+        specs.append(TopicSpec(replays_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         return specs
 
     def apply_topics(

@@ -15,6 +15,7 @@ import typer
 
 from streamtasks._cli_common import AppArg, fail, jsonable
 from streamtasks.cli_dlq import dlq_cli
+from streamtasks.cli_ops import register as register_ops
 from streamtasks.errors import ConfigError, StreamtasksError
 from streamtasks.logs import LogFormat, configure_logging
 
@@ -30,6 +31,7 @@ cli = typer.Typer(
 topics_cli = typer.Typer(help="Manage the app's Kafka topics.", no_args_is_help=True)
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
+register_ops(cli)  # replay, status, offsets reset
 
 
 @cli.callback()
@@ -119,6 +121,10 @@ def worker(
         int,
         typer.Option(help="Worker processes to run under a supervisor that restarts crashes."),
     ] = 1,
+    burst: Annotated[
+        bool,
+        typer.Option(help="Exit 0 once the queues are drained and no retry is pending."),
+    ] = False,
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -151,7 +157,7 @@ def worker(
             cooperative=cooperative,
             shutdown_grace=shutdown_grace,
         )
-        w.run()
+        w.run(burst=burst)
     except StreamtasksError as exc:
         fail(exc)
 

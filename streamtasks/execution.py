@@ -39,6 +39,7 @@ from streamtasks.procpool import ChildError, ProcessPool
 from streamtasks.retry import decide
 from streamtasks.signals import SoftTimeLimitExceeded
 from streamtasks.topics import (
+    REPLAY_HEADER,
     Headers,
     chords_topic,
     dlq_topic,
@@ -151,6 +152,9 @@ class Executor:
 
     def run(self, rec: Record) -> Outcome:
         """Decode and run a synchronous task (on the calling thread)."""
+        return self._replayed(rec, self._run(rec))
+
+    def _run(self, rec: Record) -> Outcome:
         call = self.prepare(rec)
         if isinstance(call, Outcome):
             return call
@@ -171,6 +175,9 @@ class Executor:
         A ``soft_time_limit`` raises :class:`SoftTimeLimitExceeded` inside the coroutine at
         its next ``await`` (so ``finally`` blocks run), and counts as a failure.
         """
+        return self._replayed(rec, await self._run_async(rec))
+
+    async def _run_async(self, rec: Record) -> Outcome:
         call = self.prepare(rec)
         if isinstance(call, Outcome):
             return call
@@ -376,7 +383,8 @@ class Executor:
         if task is None:
             unknown = LookupError(f"task {env.task!r} is not registered in app {app.name!r}")
             return self._dead_letter(rec, "unknown-task", unknown, env)
-        if FiredIndex.is_fire(env.id) and self.fired_index().done(env.id):
+        replay = header(rec.headers, REPLAY_HEADER) is not None  # a replay runs it again
+        if FiredIndex.is_fire(env.id) and not replay and self.fired_index().done(env.id):
             log.info("skipped: this task id already ran", task_id=env.id, **rec.log_fields())
             return Outcome("skipped", ())
         started = now_ms()
@@ -397,6 +405,25 @@ class Executor:
         if task.track_started and self._emit_early is not None:
             self._emit_early(self.result_output(env, TaskStatus.STARTED, started, None, None))
         return Call(rec, env, task, args, kwargs, started)
+
+    def _replayed(self, rec: Record, outcome: Outcome) -> Outcome:
+        """A replayed record's follow-on task events (next chain step, retry, error callbacks,
+        dead letter) stay marked as the replay, so they too run although their deterministic
+        ids may have a final result from the first run."""
+        replay = header(rec.headers, REPLAY_HEADER)
+        if replay is None:
+            return outcome
+        prefix = task_topic(self._ns, "")
+
+        def mark(outs: tuple[Output, ...]) -> tuple[Output, ...]:
+            return tuple(
+                dataclasses.replace(o, headers=[*o.headers, (REPLAY_HEADER, replay)])
+                if o.topic.startswith(prefix) and header(o.headers, REPLAY_HEADER) is None
+                else o
+                for o in outs
+            )
+
+        return dataclasses.replace(outcome, outputs=mark(outcome.outputs), then=mark(outcome.then))
 
     # -- failures --------------------------------------------------------------------------
     def _failed(

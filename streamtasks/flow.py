@@ -49,6 +49,10 @@ class PartitionFlow:
         self._consumer.seek(part)
         self._held[tp] = due_ms
 
+    def holding(self) -> bool:
+        """Is any partition held for a record not due yet?"""
+        return bool(self._held)
+
     def release_due(self, now_ms: int) -> None:
         if not self._held:
             return

@@ -11,6 +11,7 @@
 | ``{ns}.revoked``               | task id      | compact  |
 | ``{ns}.scheduler``             | schedule     | compact  |
 | ``{ns}.chords``                | chord id     | delete   |
+| ``{ns}.replays``               | replay id(/p)| compact  |
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import re
 from dataclasses import dataclass, field
 
 __all__ = [
+    "REPLAY_HEADER",
+    "REPLAY_OF_HEADER",
+    "REPLAY_ORIGIN_HEADER",
     "Headers",
     "TopicSpec",
     "chords_topic",
     "dlq_state_topic",
     "dlq_topic",
     "events_topic",
+    "replays_topic",
     "results_topic",
     "retry_topic",
     "revoked_topic",
@@ -35,6 +40,14 @@ __all__ = [
 
 #: Kafka record headers as confluent-kafka accepts and returns them.
 Headers = list[tuple[str, str | bytes | None]]
+
+#: On a task event that a replay enqueued: the replay id. Workers run such an event even when
+#: its id already has a final result, and carry the header on to its follow-on task events.
+REPLAY_HEADER = "st-replay"
+#: On a replayed event: ``topic:partition:offset`` of the original record.
+REPLAY_ORIGIN_HEADER = "st-replay-origin"
+#: On an event replayed under a fresh id (``--new-ids``): the original task id.
+REPLAY_OF_HEADER = "st-replay-of"
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -85,6 +98,11 @@ def chords_topic(ns: str) -> str:
     """Outcomes of chord members, keyed by chord id so that one partition owner joins them.
     Not compacted: every member's record is needed until its chord is complete."""
     return f"{ns}.chords"
+
+
+def replays_topic(ns: str) -> str:
+    """Compacted progress of replays: the spec under ``{id}``, positions under ``{id}/{p}``."""
+    return f"{ns}.replays"
 
 
 def scheduler_topic(ns: str) -> str:

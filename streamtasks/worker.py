@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamtasks import _kafka
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
+from streamtasks.burst import DrainWatch
 from streamtasks.chords import ChordJoiner
 from streamtasks.config import KafkaValue
 from streamtasks.dedupe import FiredIndex, RevokedIndex
@@ -175,6 +176,7 @@ class Worker:
         self._fired: FiredIndex | None = None
         self._revoked: RevokedIndex | None = None
         self._joiner: ChordJoiner | None = None
+        self._drain: DrainWatch | None = None  # burst mode only
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -183,8 +185,13 @@ class Worker:
             self._force.set()
         self._stop.set()
 
-    def run(self, *, install_signal_handlers: bool = True) -> WorkerStats:
-        """Consume until :meth:`stop` (or SIGTERM/SIGINT); returns the counters."""
+    def run(self, *, install_signal_handlers: bool = True, burst: bool = False) -> WorkerStats:
+        """Consume until :meth:`stop` (or SIGTERM/SIGINT); returns the counters.
+
+        ``burst``: also stop, drained and committed, once every assigned partition was read to
+        its end, nothing is in flight and no retry is held for later (see
+        :mod:`streamtasks.burst`) — for batch jobs and tests.
+        """
         settings = self.app.settings
         if self.create_topics:
             self.app.apply_topics(self.queues)
@@ -198,6 +205,9 @@ class Worker:
         consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
         if self.cooperative:
             consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
+        if burst:
+            consumer_cfg["enable.partition.eof"] = True
+            self._drain = DrainWatch()
         self._consumer = _kafka.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
         self._flow = PartitionFlow(
             self._consumer,
@@ -267,13 +277,38 @@ class Worker:
                 msgs = [one] if one is not None else []  # ... but never drop one
             for msg in msgs:
                 err = msg.error()
+                if self._drain is not None:
+                    self._drain_saw(msg, err)
                 if err is not None:
-                    self._on_consumer_error(err)
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        self._on_consumer_error(err)
                     continue
                 self._dispatch(msg)
             # nothing new while tasks run: wait briefly for the next acknowledgement
             producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
+            if self._drain is not None and self._burst_done():
+                log.info("burst: drained, stopping", worker_id=self.worker_id)
+                self.stop()
+
+    def _drain_saw(self, msg: Message, err: KafkaError | None) -> None:
+        assert self._drain is not None
+        tp = (str(msg.topic()), int(msg.partition() or 0))
+        if err is None:
+            self._drain.seen(tp, int(msg.offset() or 0))
+        elif err.code() == KafkaError._PARTITION_EOF:
+            self._drain.at_end(tp, int(msg.offset() or 0))
+
+    def _burst_done(self) -> bool:
+        assert self._drain is not None and self._flow is not None
+        return (
+            self.ready.is_set()
+            and not self._in_flight
+            and not self._abandoned
+            and not self._no_output
+            and not self._flow.holding()
+            and self._drain.drained()
+        )
 
     def _after_poll(self) -> None:
         while self._abandoned:
@@ -498,6 +533,10 @@ class Worker:
         self, job: _Job, out: Output, err: KafkaError | None, _msg: Message | None = None
     ) -> None:
         """Poll thread (delivery callback)."""
+        if err is None and self._drain is not None and _msg is not None:
+            self._drain.seen(
+                (str(_msg.topic()), int(_msg.partition() or 0)), int(_msg.offset() or 0)
+            )
         if err is None:
             job.unacked -= 1
             if job.unacked == 0:
@@ -532,6 +571,8 @@ class Worker:
             self._generation[tp] = next(self._generations)
         assert self._flow is not None
         self._flow.assigned(partitions)
+        if self._drain is not None:
+            self._drain.assigned((p.topic, p.partition) for p in partitions)
         log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
         self.ready.set()
 
@@ -556,6 +597,8 @@ class Worker:
                 self._flow.forget(tp)
             self._dirty.discard(tp)
         gone = set(tps)
+        if self._drain is not None:
+            self._drain.forget(gone)
         for kk in [kk for kk in self._keys if kk[0] in gone]:
             queued = self._keys.pop(kk)
             self._in_flight -= len(queued)  # never started: the new owner runs them

@@ -1,0 +1,223 @@
+"""Resetting the workers' committed offsets of a queue's task topic (the Kafka way to re-run
+or skip tasks, like ``kafka-consumer-groups --reset-offsets``).
+
+Invariants: nothing is changed while the consumer group has members (a live member would
+overwrite the new offsets with its own commits, and Kafka refuses it anyway); the new offsets
+are computed from records read (:mod:`streamtasks.reader`), never from a time index alone;
+only ``{ns}.tasks.{queue}`` is moved — retry tiers and the DLQ keep their offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    TopicPartition,
+)
+
+from streamtasks import _kafka, reader
+from streamtasks.envelope import now_ms
+from streamtasks.errors import BrokerError, ConfigError
+from streamtasks.replay import parse_time
+from streamtasks.topics import task_topic
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
+    from streamtasks.app import App
+
+__all__ = [
+    "GroupInfo",
+    "MemberInfo",
+    "PartitionReset",
+    "ResetPlan",
+    "ResetTarget",
+    "describe_group",
+    "new_offset",
+    "refusal",
+    "reset_offsets",
+]
+
+Kind = Literal["datetime", "earliest", "latest", "shift"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResetTarget:
+    kind: Kind
+    time: str | None = None
+    shift: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        to_datetime: str | None = None,
+        to_earliest: bool = False,
+        to_latest: bool = False,
+        shift_by: int | None = None,
+    ) -> ResetTarget:
+        """Exactly one of the four choices, else a :class:`ConfigError` saying so."""
+        chosen = [
+            c
+            for c, on in (
+                (cls("datetime", time=to_datetime), to_datetime is not None),
+                (cls("earliest"), to_earliest),
+                (cls("latest"), to_latest),
+                (cls("shift", shift=shift_by or 0), shift_by is not None),
+            )
+            if on
+        ]
+        if len(chosen) != 1:
+            raise ConfigError(
+                "give exactly one of --to-datetime T, --to-earliest, --to-latest, --shift-by N"
+            )
+        return chosen[0]
+
+
+def new_offset(target: ResetTarget, current: int | None, low: int, end: int, at_time: int) -> int:
+    """The offset ``target`` means for a partition holding ``[low, end)`` whose committed offset
+    is ``current`` (None: never committed, i.e. at ``low``); ``at_time`` is the first offset
+    at or after the target time (for ``datetime``). Always within ``[low, end]``."""
+    if target.kind == "earliest":
+        offset = low
+    elif target.kind == "latest":
+        offset = end
+    elif target.kind == "datetime":
+        offset = at_time
+    else:
+        offset = (low if current is None or current < 0 else current) + target.shift
+    return max(low, min(end, offset))
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    member_id: str
+    client_id: str
+    host: str
+    partitions: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    group: str
+    state: str
+    members: list[MemberInfo]
+
+
+def refusal(group: GroupInfo) -> str | None:
+    """Why offsets may not be reset now (None: they may)."""
+    if not group.members:
+        return None
+    who = ", ".join(f"{m.client_id}@{m.host}" for m in group.members[:5])
+    more = f" and {len(group.members) - 5} more" if len(group.members) > 5 else ""
+    return (
+        f"the consumer group {group.group!r} has {len(group.members)} live member(s) "
+        f"({who}{more}; state {group.state}): stop its workers first, then reset — a live "
+        "member would overwrite the new offsets with its own commits"
+    )
+
+
+def describe_group(admin: AdminClient, group: str, *, timeout: float = 10.0) -> GroupInfo:
+    """The group's state and members (an unknown group: state ``UNKNOWN``, no members)."""
+    try:
+        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
+        desc = futures[group].result(timeout=timeout)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.code() in (15, 69):  # COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND
+            return GroupInfo(group, "UNKNOWN", [])
+        raise BrokerError(f"cannot describe the consumer group {group!r}: {err.str()}") from exc
+    members = [
+        MemberInfo(
+            m.member_id,
+            m.client_id,
+            m.host,
+            [f"{tp.topic}[{tp.partition}]" for tp in (m.assignment.topic_partitions or [])]
+            if m.assignment is not None
+            else [],
+        )
+        for m in desc.members or []
+    ]
+    state = getattr(desc.state, "name", str(desc.state))
+    return GroupInfo(group, state, members)
+
+
+def committed_offsets(
+    admin: AdminClient, group: str, topic: str, partitions: list[int], *, timeout: float = 10.0
+) -> dict[int, int | None]:
+    """The group's committed offset per partition of ``topic`` (None: never committed)."""
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+    try:
+        futures = admin.list_consumer_group_offsets([request], request_timeout=timeout)
+        got = futures[group].result(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read the offsets of {group!r}: {exc.args[0].str()}") from exc
+    out: dict[int, int | None] = {p: None for p in partitions}
+    for tp in got.topic_partitions or []:
+        out[tp.partition] = tp.offset if tp.offset >= 0 else None
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionReset:
+    partition: int
+    current: int | None
+    new: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResetPlan:
+    group: str
+    topic: str
+    partitions: list[PartitionReset]
+    applied: bool
+
+
+def reset_offsets(app: App, queue: str, target: ResetTarget, *, dry_run: bool = False) -> ResetPlan:
+    """Move the worker group's offsets of ``queue``'s task topic to ``target``."""
+    settings = app.settings
+    if queue not in app.queues():
+        raise ConfigError(f"queue {queue!r} has no tasks in app {app.name!r}: {app.queues()}")
+    admin = _kafka.make_admin(settings.admin())
+    _kafka.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
+    group, topic = settings.worker_group(), task_topic(settings.namespace, queue)
+    at_ms = parse_time(target.time, now_ms()) if target.time is not None else 0
+    consumer = reader.open_reader(app)
+    try:
+        parts = reader.partitions_of(consumer, topic)
+        if not parts:
+            raise BrokerError(f"the task topic {topic!r} does not exist")
+        current = committed_offsets(admin, group, topic, parts)
+        bounds = reader.heads(consumer, {(topic, p): OFFSET_BEGINNING for p in parts})
+        rows = []
+        for p in parts:
+            head = bounds[(topic, p)]
+            at = (
+                reader.offset_for_time(consumer, topic, p, at_ms)
+                if target.kind == "datetime"
+                else 0
+            )
+            rows.append(
+                PartitionReset(
+                    p, current[p], new_offset(target, current[p], head.start, head.end, at)
+                )
+            )
+    finally:
+        consumer.close()
+    if dry_run:
+        return ResetPlan(group, topic, rows, applied=False)
+    reason = refusal(describe_group(admin, group))
+    if reason is not None:
+        raise ConfigError(f"offsets not reset: {reason}")
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, r.partition, r.new) for r in rows]
+    )
+    try:
+        admin.alter_consumer_group_offsets([request])[group].result(timeout=30)
+    except KafkaException as exc:
+        raise BrokerError(f"the broker refused the new offsets: {exc.args[0].str()}") from exc
+    return ResetPlan(group, topic, rows, applied=True)

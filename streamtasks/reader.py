@@ -1,0 +1,282 @@
+"""Reading topics as a tool does (no consumer group): partitions, heads, ranges, time lookups.
+
+The operations commands (replay, status, offsets reset) read Kafka only through this module,
+which the layout refactor moves to ``kafka/reader.py`` unchanged.
+
+* :func:`partitions_of` — the partitions of a topic (``[]`` when it does not exist);
+* :func:`heads` — per partition, the first record at or after an offset and the end offset;
+* :func:`read_range` — every record from given offsets up to the end each partition had when
+  the read reached it (or until a ``stop`` predicate says so);
+* :func:`offset_for_time` — the first offset whose record is timestamped at or after a time.
+
+Invariants: what is returned is what the records say, never what a watermark or a time index
+claims. End offsets come from the fetch responses of the records read (the broker's cached high
+watermark after a fetch), so a stale ``ListOffsets`` answer cannot shorten a read, and
+``offsets_for_times`` is only a hint that is verified against the records' own timestamps and
+replaced by a bounded binary search when wrong. Every wait is bounded; a read that makes no
+progress for ``timeout`` seconds raises :class:`BrokerError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from streamtasks import _kafka
+from streamtasks.errors import BrokerError
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from streamtasks.app import App
+
+__all__ = [
+    "Head",
+    "heads",
+    "offset_for_time",
+    "open_reader",
+    "partitions_of",
+    "read_range",
+    "record_ts",
+]
+
+TP = tuple[str, int]
+#: binary-search probes at most (2**64 offsets): the fallback of :func:`offset_for_time`
+_MAX_PROBES = 64
+
+
+def open_reader(app: App) -> Consumer:
+    """An assign()-only consumer that reports partition ends; close it when done."""
+    cfg = app.settings.consumer(None, **{"enable.partition.eof": True})
+    return _kafka.make_consumer(cfg)
+
+
+def record_ts(msg: Message) -> int:
+    """The record's timestamp (epoch ms; CreateTime or LogAppendTime), -1 if it has none."""
+    _kind, ts = msg.timestamp()
+    return int(ts)
+
+
+def partitions_of(consumer: Consumer, topic: str, *, timeout: float = 10.0) -> list[int]:
+    """The topic's partitions, sorted; ``[]`` when the topic does not exist."""
+    try:
+        md = consumer.list_topics(timeout=timeout)  # all topics: by name may auto-create it
+    except KafkaException as exc:
+        raise BrokerError(f"no broker answered within {timeout:g}s: {exc.args[0].str()}") from exc
+    meta = md.topics.get(topic)
+    if meta is None or meta.error is not None:
+        return []
+    return sorted(meta.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A partition seen from ``start``: its first record there (None at the end) and its end."""
+
+    start: int  # the offset asked for (OFFSET_BEGINNING resolved to the first record's)
+    first: Message | None
+    end: int
+
+    @property
+    def first_offset(self) -> int:
+        """Where reading from ``start`` really begins (the first record, or the end)."""
+        if self.first is None:
+            return self.end
+        offset = self.first.offset()
+        assert offset is not None
+        return offset
+
+
+def heads(consumer: Consumer, starts: Mapping[TP, int], *, timeout: float = 10.0) -> dict[TP, Head]:
+    """Per partition: the first record at or after its start offset, and the end offset.
+
+    A start of :data:`OFFSET_BEGINNING` means the partition's earliest record.
+    """
+    if not starts:
+        return {}
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+    found: dict[TP, Message | None] = {}
+    eof_at: dict[TP, int] = {}
+    last = time.monotonic()
+    try:
+        while len(found) < len(starts):
+            msgs = consumer.consume(500, 0.05)
+            for msg in msgs:
+                tp = (str(msg.topic()), int(msg.partition() or 0))
+                if tp in found or tp not in starts:
+                    continue
+                err = msg.error()
+                if err is None:
+                    offset = msg.offset()
+                    if offset is not None and (starts[tp] < 0 or offset >= starts[tp]):
+                        found[tp] = msg
+                        consumer.pause([TopicPartition(tp[0], tp[1])])
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    found[tp] = None
+                    eof_at[tp] = int(msg.offset() or 0)
+                else:
+                    _raise_if_fatal(err, tp)
+            if msgs:
+                last = time.monotonic()
+            elif time.monotonic() - last > timeout:
+                raise BrokerError(f"no answer for {_fmt(set(starts) - set(found))} in {timeout:g}s")
+        out: dict[TP, Head] = {}
+        for tp, first in found.items():
+            end = _cached_end(consumer, tp, eof_at.get(tp))
+            if first is not None:
+                end = max(end, int(first.offset() or 0) + 1)
+            start = starts[tp]
+            if start < 0:
+                start = int(first.offset() or 0) if first is not None else end
+            out[tp] = Head(start, first, end)
+        return out
+    finally:
+        consumer.unassign()
+
+
+def record_at(
+    consumer: Consumer, topic: str, partition: int, offset: int, *, timeout: float = 10.0
+) -> Message | None:
+    """The first record at or after ``offset``; None at the partition's end."""
+    return heads(consumer, {(topic, partition): offset}, timeout=timeout)[(topic, partition)].first
+
+
+def read_range(
+    consumer: Consumer,
+    starts: Mapping[TP, int],
+    *,
+    stop: Callable[[Message], bool] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Message]:
+    """The records from ``starts`` (per partition, in offset order) to the partition's end.
+
+    A partition is done at its first end-of-partition (records produced after that are not
+    read) or at the first record for which ``stop`` is true (that record is not yielded).
+    """
+    pending = set(starts)
+    if not pending:
+        return
+    consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+    last = time.monotonic()
+    try:
+        while pending:
+            msgs = consumer.consume(1000, 0.05)
+            for msg in msgs:
+                tp = (str(msg.topic()), int(msg.partition() or 0))
+                if tp not in pending:
+                    continue
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        _done(consumer, pending, tp)
+                    else:
+                        _raise_if_fatal(err, tp)
+                    continue
+                if stop is not None and stop(msg):
+                    _done(consumer, pending, tp)
+                    continue
+                yield msg
+            if msgs:
+                last = time.monotonic()
+            elif time.monotonic() - last > timeout:
+                raise BrokerError(f"reading {_fmt(pending)} made no progress for {timeout:g}s")
+    finally:
+        consumer.unassign()
+
+
+def offset_for_time(
+    consumer: Consumer, topic: str, partition: int, ts_ms: int, *, timeout: float = 10.0
+) -> int:
+    """The first offset of ``topic[partition]`` whose record is timestamped >= ``ts_ms`` (the
+    end offset when there is none).
+
+    The broker's time index (``offsets_for_times``) is asked first and its answer accepted only
+    if the records around it confirm it (the one before is older, the one at it is not). If not,
+    a binary search over the partition's records finds the offset, reading at most ~64 records.
+    Both assume timestamps do not decrease along the partition (LogAppendTime, or CreateTime
+    from producers with synchronised clocks); callers that must be exact still filter each
+    record by its own timestamp, so an early start costs only reading time.
+    """
+    head = heads(consumer, {(topic, partition): OFFSET_BEGINNING}, timeout=timeout)[
+        (topic, partition)
+    ]
+    low, end = head.first_offset, head.end
+    if head.first is None or record_ts(head.first) >= ts_ms:
+        return low
+    hint = _broker_hint(consumer, topic, partition, ts_ms, timeout)
+    if (
+        hint is not None
+        and low < hint <= end
+        and _confirms(consumer, topic, partition, hint, ts_ms, end, timeout)
+    ):
+        return hint
+    lo, hi = low + 1, end  # the record at `low` is older than ts_ms (checked above)
+    for _ in range(_MAX_PROBES):
+        if lo >= hi:
+            break
+        mid = (lo + hi) // 2
+        rec = record_at(consumer, topic, partition, mid, timeout=timeout)
+        if rec is None:
+            hi = mid  # nothing at or after mid (a stale end): the answer is at most mid
+        elif record_ts(rec) < ts_ms:
+            lo = int(rec.offset() or mid) + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _broker_hint(
+    consumer: Consumer, topic: str, partition: int, ts_ms: int, timeout: float
+) -> int | None:
+    try:
+        got = consumer.offsets_for_times([TopicPartition(topic, partition, ts_ms)], timeout=timeout)
+    except KafkaException:
+        return None
+    if not got or got[0].error is not None or got[0].offset < 0:
+        return None
+    return int(got[0].offset)
+
+
+def _confirms(
+    consumer: Consumer,
+    topic: str,
+    partition: int,
+    offset: int,
+    ts_ms: int,
+    end: int,
+    timeout: float,
+) -> bool:
+    before = record_at(consumer, topic, partition, offset - 1, timeout=timeout)
+    if before is None or before.offset() != offset - 1 or record_ts(before) >= ts_ms:
+        return False
+    if offset >= end:
+        return True
+    at = record_at(consumer, topic, partition, offset, timeout=timeout)
+    return at is None or record_ts(at) >= ts_ms
+
+
+def _cached_end(consumer: Consumer, tp: TP, eof_at: int | None) -> int:
+    """The high watermark the last fetch response carried (not a fresh ListOffsets)."""
+    try:
+        _low, high = consumer.get_watermark_offsets(TopicPartition(tp[0], tp[1]), cached=True)
+    except KafkaException:
+        high = -1
+    return max(int(high), eof_at if eof_at is not None else -1, 0)
+
+
+def _done(consumer: Consumer, pending: set[TP], tp: TP) -> None:
+    pending.discard(tp)
+    consumer.pause([TopicPartition(tp[0], tp[1])])
+
+
+def _raise_if_fatal(err: KafkaError, tp: TP) -> None:
+    if err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise BrokerError(f"reading {tp[0]}[{tp[1]}] failed: {err.str()}")
+
+
+def _fmt(tps: set[TP] | Mapping[TP, object]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(tps))

@@ -98,7 +98,7 @@ def heads(consumer: Consumer, starts: Mapping[TP, int], *, timeout: float = 10.0
     """
     if not starts:
         return {}
-    consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+    _assign(consumer, starts)
     found: dict[TP, Message | None] = {}
     eof_at: dict[TP, int] = {}
     last = time.monotonic()
@@ -160,7 +160,7 @@ def read_range(
     pending = set(starts)
     if not pending:
         return
-    consumer.assign([TopicPartition(t, p, o) for (t, p), o in starts.items()])
+    _assign(consumer, starts)
     last = time.monotonic()
     try:
         while pending:
@@ -266,6 +266,12 @@ def _cached_end(consumer: Consumer, tp: TP, eof_at: int | None) -> int:
     except KafkaException:
         high = -1
     return max(int(high), eof_at if eof_at is not None else -1, 0)
+
+
+def _assign(consumer: Consumer, starts: Mapping[TP, int]) -> None:
+    parts = [TopicPartition(t, p, o) for (t, p), o in starts.items()]
+    consumer.assign(parts)
+    consumer.resume(parts)  # a partition paused by an earlier read stays paused otherwise
 
 
 def _done(consumer: Consumer, pending: set[TP], tp: TP) -> None:

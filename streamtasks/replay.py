@@ -95,7 +95,8 @@ _DROPPED_HEADERS = {
     REPLAY_ORIGIN_HEADER,
     REPLAY_OF_HEADER,
 }
-_FLUSH_EVERY = 500  # selected events between recorded positions
+_FLUSH_EVERY = 500  # selected events between recorded positions ...
+_FLUSH_EVERY_S = 1.0  # ... or seconds, whichever comes first
 
 
 # -- pure: times, specs, selection ---------------------------------------------------------------
@@ -479,6 +480,7 @@ class Replay:
         _flush(producer, acks)
         done = self._already_enqueued() if resume else set()
         selected = enqueued = skipped = 0
+        saved = time.monotonic()
         read_to: dict[int, int] = {}
         undecodable = [0]
         for cand in self._candidates(undecodable, resume=resume):
@@ -491,8 +493,9 @@ class Replay:
                 if rate:
                     _throttle(began, enqueued, rate)
             read_to[cand.partition] = cand.offset + 1
-            if selected % _FLUSH_EVERY == 0:
+            if selected % _FLUSH_EVERY == 0 or time.monotonic() - saved > _FLUSH_EVERY_S:
                 self._save_positions(producer, read_to, acks)
+                saved = time.monotonic()
             if on_progress is not None:
                 on_progress(selected, enqueued, skipped)
             producer.poll(0)

@@ -108,6 +108,15 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
             runs.write(f"{i}\n")
         return i
 
+    @app.task(name="broken_while")
+    def broken_while(flag: str, i: int) -> int:
+        """Odd i fail (no retries: FAILURE) while the flag file exists; runs leave a line."""
+        if i % 2 == 1 and os.path.exists(flag):
+            raise ValueError(f"{i}: broken while {flag} exists")
+        with open(flag + ".runs", "a") as runs:
+            runs.write(f"{i}\n")
+        return i
+
     @app.task(name="span")
     def span(key: str, seq: int, sleep_ms: int) -> Span:
         start = time.time_ns()

@@ -1,0 +1,193 @@
+"""`streamtasks replay` against a real broker and real (burst) worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING
+
+from streamtasks import App, reader
+from streamtasks.envelope import Envelope, TaskStatus, now_ms
+from streamtasks.replay import Replay
+from streamtasks.store import ResultStore
+from streamtasks.testing import WorkerProcess
+from streamtasks.topics import REPLAY_HEADER, REPLAY_ORIGIN_HEADER, task_topic
+from tests.integration.conftest import APP_SPEC, ROOT
+
+N = 1000
+
+
+def _env(ns: str) -> dict[str, str]:
+    return {**os.environ, "STREAMTASKS_NAMESPACE": ns, "COLUMNS": "200"}
+
+
+def _cli(bootstrap: str, ns: str, *args: str, timeout: float = 120) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamtasks", "-b", bootstrap, *args],
+        cwd=ROOT,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=timeout,
+        env=_env(ns),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out: dict[str, object] = json.loads(proc.stdout)
+    return out
+
+
+def burst(bootstrap: str, ns: str, timeout: float = 120) -> None:
+    """Run one burst worker until it exits by itself (drained): no sleep, no polling."""
+    w = WorkerProcess(
+        APP_SPEC,
+        bootstrap=bootstrap,
+        env={"STREAMTASKS_NAMESPACE": ns},
+        args=("--burst", "--concurrency", "8"),
+        cwd=str(ROOT),
+    ).start()
+    try:
+        assert w.wait(timeout) == 0, w.log_text()[-3000:]
+    finally:
+        w.kill()
+
+
+def statuses(app: App) -> dict[str, TaskStatus]:
+    with ResultStore(app, ":memory:") as store:
+        store.sync()
+        return {r.task_id: r.status for r in store.query(limit=None)}
+
+
+def replayed(app: App, replay_id: str) -> list[tuple[str, str]]:
+    """(task id, origin) of every record of the default queue carrying ``replay_id``."""
+    topic = task_topic(app.settings.namespace, "default")
+    out = []
+    consumer = reader.open_reader(app)
+    try:
+        parts = reader.partitions_of(consumer, topic)
+        for msg in reader.read_range(consumer, {(topic, p): OFFSET_BEGINNING for p in parts}):
+            hdrs = dict(msg.headers() or [])
+            if hdrs.get(REPLAY_HEADER) == replay_id.encode():
+                out.append((hdrs["st-id"].decode(), hdrs[REPLAY_ORIGIN_HEADER].decode()))
+    finally:
+        consumer.close()
+    return out
+
+
+def runs(flag: Path) -> Counter[int]:
+    path = Path(str(flag) + ".runs")
+    return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
+
+
+@pytest.mark.timeout(420)
+def test_replay_failures_after_a_fix_resumes_after_kill_9_and_never_enqueues_twice(
+    kafka_bootstrap: str, ns: str, app: App, tmp_path: Path
+) -> None:
+    # Given 1,000 tasks sent while a flag makes the odd ones fail, run by a burst worker
+    flag = tmp_path / "flag"
+    flag.write_text("")
+    start = now_ms()
+    handles = [app.tasks["broken_while"].send(str(flag), i) for i in range(N)]
+    assert app.flush(30) == 0
+    end = now_ms() + 1
+    burst(kafka_bootstrap, ns)
+    first = statuses(app)
+    failed = {h.id for i, h in enumerate(handles) if i % 2}
+    assert {tid for tid, s in first.items() if s is TaskStatus.FAILURE} == failed
+    assert sum(runs(flag).values()) == N // 2
+    # ... and the bug is fixed
+    flag.unlink()
+
+    # When a replay of the window's FAILUREs is killed -9 part way through ...
+    window = [f"--from={start}", f"--to={end}", "--queue", "default"]
+    cmd = [sys.executable, "-m", "streamtasks", "-b", kafka_bootstrap, "replay", APP_SPEC]
+    proc = subprocess.Popen(
+        [*cmd, *window, "--status", "FAILURE", "--rate", "150", "--yes", "--json"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(ns),
+    )
+    assert proc.stderr is not None
+    said = ""
+    while (found := re.search(r"rp-\d{8}T\d{6}-[0-9a-f]{6}", said)) is None:
+        line = proc.stderr.readline()
+        assert line, f"the replay exited early: {said}"
+        said += line
+    replay_id = found.group(0)
+    deadline = time.monotonic() + 60
+    while len(replayed(app, replay_id)) < 120 and time.monotonic() < deadline:
+        assert proc.poll() is None, "the replay finished before it could be interrupted"
+    proc.kill()
+    proc.wait()
+    before = len(replayed(app, replay_id))
+    assert 120 <= before < N // 2
+
+    # ... and resumed
+    resumed = _cli(
+        kafka_bootstrap, ns, "replay", APP_SPEC, "--resume", replay_id, "--yes", "--json"
+    )
+
+    # Then every failed task was enqueued exactly once by this replay id, none twice
+    copies = replayed(app, replay_id)
+    assert len(copies) == N // 2
+    assert {tid for tid, _ in copies} == failed
+    assert len({origin for _, origin in copies}) == N // 2
+    assert resumed["enqueued"] == N // 2 - before
+    # ... they run again and now succeed, under their own ids
+    burst(kafka_bootstrap, ns)
+    after = statuses(app)
+    assert all(after[tid] is TaskStatus.SUCCESS for tid in failed)
+    assert runs(flag) == Counter(range(N))  # each odd i ran once more, no even i again
+
+    # When the same replay id is run again, nothing is enqueued
+    again = _cli(kafka_bootstrap, ns, "replay", APP_SPEC, "--resume", replay_id, "--yes", "--json")
+    assert again["enqueued"] == 0
+    assert len(replayed(app, replay_id)) == N // 2
+
+    # When a new replay of the window (all of it: everything is SUCCESS now) runs
+    second = _cli(kafka_bootstrap, ns, "replay", APP_SPEC, *window, "--yes", "--json")
+    # Then it enqueues all of them again (its own copies of the first replay are not selected)
+    assert second["replay_id"] != replay_id
+    assert second["enqueued"] == N
+    burst(kafka_bootstrap, ns)
+    assert runs(flag) == Counter({i: 2 for i in range(N)})
+
+
+@pytest.mark.partitions(1)
+@pytest.mark.timeout(120)
+def test_a_replay_selects_exactly_the_records_in_from_to_by_their_timestamps(
+    app: App, ns: str
+) -> None:
+    # Given records stamped around the range [t, u), 200 of them before it (so the start is
+    # found mid-partition, by the broker's time index or by the fallback search)
+    task = app.tasks["add"]
+    topic = task_topic(ns, "default")
+    t = now_ms() - 60_000
+    u = t + 10_000
+    stamps = [t - 5_000 + i for i in range(200)] + [t - 1, t, t + 1, u - 1, u, u + 1, u + 70_000]
+    for i, ts in enumerate(stamps):
+        env = Envelope(
+            id=f"b-{i}-{ts - t}", task="add", queue="default", args=task.encode_args((i, 0), {})
+        )
+        value = app.codec.encode(app.envelope_schema, env.to_avro())
+        app.producer.produce(
+            topic, value=value, key=env.id.encode(), headers=[("st-task", b"add")], timestamp=ts
+        )
+    assert app.flush(30) == 0
+
+    # When a replay of [t, u) is planned
+    plan = Replay.create(app, "default", str(t), str(u)).plan(sample_size=100)
+
+    # Then it selects t, t+1 and u-1: the start included, the end excluded
+    assert plan.selected == 3
+    assert sorted(int(s["task_id"].rsplit("-", 1)[1]) for s in plan.sample) == [0, 1, 9_999]

@@ -128,7 +128,7 @@ def test_replay_failures_after_a_fix_resumes_after_kill_9_and_never_enqueues_twi
     while len(replayed(app, replay_id)) < 120 and time.monotonic() < deadline:
         assert proc.poll() is None, "the replay finished before it could be interrupted"
     proc.kill()
-    proc.wait()
+    proc.communicate()
     before = len(replayed(app, replay_id))
     assert 120 <= before < N // 2
 

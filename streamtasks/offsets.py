@@ -108,15 +108,19 @@ class GroupInfo:
     members: list[MemberInfo]
 
 
+_LIVE_STATES = {"STABLE", "PREPARING_REBALANCE", "COMPLETING_REBALANCE", "ASSIGNING", "RECONCILING"}
+
+
 def refusal(group: GroupInfo) -> str | None:
-    """Why offsets may not be reset now (None: they may)."""
-    if not group.members:
+    """Why offsets may not be reset now (None: they may). A group with members, or in a state
+    only a group with members has (some brokers report the state but not the members)."""
+    if not group.members and group.state not in _LIVE_STATES:
         return None
-    who = ", ".join(f"{m.client_id}@{m.host}" for m in group.members[:5])
+    who = ", ".join(f"{m.client_id}@{m.host}" for m in group.members[:5]) or "members not listed"
     more = f" and {len(group.members) - 5} more" if len(group.members) > 5 else ""
     return (
-        f"the consumer group {group.group!r} has {len(group.members)} live member(s) "
-        f"({who}{more}; state {group.state}): stop its workers first, then reset — a live "
+        f"the consumer group {group.group!r} has live members ({len(group.members)} listed: "
+        f"{who}{more}; state {group.state}): stop its workers first, then reset — a live "
         "member would overwrite the new offsets with its own commits"
     )
 

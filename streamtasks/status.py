@@ -172,7 +172,9 @@ class StatusReport:
 def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
     """Read the figures of ``queues`` (default: all of the app's) from the broker."""
     settings = app.settings
-    admin = _kafka.make_admin(settings.admin())
+    # quiet: a broker that is down is reported as one line (BrokerError), not librdkafka's
+    # connection-refused log every 50 ms
+    admin = _kafka.make_admin({**settings.admin(), "log_level": 0})
     _kafka.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
     group = settings.worker_group()
     info = describe_group(admin, group)

@@ -1,0 +1,149 @@
+"""`streamtasks status` and `streamtasks offsets reset` against a real broker and workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from streamtasks import App
+from streamtasks.cli import cli
+from streamtasks.envelope import now_ms
+from streamtasks.topics import retry_topic, task_topic
+from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
+from tests.integration.test_replay import burst, runs
+
+
+def _run(bootstrap: str, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamtasks", "-b", bootstrap, *args],
+        cwd=ROOT,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        env={**os.environ, "STREAMTASKS_NAMESPACE": ns, "COLUMNS": "200"},
+    )
+
+
+@pytest.mark.parametrize("command", [["replay"], ["status"], ["offsets", "reset"]], ids=" ".join)
+def test_every_ops_command_has_help_with_an_example(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: streamtasks" in result.output
+
+
+def test_status_with_the_broker_down_is_one_line_and_exit_1() -> None:
+    proc = _run("127.0.0.1:1", "nowhere", "status", APP_SPEC, "--json")
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "no Kafka broker answered" in proc.stderr
+
+
+@pytest.mark.timeout(180)
+def test_status_shows_lag_in_messages_and_seconds_tier_and_dlq_depths(
+    kafka_bootstrap: str, ns: str, app: App
+) -> None:
+    # Given 4 rejected tasks (dead letters) and 10 others run by a burst worker, which commits
+    for i in range(4):
+        app.tasks["rejecting"].send(f"no {i}")
+    for i in range(10):
+        app.tasks["add"].send(i, i)
+    assert app.flush(30) == 0
+    burst(kafka_bootstrap, ns)
+    # ... then, workers stopped, 500 queued tasks aged ~6 s (stamped so, instead of a sleep)
+    topic = task_topic(ns, "default")
+    queued_at = now_ms() - 6_000
+    add = app.tasks["add"]
+    for i in range(500):
+        value = app.codec.encode(
+            app.envelope_schema,
+            {
+                "id": f"q-{i}",
+                "task": "add",
+                "queue": "default",
+                "attempt": 1,
+                "created_at": queued_at,
+                "eta": None,
+                "expires": None,
+                "parent_id": None,
+                "root_id": None,
+                "workflow_id": None,
+                "continuation": [],
+                "last_error": None,
+                "args": add.encode_args((i, 1), {}),
+                "link_error": [],
+            },
+        )
+        app.producer.produce(topic, value=value, key=f"q-{i}".encode(), timestamp=queued_at)
+    # ... and in retry tier 1: 3 records due in an hour, 2 already due
+    later, past = str(now_ms() + 3_600_000).encode(), str(now_ms() - 1000).encode()
+    for i, due in enumerate([later, later, later, past, past]):
+        app.producer.produce(
+            retry_topic(ns, "default", 1),
+            value=b"x",
+            key=f"r-{i}".encode(),
+            headers=[("st-not-before", due)],
+        )
+    assert app.flush(30) == 0
+
+    # When status --json is asked
+    proc = _run(kafka_bootstrap, ns, "status", APP_SPEC, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+
+    # Then the queue shows exactly the 500 queued, the oldest ~6 s old, and the depths
+    (queue,) = report["queues"]
+    assert queue["name"] == "default"
+    assert queue["lag"] == 500
+    assert queue["lag_seconds"] >= 5
+    assert sum(p["lag"] for p in queue["partitions"]) == 500
+    assert all(p["committed"] is not None for p in queue["partitions"] if p["end"] > 0)
+    assert {p["partition"] for p in queue["partitions"]} == set(range(app.settings.partitions))
+    tiers = {t["tier"]: t for t in queue["retry"]}
+    assert (tiers[1]["depth"], tiers[1]["due"], tiers[1]["not_due"]) == (5, 2, 3)
+    assert tiers[2]["depth"] == tiers[3]["depth"] == 0
+    assert queue["dlq_depth"] == 4
+    assert report["workers"] == []
+
+
+@pytest.mark.timeout(240)
+def test_offsets_reset_refuses_with_live_members_then_reruns_exactly_from_a_time(
+    kafka_bootstrap: str, ns: str, app: App, start_workers: StartWorkers, tmp_path: Path
+) -> None:
+    # Given 20 tasks, then a point in time, then 30 more, all run by a live worker
+    flag = tmp_path / "flag"
+    flag.write_text("")
+    task = app.tasks["needs_flag"]
+    first = [task.send(str(flag), i) for i in range(20)]
+    assert app.flush(30) == 0
+    time.sleep(0.05)  # a millisecond gap between the batches' timestamps, not a wait for work
+    cut = now_ms()
+    time.sleep(0.05)
+    second = [task.send(str(flag), 100 + i) for i in range(30)]
+    (worker,) = start_workers(1)
+    for h in [*first, *second]:
+        h.get(timeout=60)
+
+    # When offsets are reset while the worker is a member
+    refused = _run(kafka_bootstrap, ns, "offsets", "reset", APP_SPEC, f"--to-datetime={cut}")
+    # Then it is refused, saying why, and nothing moves
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "live member" in refused.stderr
+
+    # When the worker stops and offsets are reset to the time
+    assert worker.terminate() == 0
+    plan = _run(kafka_bootstrap, ns, "offsets", "reset", APP_SPEC, f"--to-datetime={cut}", "--json")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert json.loads(plan.stdout)["applied"] is True
+    burst(kafka_bootstrap, ns)
+
+    # Then exactly the 30 tasks from that time ran again
+    assert runs(flag) == Counter({**{i: 1 for i in range(20)}, **{100 + i: 2 for i in range(30)}})

@@ -22,7 +22,7 @@ from confluent_kafka import (
 from streamtasks import _kafka, reader
 from streamtasks.envelope import now_ms
 from streamtasks.errors import BrokerError, ConfigError
-from streamtasks.replay import parse_time
+from streamtasks.replayspec import parse_time
 from streamtasks.topics import task_topic
 
 if TYPE_CHECKING:

@@ -90,6 +90,7 @@ def test_topics_apply_is_idempotent_and_compacts_results(kafka_bootstrap: str) -
     ns = env["STREAMTASKS_NAMESPACE"]
     assert f"created  {ns}.tasks.default\n" in first.stdout
     assert f"created  {ns}.results\n" in first.stdout
+    assert f"created  {ns}.replays\n" in first.stdout
     second = _run("-b", kafka_bootstrap, "topics", "apply", APP_SPEC, env=env)
     assert second.returncode == 0
     assert "created" not in second.stdout and f"exists   {ns}.results" in second.stdout

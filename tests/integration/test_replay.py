@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
-from streamtasks import App, reader
+from streamtasks import App, chain, reader
 from streamtasks.envelope import Envelope, TaskStatus, now_ms
 from streamtasks.replay import Replay
 from streamtasks.store import ResultStore
@@ -191,3 +191,36 @@ def test_a_replay_selects_exactly_the_records_in_from_to_by_their_timestamps(
     # Then it selects t, t+1 and u-1: the start included, the end excluded
     assert plan.selected == 3
     assert sorted(int(s["task_id"].rsplit("-", 1)[1]) for s in plan.sample) == [0, 1, 9_999]
+
+
+@pytest.mark.timeout(180)
+def test_a_replayed_chain_step_runs_on_into_the_next_step_despite_its_final_result(
+    kafka_bootstrap: str, ns: str, app: App, tmp_path: Path
+) -> None:
+    # Given a chain whose first step failed (the flag) so its next step never ran, and whose
+    # result (the last step's id) is therefore a final FAILURE
+    flag = tmp_path / "flag"
+    flag.write_text("")
+    t = app.tasks
+    start = now_ms()
+    res = chain(t["broken_while"].s(str(flag), 1), t["add"].s(100)).apply_async()
+    assert app.flush(30) == 0
+    end = now_ms() + 1
+    burst(kafka_bootstrap, ns)
+    assert statuses(app)[res.id] is TaskStatus.FAILURE
+    flag.unlink()
+
+    # When the window's failures are replayed and run
+    out = _cli(
+        kafka_bootstrap, ns, "replay", APP_SPEC, f"--from={start}", f"--to={end}",
+        "--status", "FAILURE", "--yes", "--json",
+    )  # fmt: skip
+    assert out["enqueued"] == 1
+    burst(kafka_bootstrap, ns)
+
+    # Then the next step ran too (its id had a final result, the replay marker carried on)
+    with ResultStore(app, ":memory:") as store:
+        store.sync()
+        last = store.get(res.id)
+    assert last is not None and last.status is TaskStatus.SUCCESS
+    assert t["add"].decode_result(last.value or b"") == 101

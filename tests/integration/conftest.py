@@ -32,6 +32,23 @@ def run_cli(
     )
 
 
+def run_burst_worker(bootstrap: str, ns: str, *args: str, timeout: float = 120) -> None:
+    """Run one ``worker --burst`` until it exits by itself, drained (no sleeps, no polling):
+    every task queued, retried or sent on by a task has run when this returns."""
+    w = WorkerProcess(
+        APP_SPEC,
+        bootstrap=bootstrap,
+        env={"STREAMTASKS_NAMESPACE": ns},
+        args=("--burst", *args),
+        cwd=str(ROOT),
+    ).start()
+    try:
+        code = w.wait(timeout)
+        assert code == 0, f"burst worker exited with {code}:\n{w.log_text()[-3000:]}"
+    finally:
+        w.kill()
+
+
 @pytest.fixture
 def ns() -> str:
     return unique_name("it")

@@ -12,7 +12,7 @@ from streamtasks.envelope import ResultRecord
 from streamtasks.testing import consume_all
 from streamtasks.topics import chords_topic, results_topic
 from streamtasks.workflows import chord_marker_id, member_id
-from tests.integration.conftest import StartWorkers
+from tests.integration.conftest import StartWorkers, run_burst_worker
 
 pytestmark = pytest.mark.integration
 
@@ -103,21 +103,20 @@ def test_a_chord_callback_must_take_a_list(app: App) -> None:
 
 
 def test_link_error_is_sent_once_when_a_task_fails_or_is_dead_lettered(
-    app: App, start_workers: StartWorkers, tmp_path: Path, kafka_bootstrap: str, ns: str
+    app: App, tmp_path: Path, kafka_bootstrap: str, ns: str
 ) -> None:
-    start_workers(1)
     t, errors = app.tasks, tmp_path / "errors"
     on_error = t["note_failure"].s(str(errors))
     failed = t["fail"].apply_async(("boom",), link_error=on_error)
     dead = t["doomed"].s("x").on_error(on_error).apply_async()  # 3 attempts, then the DLQ
     fine = t["add"].apply_async((1, 2), link_error=on_error)
-    assert fine.get(timeout=30) == 3
+    assert app.flush(30) == 0
+    # a burst worker returns once all of it ran: the retries, the DLQ and the error callbacks
+    run_burst_worker(kafka_bootstrap, ns)
+    assert fine.get(timeout=10) == 3
     for r in (failed, dead):
         with pytest.raises(TaskFailedError):
-            r.get(timeout=60)
-    deadline = time.monotonic() + 30
-    while len(_lines(errors)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+            r.get(timeout=10)
     assert sorted(_lines(errors)) == sorted(
         [f"{failed.id} fail FAILURE ValueError 1", f"{dead.id} doomed DEAD RuntimeError 3"]
     )

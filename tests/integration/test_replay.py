@@ -18,9 +18,8 @@ from streamtasks import App, chain, reader
 from streamtasks.envelope import Envelope, TaskStatus, now_ms
 from streamtasks.replay import Replay
 from streamtasks.store import ResultStore
-from streamtasks.testing import WorkerProcess
 from streamtasks.topics import REPLAY_HEADER, REPLAY_ORIGIN_HEADER, task_topic
-from tests.integration.conftest import APP_SPEC, ROOT
+from tests.integration.conftest import APP_SPEC, ROOT, run_burst_worker
 
 N = 1000
 
@@ -44,19 +43,8 @@ def _cli(bootstrap: str, ns: str, *args: str, timeout: float = 120) -> dict[str,
     return out
 
 
-def burst(bootstrap: str, ns: str, timeout: float = 120) -> None:
-    """Run one burst worker until it exits by itself (drained): no sleep, no polling."""
-    w = WorkerProcess(
-        APP_SPEC,
-        bootstrap=bootstrap,
-        env={"STREAMTASKS_NAMESPACE": ns},
-        args=("--burst", "--concurrency", "8"),
-        cwd=str(ROOT),
-    ).start()
-    try:
-        assert w.wait(timeout) == 0, w.log_text()[-3000:]
-    finally:
-        w.kill()
+def burst(bootstrap: str, ns: str) -> None:
+    run_burst_worker(bootstrap, ns, "--concurrency", "8")
 
 
 def statuses(app: App) -> dict[str, TaskStatus]:

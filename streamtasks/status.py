@@ -184,6 +184,8 @@ def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
         for queue in queues if queues is not None else app.queues():
             topic = task_topic(settings.namespace, queue)
             parts = reader.partitions_of(consumer, topic)
+            if not parts:
+                continue  # no topics yet (`streamtasks topics apply` or a worker creates them)
             committed = committed_offsets(admin, group, topic, parts)
             now = now_ms()
             heads = reader.heads(consumer, {(topic, p): _start(committed[p]) for p in parts})
@@ -218,7 +220,7 @@ def _start(committed: int | None) -> int:
 def _tier(app: App, admin: Any, consumer: Any, group: str, queue: str, tier: int) -> TierDepth:
     topic = retry_topic(app.settings.namespace, queue, tier)
     parts = reader.partitions_of(consumer, topic)
-    committed = committed_offsets(admin, group, topic, parts)
+    committed = committed_offsets(admin, group, topic, parts) if parts else {}
     due_times: list[int | None] = []
     for msg in reader.read_range(consumer, {(topic, p): _start(committed[p]) for p in parts}):
         raw = dict(msg.headers() or []).get("st-not-before")

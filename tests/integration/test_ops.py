@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from streamtasks import App
+from streamtasks import App, RetryPolicy, current_task
 from streamtasks.cli import cli
 from streamtasks.envelope import now_ms
 from streamtasks.topics import retry_topic, task_topic
+from streamtasks.worker import Worker
 from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
 from tests.integration.test_replay import burst, runs
 
@@ -147,3 +148,46 @@ def test_offsets_reset_refuses_with_live_members_then_reruns_exactly_from_a_time
 
     # Then exactly the 30 tasks from that time ran again
     assert runs(flag) == Counter({**{i: 1 for i in range(20)}, **{100 + i: 2 for i in range(30)}})
+
+
+@pytest.mark.timeout(120)
+def test_worker_run_burst_returns_once_drained_with_due_retries_done(
+    kafka_bootstrap: str, ns: str
+) -> None:
+    # Given an app (thread-pool tasks only) with quick tasks and tasks that fail once and are
+    # retried after 1 s
+    app = App(
+        "burst",
+        namespace=ns,
+        bootstrap_servers=kafka_bootstrap,
+        partitions=2,
+        retry_tiers=(1, 5),
+        consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
+                         "fetch.wait.max.ms": 10},
+    )  # fmt: skip
+
+    @app.task(name="inc")
+    def inc(i: int) -> int:
+        return i + 1
+
+    @app.task(name="once", retry=RetryPolicy(max_attempts=3, backoff=1.0, jitter=0))
+    def once() -> int:
+        if current_task().attempt == 1:
+            raise ConnectionError("first attempt fails")
+        return current_task().attempt
+
+    app.apply_topics()
+    quick = [inc.send(i) for i in range(5)]
+    flaky = [once.send() for _ in range(3)]
+    assert app.flush(30) == 0
+
+    # When a worker runs in burst mode (in this process)
+    stats = Worker(app, concurrency=4).run(install_signal_handlers=False, burst=True)
+
+    # Then it returned by itself with everything done, retries included, and committed
+    assert (stats.succeeded, stats.retried, stats.failed) == (8, 3, 0)
+    assert [h.get(timeout=5) for h in quick] == [1, 2, 3, 4, 5]
+    assert [h.get(timeout=5) for h in flaky] == [2, 2, 2]
+    again = Worker(app).run(install_signal_handlers=False, burst=True)
+    assert again.received == 0  # the first run committed all of it
+    app.close()

@@ -93,8 +93,16 @@ def test_replay_failures_after_a_fix_resumes_after_kill_9_and_never_enqueues_twi
     # ... and the bug is fixed
     flag.unlink()
 
-    # When a replay of the window's FAILUREs is killed -9 part way through ...
+    # When a dry run of the window's FAILUREs is asked
     window = [f"--from={start}", f"--to={end}", "--queue", "default"]
+    dry = _cli(kafka_bootstrap, ns, "replay", APP_SPEC, *window, "--status", "FAILURE",
+               "--dry-run", "--json")  # fmt: skip
+    # Then it counts them per task and status, shows a sample, and enqueues nothing
+    assert dry["counts"] == [{"task": "broken_while", "status": "FAILURE", "count": N // 2}]
+    assert len(dry["sample"]) == 10  # type: ignore[arg-type]
+    assert replayed(app, str(dry["replay_id"])) == []
+
+    # When a replay of the window's FAILUREs is killed -9 part way through ...
     cmd = [sys.executable, "-m", "streamtasks", "-b", kafka_bootstrap, "replay", APP_SPEC]
     proc = subprocess.Popen(
         [*cmd, *window, "--status", "FAILURE", "--rate", "150", "--yes", "--json"],
@@ -212,3 +220,35 @@ def test_a_replayed_chain_step_runs_on_into_the_next_step_despite_its_final_resu
         last = store.get(res.id)
     assert last is not None and last.status is TaskStatus.SUCCESS
     assert t["add"].decode_result(last.value or b"") == 101
+
+
+@pytest.mark.timeout(180)
+def test_new_ids_replay_under_fresh_ids_that_name_the_original(
+    kafka_bootstrap: str, ns: str, app: App
+) -> None:
+    # Given three tasks that ran
+    start = now_ms()
+    handles = [app.tasks["add"].send(i, 1) for i in range(3)]
+    assert app.flush(30) == 0
+    end = now_ms() + 1
+    burst(kafka_bootstrap, ns)
+
+    # When they are replayed with --new-ids (and without --yes, in no terminal: refused first)
+    window = ["replay", APP_SPEC, f"--from={start}", f"--to={end}", "--task", "add"]
+    unconfirmed = subprocess.run(
+        [sys.executable, "-m", "streamtasks", "-b", kafka_bootstrap, *window, "--new-ids"],
+        cwd=ROOT, capture_output=True, stdin=subprocess.DEVNULL, text=True, env=_env(ns),
+        timeout=60,
+    )  # fmt: skip
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    out = _cli(kafka_bootstrap, ns, *window, "--new-ids", "--yes", "--json")
+    assert out["enqueued"] == 3
+    burst(kafka_bootstrap, ns)
+
+    # Then each ran again under a fresh id whose event names the original; originals untouched
+    copies = replayed(app, str(out["replay_id"]))
+    originals = {h.id for h in handles}
+    assert len(copies) == 3 and not {tid for tid, _ in copies} & originals
+    assert {tid.split(".r-")[0] for tid, _ in copies} == originals
+    results = statuses(app)
+    assert all(results[tid] is TaskStatus.SUCCESS for tid, _ in copies)

@@ -132,6 +132,7 @@ def worker(
 
     Example: streamtasks worker myproj.tasks:app --concurrency 16 --queues default,emails
     Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
+    Example: streamtasks worker myproj.tasks:app --burst   (drain the queues, commit, exit 0)
     """
     from streamtasks._loading import load_app
     from streamtasks.worker import Worker
@@ -140,6 +141,8 @@ def worker(
         the_app = load_app(app)  # fail fast in the supervisor too
         if processes < 1:
             raise ConfigError(f"--processes must be >= 1, got {processes}")
+        if burst and processes > 1:
+            raise ConfigError("--burst runs one process: start several `worker --burst` instead")
         if processes > 1:
             from streamtasks.supervisor import Supervisor, child_args
 

@@ -7,7 +7,8 @@ which the layout refactor moves to ``kafka/reader.py`` unchanged.
 * :func:`heads` — per partition, the first record at or after an offset and the end offset;
 * :func:`read_range` — every record from given offsets up to the end each partition had when
   the read reached it (or until a ``stop`` predicate says so);
-* :func:`offset_for_time` — the first offset whose record is timestamped at or after a time.
+* :func:`offset_for_time` — the first offset whose record is timestamped at or after a time
+  (the search itself, :func:`search_time`, is pure and unit-tested).
 
 Invariants: what is returned is what the records say, never what a watermark or a time index
 claims. End offsets come from the fetch responses of the records read (the broker's cached high
@@ -42,6 +43,7 @@ __all__ = [
     "partitions_of",
     "read_range",
     "record_ts",
+    "search_time",
 ]
 
 TP = tuple[str, int]
@@ -188,45 +190,69 @@ def read_range(
         consumer.unassign()
 
 
+#: ``probe(offset)``: (offset, timestamp) of the first record at or after ``offset``, None at
+#: the end
+Probe = Callable[[int], tuple[int, int] | None]
+
+
 def offset_for_time(
     consumer: Consumer, topic: str, partition: int, ts_ms: int, *, timeout: float = 10.0
 ) -> int:
     """The first offset of ``topic[partition]`` whose record is timestamped >= ``ts_ms`` (the
-    end offset when there is none).
-
-    The broker's time index (``offsets_for_times``) is asked first and its answer accepted only
-    if the records around it confirm it (the one before is older, the one at it is not). If not,
-    a binary search over the partition's records finds the offset, reading at most ~64 records.
-    Both assume timestamps do not decrease along the partition (LogAppendTime, or CreateTime
-    from producers with synchronised clocks); callers that must be exact still filter each
-    record by its own timestamp, so an early start costs only reading time.
-    """
+    end offset when there is none), found by :func:`search_time` on the partition's records
+    with the broker's ``offsets_for_times`` answer as a hint to verify."""
     head = heads(consumer, {(topic, partition): OFFSET_BEGINNING}, timeout=timeout)[
         (topic, partition)
     ]
-    low, end = head.first_offset, head.end
-    if head.first is None or record_ts(head.first) >= ts_ms:
-        return low
+    if head.first is None:
+        return head.end
+
+    def probe(offset: int) -> tuple[int, int] | None:
+        rec = record_at(consumer, topic, partition, offset, timeout=timeout)
+        return None if rec is None else (int(rec.offset() or offset), record_ts(rec))
+
     hint = _broker_hint(consumer, topic, partition, ts_ms, timeout)
-    if (
-        hint is not None
-        and low < hint <= end
-        and _confirms(consumer, topic, partition, hint, ts_ms, end, timeout)
-    ):
+    return search_time(ts_ms, head.first_offset, head.end, record_ts(head.first), hint, probe)
+
+
+def search_time(ts_ms: int, low: int, end: int, low_ts: int, hint: int | None, probe: Probe) -> int:
+    """The first offset in ``[low, end]`` whose record is stamped >= ``ts_ms`` (pure: records
+    are reached only through ``probe``; ``low_ts`` is the timestamp of the record at ``low``).
+
+    ``hint`` (the broker's time index answer) is accepted only if the records around it confirm
+    it: the one just before is older than ``ts_ms`` and the one at it is not. Otherwise a binary
+    search over the records, at most ~64 probes. Both assume timestamps do not decrease along
+    the partition (LogAppendTime, or CreateTime from producers with synchronised clocks);
+    callers that must be exact still filter each record by its own timestamp, so a start a
+    little early costs only reading time.
+    """
+    if low_ts >= ts_ms:
+        return low
+    if hint is not None and low < hint <= end and _confirms(probe, hint, ts_ms, end):
         return hint
     lo, hi = low + 1, end  # the record at `low` is older than ts_ms (checked above)
     for _ in range(_MAX_PROBES):
         if lo >= hi:
             break
         mid = (lo + hi) // 2
-        rec = record_at(consumer, topic, partition, mid, timeout=timeout)
-        if rec is None:
+        found = probe(mid)
+        if found is None:
             hi = mid  # nothing at or after mid (a stale end): the answer is at most mid
-        elif record_ts(rec) < ts_ms:
-            lo = int(rec.offset() or mid) + 1
+        elif found[1] < ts_ms:
+            lo = found[0] + 1
         else:
-            hi = mid
+            hi = mid  # no record between mid and found[0]: the answer is at most mid
     return lo
+
+
+def _confirms(probe: Probe, offset: int, ts_ms: int, end: int) -> bool:
+    before = probe(offset - 1)
+    if before is None or before[0] != offset - 1 or before[1] >= ts_ms:
+        return False
+    if offset >= end:
+        return True
+    at = probe(offset)
+    return at is None or at[1] >= ts_ms
 
 
 def _broker_hint(
@@ -239,24 +265,6 @@ def _broker_hint(
     if not got or got[0].error is not None or got[0].offset < 0:
         return None
     return int(got[0].offset)
-
-
-def _confirms(
-    consumer: Consumer,
-    topic: str,
-    partition: int,
-    offset: int,
-    ts_ms: int,
-    end: int,
-    timeout: float,
-) -> bool:
-    before = record_at(consumer, topic, partition, offset - 1, timeout=timeout)
-    if before is None or before.offset() != offset - 1 or record_ts(before) >= ts_ms:
-        return False
-    if offset >= end:
-        return True
-    at = record_at(consumer, topic, partition, offset, timeout=timeout)
-    return at is None or record_ts(at) >= ts_ms
 
 
 def _cached_end(consumer: Consumer, tp: TP, eof_at: int | None) -> int:

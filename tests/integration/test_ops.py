@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from streamtasks import App, RetryPolicy, current_task
 from streamtasks.cli import cli
 from streamtasks.envelope import now_ms
+from streamtasks.testing import skip_if_tansu
 from streamtasks.topics import retry_topic, task_topic
 from streamtasks.worker import Worker
 from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
@@ -191,3 +192,21 @@ def test_worker_run_burst_returns_once_drained_with_due_retries_done(
     again = Worker(app).run(install_signal_handlers=False, burst=True)
     assert again.received == 0  # the first run committed all of it
     app.close()
+
+
+@pytest.mark.timeout(120)
+def test_status_shows_the_group_live_and_its_workers(
+    kafka_bootstrap: str, ns: str, app: App, start_workers: StartWorkers, broker_kind: str
+) -> None:
+    # Given a running worker
+    (worker,) = start_workers(1)
+    # When status --json is asked
+    proc = _run(kafka_bootstrap, ns, "status", APP_SPEC, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    # Then the group is live, and its member is that worker with its partitions
+    assert report["group"]["state"] == "STABLE"
+    skip_if_tansu(broker_kind, "DescribeGroups answers with no members (the state is right)")
+    (member,) = report["workers"]
+    assert member["pid"] == worker.pid
+    assert len(member["partitions"]) == app.settings.partitions * len(app.worker_topics())

@@ -139,6 +139,10 @@ def test_replay_failures_after_a_fix_resumes_after_kill_9_and_never_enqueues_twi
     assert {tid for tid, _ in copies} == failed
     assert len({origin for _, origin in copies}) == N // 2
     assert resumed["enqueued"] == N // 2 - before
+    print(
+        f"\nreplay kill -9: {before} enqueued before the kill, {resumed['enqueued']} by --resume "
+        f"({resumed['skipped']} found enqueued already), {len(copies)} in all, 0 twice"
+    )
     # ... they run again and now succeed, under their own ids
     burst(kafka_bootstrap, ns)
     after = statuses(app)

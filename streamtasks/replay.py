@@ -164,11 +164,12 @@ class Replay:
 
     # -- selecting --------------------------------------------------------------------------
     def plan(self, sample_size: int = 10) -> ReplayPlan:
-        """What this replay selects (reads only)."""
+        """What this replay selects (reads only). For a recorded replay: from its recorded
+        positions on, as :meth:`run` will."""
         counts: Counter[tuple[str, str]] = Counter()
         sample: list[dict[str, Any]] = []
         undecodable = [0]
-        for cand in self._candidates(undecodable):
+        for cand in self._candidates(undecodable, resume=self._loaded):
             counts[(cand.env.task, cand.status.value)] += 1
             if len(sample) < sample_size:
                 sample.append(

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -19,8 +27,13 @@ from streamtasks.errors import BrokerError, ConfigError
 from streamtasks.topics import TopicSpec
 
 __all__ = [
+    "GroupInfo",
+    "MemberInfo",
+    "alter_offsets",
     "apply_topics",
     "check_reachable",
+    "committed_offsets",
+    "describe_group",
     "make_admin",
     "make_consumer",
     "make_producer",
@@ -142,3 +155,74 @@ def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0
             "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
             "is running; for a local one run `streamtasks broker`."
         ) from cause
+
+
+# -- consumer groups (for status and offsets reset) --------------------------------------------
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    member_id: str
+    client_id: str
+    host: str
+    partitions: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    group: str
+    state: str
+    members: list[MemberInfo]
+
+
+def describe_group(admin: AdminClient, group: str, *, timeout: float = 10.0) -> GroupInfo:
+    """The group's state and members (an unknown group: state ``UNKNOWN``, no members)."""
+    try:
+        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
+        desc = futures[group].result(timeout=timeout)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.code() in (KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.GROUP_ID_NOT_FOUND):
+            return GroupInfo(group, "UNKNOWN", [])
+        raise BrokerError(f"cannot describe the consumer group {group!r}: {err.str()}") from exc
+    members = [
+        MemberInfo(
+            m.member_id,
+            m.client_id,
+            m.host,
+            [f"{tp.topic}[{tp.partition}]" for tp in (m.assignment.topic_partitions or [])]
+            if m.assignment is not None
+            else [],
+        )
+        for m in desc.members or []
+    ]
+    state = getattr(desc.state, "name", str(desc.state))
+    return GroupInfo(group, state, members)
+
+
+def committed_offsets(
+    admin: AdminClient, group: str, topic: str, partitions: list[int], *, timeout: float = 10.0
+) -> dict[int, int | None]:
+    """The group's committed offset per partition of ``topic`` (None: never committed)."""
+    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
+    try:
+        futures = admin.list_consumer_group_offsets([request], request_timeout=timeout)
+        got = futures[group].result(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read the offsets of {group!r}: {exc.args[0].str()}") from exc
+    out: dict[int, int | None] = {p: None for p in partitions}
+    for tp in got.topic_partitions or []:
+        out[tp.partition] = tp.offset if tp.offset >= 0 else None
+    return out
+
+
+def alter_offsets(
+    admin: AdminClient, group: str, topic: str, offsets: dict[int, int], *, timeout: float = 30.0
+) -> None:
+    """Set the group's committed offsets of ``topic`` (the group must have no members)."""
+    parts = [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+    try:
+        futures = admin.alter_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, parts)], request_timeout=timeout
+        )
+        futures[group].result(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"the broker refused the new offsets: {exc.args[0].str()}") from exc

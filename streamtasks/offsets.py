@@ -12,22 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    ConsumerGroupTopicPartitions,
-    KafkaException,
-    TopicPartition,
-)
-
 from streamtasks import _kafka, reader
+from streamtasks._kafka import GroupInfo, MemberInfo
 from streamtasks.envelope import now_ms
 from streamtasks.errors import BrokerError, ConfigError
 from streamtasks.replayspec import parse_time
 from streamtasks.topics import task_topic
 
 if TYPE_CHECKING:
-    from confluent_kafka.admin import AdminClient
-
     from streamtasks.app import App
 
 __all__ = [
@@ -36,7 +28,6 @@ __all__ = [
     "PartitionReset",
     "ResetPlan",
     "ResetTarget",
-    "describe_group",
     "new_offset",
     "refusal",
     "reset_offsets",
@@ -93,21 +84,6 @@ def new_offset(target: ResetTarget, current: int | None, low: int, end: int, at_
     return max(low, min(end, offset))
 
 
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    member_id: str
-    client_id: str
-    host: str
-    partitions: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class GroupInfo:
-    group: str
-    state: str
-    members: list[MemberInfo]
-
-
 _LIVE_STATES = {"STABLE", "PREPARING_REBALANCE", "COMPLETING_REBALANCE", "ASSIGNING", "RECONCILING"}
 
 
@@ -123,47 +99,6 @@ def refusal(group: GroupInfo) -> str | None:
         f"{who}{more}; state {group.state}): stop its workers first, then reset — a live "
         "member would overwrite the new offsets with its own commits"
     )
-
-
-def describe_group(admin: AdminClient, group: str, *, timeout: float = 10.0) -> GroupInfo:
-    """The group's state and members (an unknown group: state ``UNKNOWN``, no members)."""
-    try:
-        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
-        desc = futures[group].result(timeout=timeout)
-    except KafkaException as exc:
-        err = exc.args[0]
-        if err.code() in (15, 69):  # COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND
-            return GroupInfo(group, "UNKNOWN", [])
-        raise BrokerError(f"cannot describe the consumer group {group!r}: {err.str()}") from exc
-    members = [
-        MemberInfo(
-            m.member_id,
-            m.client_id,
-            m.host,
-            [f"{tp.topic}[{tp.partition}]" for tp in (m.assignment.topic_partitions or [])]
-            if m.assignment is not None
-            else [],
-        )
-        for m in desc.members or []
-    ]
-    state = getattr(desc.state, "name", str(desc.state))
-    return GroupInfo(group, state, members)
-
-
-def committed_offsets(
-    admin: AdminClient, group: str, topic: str, partitions: list[int], *, timeout: float = 10.0
-) -> dict[int, int | None]:
-    """The group's committed offset per partition of ``topic`` (None: never committed)."""
-    request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
-    try:
-        futures = admin.list_consumer_group_offsets([request], request_timeout=timeout)
-        got = futures[group].result(timeout=timeout)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot read the offsets of {group!r}: {exc.args[0].str()}") from exc
-    out: dict[int, int | None] = {p: None for p in partitions}
-    for tp in got.topic_partitions or []:
-        out[tp.partition] = tp.offset if tp.offset >= 0 else None
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +130,8 @@ def reset_offsets(app: App, queue: str, target: ResetTarget, *, dry_run: bool = 
         parts = reader.partitions_of(consumer, topic)
         if not parts:
             raise BrokerError(f"the task topic {topic!r} does not exist")
-        current = committed_offsets(admin, group, topic, parts)
-        bounds = reader.heads(consumer, {(topic, p): OFFSET_BEGINNING for p in parts})
+        current = _kafka.committed_offsets(admin, group, topic, parts)
+        bounds = reader.heads(consumer, {(topic, p): reader.BEGINNING for p in parts})
         rows = []
         for p in parts:
             head = bounds[(topic, p)]
@@ -214,14 +149,8 @@ def reset_offsets(app: App, queue: str, target: ResetTarget, *, dry_run: bool = 
         consumer.close()
     if dry_run:
         return ResetPlan(group, topic, rows, applied=False)
-    reason = refusal(describe_group(admin, group))
+    reason = refusal(_kafka.describe_group(admin, group))
     if reason is not None:
         raise ConfigError(f"offsets not reset: {reason}")
-    request = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, r.partition, r.new) for r in rows]
-    )
-    try:
-        admin.alter_consumer_group_offsets([request])[group].result(timeout=30)
-    except KafkaException as exc:
-        raise BrokerError(f"the broker refused the new offsets: {exc.args[0].str()}") from exc
+    _kafka.alter_offsets(admin, group, topic, {r.partition: r.new for r in rows})
     return ResetPlan(group, topic, rows, applied=True)

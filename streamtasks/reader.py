@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from streamtasks.app import App
 
 __all__ = [
+    "BEGINNING",
     "Head",
     "heads",
     "offset_for_time",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 TP = tuple[str, int]
+#: a start offset meaning "the partition's earliest record"
+BEGINNING = OFFSET_BEGINNING
 #: binary-search probes at most (2**64 offsets): the fallback of :func:`offset_for_time`
 _MAX_PROBES = 64
 

@@ -20,12 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import OFFSET_BEGINNING
-
 from streamtasks import _kafka, reader
+from streamtasks._kafka import GroupInfo, committed_offsets, describe_group
 from streamtasks.dlq import DeadLetterQueue
 from streamtasks.envelope import now_ms
-from streamtasks.offsets import GroupInfo, committed_offsets, describe_group
 from streamtasks.topics import retry_topic, task_topic
 
 if TYPE_CHECKING:
@@ -214,7 +212,7 @@ def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
 
 
 def _start(committed: int | None) -> int:
-    return OFFSET_BEGINNING if committed is None else committed
+    return reader.BEGINNING if committed is None else committed
 
 
 def _tier(app: App, admin: Any, consumer: Any, group: str, queue: str, tier: int) -> TierDepth:

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message
 
 from streamtasks import _kafka, reader
 from streamtasks.config import KafkaValue
@@ -72,7 +71,7 @@ from streamtasks.topics import (
 )
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, KafkaError, Message
 
     from streamtasks.app import App
 
@@ -432,7 +431,7 @@ def _read_replays(app: App) -> list[tuple[bytes | None, bytes | None]]:
     consumer: Consumer = reader.open_reader(app)
     try:
         parts = reader.partitions_of(consumer, topic)
-        starts = {(topic, p): OFFSET_BEGINNING for p in parts}
+        starts = {(topic, p): reader.BEGINNING for p in parts}
         return [(m.key(), m.value()) for m in reader.read_range(consumer, starts)]
     finally:
         consumer.close()

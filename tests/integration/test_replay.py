@@ -245,8 +245,9 @@ def test_new_ids_replay_under_fresh_ids_that_name_the_original(
         timeout=60,
     )  # fmt: skip
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
-    out = _cli(kafka_bootstrap, ns, *window, "--new-ids", "--yes", "--json")
+    out = _cli(kafka_bootstrap, ns, *window, "--new-ids", "--rate", "2", "--yes", "--json")
     assert out["enqueued"] == 3
+    assert float(out["elapsed_s"]) >= 1.5  # type: ignore[arg-type]  # 3 at 2/s: throttled
     burst(kafka_bootstrap, ns)
 
     # Then each ran again under a fresh id whose event names the original; originals untouched

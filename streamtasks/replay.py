@@ -267,7 +267,8 @@ class Replay:
         _flush(producer, acks)
         done = self._already_enqueued() if resume else set()
         selected = enqueued = skipped = 0
-        saved = time.monotonic()
+        saved: float | None = None  # when positions were last recorded (first: at the start)
+        first = 0.0
         read_to: dict[int, int] = {}
         undecodable = [0]
         for cand in self._candidates(undecodable, resume=resume):
@@ -275,12 +276,17 @@ class Replay:
             if cand.origin in done:
                 skipped += 1
             else:
+                if saved is None:  # the first enqueue: the rate and the saves count from here
+                    saved = time.monotonic()
+                    first = saved
                 self._enqueue(producer, cand, acks)
                 enqueued += 1
                 if rate:
-                    _throttle(began, enqueued, rate)
+                    _throttle(first, enqueued - 1, rate)
             read_to[cand.partition] = cand.offset + 1
-            if selected % _FLUSH_EVERY == 0 or time.monotonic() - saved > _FLUSH_EVERY_S:
+            if saved is not None and (
+                selected % _FLUSH_EVERY == 0 or time.monotonic() - saved > _FLUSH_EVERY_S
+            ):
                 self._save_positions(producer, read_to, acks)
                 saved = time.monotonic()
             if on_progress is not None:

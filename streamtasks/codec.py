@@ -28,9 +28,10 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from streamtasks import _schema_refs
 from streamtasks.errors import DecodeError, SchemaError, UnknownSchemaError
 
-__all__ = ["MAGIC", "Codec", "KnownSchema", "load_builtin_schema"]
+__all__ = ["MAGIC", "SHARED_TYPE_FILES", "Codec", "KnownSchema", "load_builtin_schema"]
 
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = len(MAGIC) + 8
@@ -52,11 +53,28 @@ class KnownSchema:
         return MAGIC + self.fingerprint
 
 
-def load_builtin_schema(filename: str) -> dict[str, Any]:
-    """Load one of the ``.avsc`` contracts shipped from the top-level ``schemas/`` folder."""
+#: named types shared by several of the shipped contracts, each defined once in its own file
+SHARED_TYPE_FILES: dict[str, str] = {"streamtasks.TaskError": "task_error.avsc"}
+
+
+def load_builtin_schema(filename: str, *, expand: bool = True) -> dict[str, Any]:
+    """Load one of the ``.avsc`` contracts shipped from the top-level ``schemas/`` folder.
+
+    The files refer to shared named types (:data:`SHARED_TYPE_FILES`) by full name; with
+    ``expand`` (the default) each is defined in full at its first use, which gives the same
+    schema, canonical form and fingerprint as when the files defined them inline.
+    """
     text = resources.files("streamtasks._schemas").joinpath(filename).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
-    return schema
+    if not expand:
+        return schema
+    shared = {
+        name: load_builtin_schema(file, expand=False)
+        for name, file in SHARED_TYPE_FILES.items()
+        if file != filename
+    }
+    expanded: dict[str, Any] = _schema_refs.expand(schema, shared)
+    return expanded
 
 
 class Codec:

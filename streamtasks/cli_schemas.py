@@ -56,3 +56,73 @@ def schemas_export(
     for s in subjects:
         table.add_row(s.name, s.kind, s.task or "-", s.fingerprint)
     Console().print(table)
+
+
+@schemas_cli.command("check")
+def schemas_check(
+    app: AppArg,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="An export directory to compare with (repeat for older versions, oldest "
+            "first; BACKWARD_TRANSITIVE checks them all).",
+        ),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option("--registry", help="A Confluent-compatible Schema Registry URL instead."),
+    ] = None,
+    compat: Annotated[
+        str, typer.Option("--compat", help="BACKWARD, FORWARD, FULL or BACKWARD_TRANSITIVE.")
+    ] = "BACKWARD",
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the app's current schemas against exported (or registered) ones by Avro's
+    schema-resolution rules. Exit 0: compatible; exit 1: each broken rule is listed.
+
+    Example (CI): streamtasks schemas check myproj.tasks:app --against contracts/
+    """
+    from streamtasks.compat import Compat, check
+    from streamtasks.errors import ConfigError
+
+    try:
+        mode = Compat(compat.upper())
+    except ValueError:
+        fail(ConfigError(f"--compat must be one of {', '.join(Compat)}, not {compat!r}"))
+    if (against is None) == (registry is None):
+        fail(ConfigError("give either --against DIR or --registry URL"))
+    from streamtasks._loading import load_app
+    from streamtasks.schema_export import current_subjects, stored_subjects
+
+    try:
+        loaded = load_app(app)
+        current = current_subjects(loaded)
+        if against is not None:
+            versions = [stored_subjects(d) for d in against]
+            where = ", ".join(str(d) for d in against)
+        else:
+            assert registry is not None
+            from streamtasks.registry import registered_versions
+
+            versions = registered_versions(registry, current, loaded.settings, mode)
+            where = registry
+        problems = check(current, versions, mode)
+    except StreamtasksError as exc:
+        fail(exc)
+    if as_json:
+        report = {
+            "compatible": not problems,
+            "compat": str(mode),
+            "against": where,
+            "problems": [p.to_json() for p in problems],
+        }
+        typer.echo(json.dumps(report, indent=2))
+    elif problems:
+        for problem in problems:
+            typer.echo(problem.message)
+        typer.echo(f"{len(problems)} incompatible change(s) ({mode}) against {where}", err=True)
+    else:
+        typer.echo(f"compatible ({mode}): {len(current)} schemas checked against {where}")
+    if problems:
+        raise typer.Exit(1)

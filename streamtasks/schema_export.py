@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from streamtasks import _schema_refs
 from streamtasks._types import TYPES_NAMESPACE, return_adapter
 from streamtasks.codec import SHARED_TYPE_FILES, Codec, load_builtin_schema
+from streamtasks.compat import Subject
 from streamtasks.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -41,8 +42,10 @@ __all__ = [
     "INDEX_FILE",
     "ExportedSchema",
     "collect",
+    "current_subjects",
     "read_export",
     "render",
+    "stored_subjects",
     "write_export",
 ]
 
@@ -256,6 +259,24 @@ def write_export(subjects: list[ExportedSchema], out: Path) -> list[str]:
             path.write_text(text, "utf-8")
             changed.append(file)
     return sorted(changed)
+
+
+def current_subjects(app: App) -> list[Subject]:
+    """The app's subjects with references expanded (self-contained), for :mod:`compat`."""
+    subjects = collect(app)
+    shared = {s.name: s.schema for s in subjects if s.kind == "shared"}
+    out = []
+    for s in subjects:
+        others = {k: v for k, v in shared.items() if k != s.name}
+        out.append(Subject(s.name, s.kind, _schema_refs.expand(s.schema, others), s.task))
+    return out
+
+
+def stored_subjects(directory: Path) -> dict[str, Subject]:
+    """The subjects of an export directory, for :mod:`compat`."""
+    return {
+        name: Subject(name, s.kind, s.schema, s.task) for name, s in read_export(directory).items()
+    }
 
 
 @dataclass(frozen=True)

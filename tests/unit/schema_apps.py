@@ -21,9 +21,8 @@ class Plan(enum.Enum):
     TEAM = "team"
 
 
-class PlanV2(enum.Enum):
-    FREE = "free"
-    PRO = "pro"
+# the same enum after TEAM was dropped (same module and name, so the same Avro type)
+PlanV2 = enum.Enum("Plan", {"FREE": "free", "PRO": "pro"}, module=__name__, qualname="Plan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,5 +74,5 @@ def charge_broken(customer: uuid.UUID, amount: str, currency: str, note: str) ->
 
 
 @v2_broken.task(name="shop.ship")
-def ship_broken(order: str, to: Address, plan: PlanV2 = PlanV2.FREE) -> None:
+def ship_broken(order: str, to: Address, plan: PlanV2 = PlanV2.FREE) -> None:  # type: ignore[valid-type]
     """Ship an order."""

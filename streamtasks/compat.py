@@ -23,9 +23,7 @@ from typing import Any
 
 __all__ = ["Compat", "Problem", "Subject", "check", "resolution_problems"]
 
-_PRIMITIVES = frozenset(
-    ("null", "boolean", "int", "long", "float", "double", "bytes", "string")
-)
+_PRIMITIVES = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))
 #: writer type -> reader types it is promoted to (besides itself)
 _PROMOTIONS: dict[str, frozenset[str]] = {
     "int": frozenset(("long", "float", "double")),
@@ -197,9 +195,8 @@ class _Resolver:
         elif wk == "fixed":
             if self._same_name(w, r, path) and w.get("size") != r.get("size"):
                 self._issue(path, "type-changed", r, w)
-        elif wk in ("record", "error"):
-            if self._same_name(w, r, path):
-                self._record(w, r, path)
+        elif wk in ("record", "error") and self._same_name(w, r, path):
+            self._record(w, r, path)
 
     def _same_name(self, w: Mapping[str, Any], r: Mapping[str, Any], path: str) -> bool:
         wn, rn = str(w["name"]), str(r["name"])
@@ -242,9 +239,9 @@ class _Resolver:
                 return b
         for b in branches:
             bk = _kind(b)
-            if bk in ("record", "error", "enum", "fixed") and bk == wk:
-                if str(w["name"]) in {str(a) for a in b.get("aliases", ())}:
-                    return b
+            named = bk in ("record", "error", "enum", "fixed") and bk == wk
+            if named and str(w["name"]) in {str(a) for a in b.get("aliases", ())}:
+                return b
             if bk in _PROMOTIONS.get(wk, ()):
                 return b
         return None

@@ -76,3 +76,15 @@ def charge_broken(customer: uuid.UUID, amount: str, currency: str, note: str) ->
 @v2_broken.task(name="shop.ship")
 def ship_broken(order: str, to: Address, plan: PlanV2 = PlanV2.FREE) -> None:  # type: ignore[valid-type]
     """Ship an order."""
+
+
+# after v2_ok: `on` became required (fine against v2_ok's writers, not against v1's)
+v3_required = _app()
+
+
+@v3_required.task(name="shop.charge")
+def charge_v3(customer: uuid.UUID, amount: int, on: date, currency: str = "EUR") -> Address:
+    return Address("Oslo")
+
+
+v3_required.task(name="shop.ship")(ship_ok.func)

@@ -103,9 +103,10 @@ def schemas_check(
             where = ", ".join(str(d) for d in against)
         else:
             assert registry is not None
-            from streamtasks.registry import registered_versions
+            from streamtasks.registry import SchemaRegistry, registered_versions, registry_config
 
-            versions = registered_versions(registry, current, loaded.settings, mode)
+            conf = registry_config(registry) or {"url": registry}
+            versions = registered_versions(SchemaRegistry(conf), current)
             where = registry
         problems = check(current, versions, mode)
     except StreamtasksError as exc:

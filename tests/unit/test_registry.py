@@ -124,7 +124,7 @@ def test_readers_accept_both_framings_during_a_migration(url: str) -> None:
         },
     )  # fmt: skip
     assert envelope[:1] == CONFLUENT_MAGIC
-    schema, record = registry_app.codec.decode(envelope, expect=registry_app.envelope_schema)
+    _, record = registry_app.codec.decode(envelope, expect=registry_app.envelope_schema)
     assert migrated.decode_args(record["args"])[1]["amount"] == 2
 
 

@@ -20,7 +20,9 @@ Invariants:
 
 Supported hints: ``str``, ``int`` (Avro long), ``float`` (double), ``bool``, ``bytes``,
 ``None``, ``X | None``, ``list[X]``, ``dict[str, X]``, ``Enum`` subclasses, dataclasses,
-``datetime.datetime`` (aware, timestamp-micros), ``datetime.date`` and ``uuid.UUID``.
+``datetime.datetime`` (aware, timestamp-micros), ``datetime.date`` and ``uuid.UUID``; and,
+with the optional pydantic extra, ``pydantic.BaseModel`` subclasses (records like dataclasses;
+a dict argument is validated by the model at send time).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import enum
 import inspect
 import math
 import re
+import sys
 import types
 import typing
 import uuid
@@ -512,6 +515,45 @@ class _Record(TypeAdapter):
         return self.cls(**{name: from_avro(record[name]) for name, from_avro in self._decoders})
 
 
+class _ModelRecord(_Record):
+    """A pydantic model: like a dataclass record, but a dict is accepted (and validated by the
+    model) at send time, and decoded records are validated by the model again."""
+
+    def _convert(self, value: object) -> object:
+        if isinstance(value, Mapping):
+            try:
+                value = self.cls.model_validate(value)
+            except ValueError as exc:  # pydantic.ValidationError is a ValueError
+                raise _Mismatch(f"invalid {self.cls.__qualname__}: {exc}") from None
+        return super()._convert(value)
+
+    def from_avro(self, value: object) -> object:
+        if isinstance(value, self.cls):
+            return value
+        record = cast(Mapping[str, Any], value)
+        return self.cls.model_validate(
+            {name: from_avro(record[name]) for name, from_avro in self._decoders}
+        )
+
+
+def _is_pydantic_model(hint: type) -> bool:
+    pydantic = sys.modules.get("pydantic")  # never imported here: only if the app uses it
+    return pydantic is not None and issubclass(hint, pydantic.BaseModel)
+
+
+def _model_default(info: Any) -> Any:
+    factory = info.default_factory
+    if factory is not None:
+        if getattr(info, "default_factory_takes_data", False):
+            return _MISSING
+        first, second = factory(), factory()
+        return first if first == second else _MISSING
+    default = info.default
+    if type(default).__name__ == "PydanticUndefinedType":
+        return _MISSING
+    return default
+
+
 def _field(name: str, adapter: TypeAdapter, default: Any, seen: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "type": adapter.render_schema(seen)}
     if default is not _MISSING:
@@ -593,7 +635,41 @@ class _Builder:
                 return self._enum(hint, where)
             if dataclasses.is_dataclass(hint):
                 return self._record(hint, where)
+            if _is_pydantic_model(hint):
+                return self._model(hint, where)
         raise _unsupported(where, hint)
+
+    def _model(self, cls: type[Any], where: str) -> TypeAdapter:
+        """A pydantic ``BaseModel`` as a record of its fields (the optional pydantic extra)."""
+        known = self._named.get(cls)
+        if known is not None:
+            return known
+        label = cls.__qualname__
+        if cls in self._building:
+            raise SchemaError(
+                f"{where}: model {label} refers to itself; recursive types are not supported"
+            )
+        name = self._claim(cls, where)
+        self._building.add(cls)
+        try:
+            fields: list[tuple[str, TypeAdapter, Any]] = []
+            for field_name, info in cls.model_fields.items():
+                field_where = f"{where}: field {field_name!r} of {label}"
+                if info.alias is not None or info.validation_alias is not None:
+                    raise SchemaError(
+                        f"{field_where}: field aliases are not supported in task arguments "
+                        "(the Avro field name is the attribute name)"
+                    )
+                _check_field_name(field_name, field_where)
+                adapter = self.build(info.annotation, field_where)
+                default = _model_default(info)
+                adapter, avro_default = _with_default(adapter, default, field_where)
+                fields.append((field_name, adapter, avro_default))
+        finally:
+            self._building.discard(cls)
+        adapter = _ModelRecord(cls, name, self.namespace, fields)
+        self._named[cls] = adapter
+        return adapter
 
     def _claim(self, cls: type, where: str) -> str:
         name = avro_name(f"{cls.__module__}.{cls.__qualname__}")

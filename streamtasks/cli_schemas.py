@@ -19,7 +19,7 @@ schemas_cli = typer.Typer(
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 @schemas_cli.command("export")
@@ -81,7 +81,7 @@ def schemas_check(
     """Check the app's current schemas against exported (or registered) ones by Avro's
     schema-resolution rules. Exit 0: compatible; exit 1: each broken rule is listed.
 
-    Example (CI): streamtasks schemas check myproj.tasks:app --against contracts/
+    Example: streamtasks schemas check myproj.tasks:app --against contracts/ (the CI step)
     """
     from streamtasks.compat import Compat, check
     from streamtasks.errors import ConfigError

@@ -43,6 +43,7 @@ __all__ = [
     "ExportedSchema",
     "collect",
     "current_subjects",
+    "load_history",
     "read_export",
     "render",
     "stored_subjects",
@@ -277,6 +278,35 @@ def stored_subjects(directory: Path) -> dict[str, Subject]:
     return {
         name: Subject(name, s.kind, s.schema, s.task) for name, s in read_export(directory).items()
     }
+
+
+def load_history(app: App, *directories: Path | str) -> int:
+    """Register the schemas of earlier exports as older versions the app reads.
+
+    Without a schema registry a worker knows only the fingerprints of its current schemas, so
+    an event written with an earlier signature of a task would be an unknown schema. Call this
+    after the tasks are declared (e.g. at the end of the app module) with the committed export
+    of the previous release: its frames then decode by Avro schema resolution into the current
+    records (``schemas check`` tells beforehand whether they can). Returns how many older
+    versions were registered; one that cannot be resolved raises :class:`SchemaError`.
+    """
+    current = {}
+    for task in app.tasks.values():
+        current[task.args_schema.name] = task.args_schema
+        current[task.result_schema.name] = task.result_schema
+        if task.partial_schema is not None:
+            current[task.partial_schema.name] = task.partial_schema
+    current[app.envelope_schema.name] = app.envelope_schema
+    current[app.result_schema.name] = app.result_schema
+    count = 0
+    for directory in directories:
+        for name, stored in read_export(Path(directory)).items():
+            now = current.get(name)
+            if now is None or stored.fingerprint == now.fingerprint.hex():
+                continue
+            app.codec.register_old(stored.schema, now)
+            count += 1
+    return count
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,41 @@ def test_export_loads_into_one_avsc_registry_with_the_same_canonical_forms(
     assert kwargs["amount"] == 250
     assert kwargs["currency"] == "NOK"
     assert str(kwargs["customer"]) == record["customer"]
+
+
+def test_load_history_lets_a_new_worker_read_events_of_the_previous_export(
+    tmp_path: Path,
+) -> None:
+    from streamtasks.errors import UnknownSchemaError
+    from streamtasks.schema_export import load_history
+
+    # Given v1 exported, and a charge event written by v1 (single-object, no registry)
+    write_export(collect(schema_apps.v1), tmp_path)
+    old_frame = schema_apps.v1.tasks["shop.charge"].encode_args((uuid.UUID(int=7), 7), {})
+    new_app = schema_apps._app()
+    new_app.task(name="shop.charge")(schema_apps.v2_ok.tasks["shop.charge"].func)
+    new_charge = new_app.tasks["shop.charge"]
+    # (without the history, v2 does not know v1's fingerprint)
+    with pytest.raises(UnknownSchemaError):
+        new_charge.decode_args(old_frame)
+
+    # When v2 loads the previous export as history
+    registered = load_history(new_app, tmp_path)
+
+    # Then the v1 event decodes into v2's arguments, the new parameter defaulted
+    assert registered >= 1
+    _, kwargs = new_charge.decode_args(old_frame)
+    assert kwargs["amount"] == 7
+    assert str(kwargs["on"]) == "2024-01-01"
+
+
+def test_load_history_refuses_an_export_that_cannot_be_resolved(tmp_path: Path) -> None:
+    from streamtasks.errors import SchemaError
+    from streamtasks.schema_export import load_history
+
+    write_export(collect(schema_apps.v1), tmp_path)
+    broken = schema_apps._app()
+    broken.task(name="shop.charge")(schema_apps.v2_broken.tasks["shop.charge"].func)
+
+    with pytest.raises(SchemaError, match="shop_charge_args"):
+        load_history(broken, tmp_path)

@@ -73,9 +73,24 @@ def test_a_task_sent_from_node_runs_on_a_worker(
 
     # Then the worker runs it and its result is there under the id Node chose
     assert AsyncResult(task_id, app=app).get(timeout=30) == 42
-    # And kafkajs put it where our producer puts that key (Java murmur2, same partition)
+    # And kafkajs put it where Java's murmur2 puts that key, as does our producer
     sent = json.loads(proc.stdout)
     assert sent["partition"] == _murmur2_partition(task_id.encode(), app.settings.partitions)
+    assert sent["partition"] == _partition_of_our_producer(app, kafka_bootstrap, task_id)
+
+
+def _partition_of_our_producer(app: App, bootstrap: str, key: str) -> int:
+    """The partition the app's producer picks for ``key`` in a topic like the task topic."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"{app.settings.namespace}.partitioner-probe"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, app.settings.partitions, 1)])[topic].result(timeout=30)
+    got: list[int] = []
+    app.produce(topic, b"probe", key=key, on_delivery=lambda err, msg: got.append(msg.partition()))
+    app.flush(30)
+    assert len(got) == 1
+    return got[0]
 
 
 def _murmur2_partition(key: bytes, partitions: int) -> int:

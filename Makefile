@@ -3,8 +3,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# avsc + kafkajs from the npm registry, for the tests that use a non-Python Avro library and
+# Kafka client (they skip, saying why, without node/npm)
+NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: demo test check lint types pytest bench clean
+.PHONY: demo test check lint types pytest bench clean node-deps
+
+node-deps: $(NODE_DEPS)
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,8 +30,13 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy --strict streamtasks
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_DEPS)
 	$(BIN)/pytest -ra
+
+$(NODE_DEPS): tests/node/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --no-audit --no-fund --prefix tests/node && touch $(NODE_DEPS); \
+	else echo "npm not found: the Node (avsc/kafkajs) tests will be skipped"; fi
 
 ## bench: throughput and latency against a raw confluent-kafka baseline
 bench: $(STAMP)

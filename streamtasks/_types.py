@@ -20,7 +20,9 @@ Invariants:
 
 Supported hints: ``str``, ``int`` (Avro long), ``float`` (double), ``bool``, ``bytes``,
 ``None``, ``X | None``, ``list[X]``, ``dict[str, X]``, ``Enum`` subclasses, dataclasses,
-``datetime.datetime`` (aware, timestamp-micros), ``datetime.date`` and ``uuid.UUID``.
+``datetime.datetime`` (aware, timestamp-micros), ``datetime.date`` and ``uuid.UUID``; and,
+with the optional pydantic extra, ``pydantic.BaseModel`` subclasses (records like dataclasses;
+a dict argument is validated by the model at send time).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import enum
 import inspect
 import math
 import re
+import sys
 import types
 import typing
 import uuid
@@ -227,8 +230,15 @@ class _Boolean(_Primitive):
 
 
 class _Bytes(_Primitive):
+    passthrough = False  # an Avro default is read back as its JSON string form
+
     def __init__(self) -> None:
         super().__init__("bytes")
+
+    def from_avro(self, value: object) -> object:
+        if isinstance(value, str):  # a default filled in by schema resolution
+            return value.encode("latin-1")
+        return value
 
     def _convert(self, value: object) -> object:
         if type(value) is bytes:
@@ -505,6 +515,45 @@ class _Record(TypeAdapter):
         return self.cls(**{name: from_avro(record[name]) for name, from_avro in self._decoders})
 
 
+class _ModelRecord(_Record):
+    """A pydantic model: like a dataclass record, but a dict is accepted (and validated by the
+    model) at send time, and decoded records are validated by the model again."""
+
+    def _convert(self, value: object) -> object:
+        if isinstance(value, Mapping):
+            try:
+                value = self.cls.model_validate(value)
+            except ValueError as exc:  # pydantic.ValidationError is a ValueError
+                raise _Mismatch(f"invalid {self.cls.__qualname__}: {exc}") from None
+        return super()._convert(value)
+
+    def from_avro(self, value: object) -> object:
+        if isinstance(value, self.cls):
+            return value
+        record = cast(Mapping[str, Any], value)
+        return self.cls.model_validate(
+            {name: from_avro(record[name]) for name, from_avro in self._decoders}
+        )
+
+
+def _is_pydantic_model(hint: type) -> bool:
+    pydantic = sys.modules.get("pydantic")  # never imported here: only if the app uses it
+    return pydantic is not None and issubclass(hint, pydantic.BaseModel)
+
+
+def _model_default(info: Any) -> Any:
+    factory = info.default_factory
+    if factory is not None:
+        if getattr(info, "default_factory_takes_data", False):
+            return _MISSING
+        first, second = factory(), factory()
+        return first if first == second else _MISSING
+    default = info.default
+    if type(default).__name__ == "PydanticUndefinedType":
+        return _MISSING
+    return default
+
+
 def _field(name: str, adapter: TypeAdapter, default: Any, seen: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "type": adapter.render_schema(seen)}
     if default is not _MISSING:
@@ -586,7 +635,41 @@ class _Builder:
                 return self._enum(hint, where)
             if dataclasses.is_dataclass(hint):
                 return self._record(hint, where)
+            if _is_pydantic_model(hint):
+                return self._model(hint, where)
         raise _unsupported(where, hint)
+
+    def _model(self, cls: type[Any], where: str) -> TypeAdapter:
+        """A pydantic ``BaseModel`` as a record of its fields (the optional pydantic extra)."""
+        known = self._named.get(cls)
+        if known is not None:
+            return known
+        label = cls.__qualname__
+        if cls in self._building:
+            raise SchemaError(
+                f"{where}: model {label} refers to itself; recursive types are not supported"
+            )
+        name = self._claim(cls, where)
+        self._building.add(cls)
+        try:
+            fields: list[tuple[str, TypeAdapter, Any]] = []
+            for field_name, info in cls.model_fields.items():
+                field_where = f"{where}: field {field_name!r} of {label}"
+                if info.alias is not None or info.validation_alias is not None:
+                    raise SchemaError(
+                        f"{field_where}: field aliases are not supported in task arguments "
+                        "(the Avro field name is the attribute name)"
+                    )
+                _check_field_name(field_name, field_where)
+                adapter = self.build(info.annotation, field_where)
+                default = _model_default(info)
+                adapter, avro_default = _with_default(adapter, default, field_where)
+                fields.append((field_name, adapter, avro_default))
+        finally:
+            self._building.discard(cls)
+        adapter = _ModelRecord(cls, name, self.namespace, fields)
+        self._named[cls] = adapter
+        return adapter
 
     def _claim(self, cls: type, where: str) -> str:
         name = avro_name(f"{cls.__module__}.{cls.__qualname__}")
@@ -649,7 +732,7 @@ class _Builder:
                 field_where = f"{where}: field {item.name!r} of {label}"
                 _check_field_name(item.name, field_where)
                 adapter = self.build(hints[item.name], field_where)
-                default = item.default if item.default is not dataclasses.MISSING else _MISSING
+                default = _field_default(item)
                 adapter, avro_default = _with_default(adapter, default, field_where)
                 fields.append((item.name, adapter, avro_default))
         finally:
@@ -657,6 +740,18 @@ class _Builder:
         adapter = _Record(cls, name, self.namespace, fields)
         self._named[cls] = adapter
         return adapter
+
+
+def _field_default(item: dataclasses.Field[Any]) -> Any:
+    if item.default is not dataclasses.MISSING:
+        return item.default
+    if item.default_factory is not dataclasses.MISSING:
+        # a deterministic factory (list, dict, a constant) gives the Avro default; one that
+        # differs per call (datetime.now, uuid4) gives none, so the schema stays stable
+        first, second = item.default_factory(), item.default_factory()
+        if first == second:
+            return first
+    return _MISSING
 
 
 def _check_field_name(name: str, where: str) -> None:
@@ -670,9 +765,11 @@ def _check_field_name(name: str, where: str) -> None:
 def _with_default(adapter: TypeAdapter, default: Any, where: str) -> tuple[TypeAdapter, Any]:
     """Check a Python default fits; return the adapter to use and the Avro default (or _MISSING).
 
-    Avro defaults are emitted for None, bool, int, float, str, Enum members and empty
-    lists/dicts. A non-None default of an optional type puts the type before "null", since an
-    Avro union's default must match its first branch.
+    Every supported type has an Avro default (see :func:`_avro_json`), so adding a parameter or
+    field with a default is a backward-compatible change by Avro's rules. A non-None default of
+    an optional type puts the type before "null", since an Avro union's default must match its
+    first branch. Only values JSON cannot carry (NaN, infinities), and nested optional values
+    that do not match their union's first branch, get no Avro default.
     """
     if default is _MISSING:
         return adapter, _MISSING
@@ -684,19 +781,43 @@ def _with_default(adapter: TypeAdapter, default: Any, where: str) -> tuple[TypeA
         ) from None
     if default is None:
         return adapter, None
-    representable = (
-        type(default) in (bool, int, str)
-        or (type(default) is float and math.isfinite(default))
-        or isinstance(default, enum.Enum)
-        or (type(default) in (list, tuple, dict) and not default)
-    )
-    if not representable:
-        return adapter, _MISSING
+    chosen = adapter
     if isinstance(adapter, _Optional):
-        adapter = _Optional(adapter.inner, null_first=False)
-    if isinstance(converted, float) and not math.isfinite(converted):
+        chosen = _Optional(adapter.inner, null_first=False)
+    try:
+        return chosen, _avro_json(chosen, converted)
+    except _Unrepresentable:
         return adapter, _MISSING
-    return adapter, converted
+
+
+class _Unrepresentable(Exception):
+    """Internal: a value has no Avro JSON form as a default."""
+
+
+def _avro_json(adapter: TypeAdapter, value: Any) -> Any:
+    """The Avro JSON form of a converted value, as a schema default (Avro spec, "Complex
+    Types: Records", default values): bytes as a string of code points 0-255, logical types as
+    their underlying int/long/string, enums as the symbol, records as objects, and a union's
+    value as a value of its first branch."""
+    if isinstance(adapter, _Bytes):
+        return cast(bytes, value).decode("latin-1")
+    if isinstance(adapter, _Double):
+        if not math.isfinite(cast(float, value)):
+            raise _Unrepresentable
+        return value
+    if isinstance(adapter, _Optional):
+        if (value is None) != adapter.null_first:
+            raise _Unrepresentable
+        return None if value is None else _avro_json(adapter.inner, value)
+    if isinstance(adapter, _Array):
+        return [_avro_json(adapter.items, item) for item in cast(list[Any], value)]
+    if isinstance(adapter, _Map):
+        items = cast(dict[str, Any], value)
+        return {key: _avro_json(adapter.values, item) for key, item in items.items()}
+    if isinstance(adapter, _Record):
+        record = cast(dict[str, Any], value)
+        return {name: _avro_json(inner, record[name]) for name, inner, _ in adapter.fields}
+    return value  # string, long, boolean, null, enum symbol, or a logical type's int/long/string
 
 
 def adapter_for(hint: object, *, namespace: str, where: str) -> TypeAdapter:

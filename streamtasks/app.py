@@ -28,6 +28,7 @@ from streamtasks.envelope import (
     register_builtin,
 )
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
+from streamtasks.registry import SchemaRegistry, registry_config
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
@@ -73,6 +74,8 @@ class App:
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
+        schema_registry_url: str | None = None,
+        schema_registry_config: Mapping[str, object] | None = None,
     ) -> None:
         self.settings = Settings.resolve(
             name,
@@ -89,6 +92,10 @@ class App:
         )
         self.retry_policy: RetryPolicy = retry if retry is not None else NO_RETRY
         self.codec = Codec()
+        # with a registry (or STREAMTASKS_SCHEMA_REGISTRY_URL): the Confluent wire format
+        registry_conf = registry_config(schema_registry_url, schema_registry_config)
+        if registry_conf is not None:
+            self.codec.use_registry(SchemaRegistry(registry_conf))
         self.envelope_schema, self.result_schema = register_builtin(self.codec)
         self.signature_schema = self.codec.register(SIGNATURE_SCHEMA)
         self.chord_join_schema = self.codec.register(CHORD_JOIN_SCHEMA)

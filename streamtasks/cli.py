@@ -16,6 +16,7 @@ import typer
 from streamtasks._cli_common import AppArg, fail, jsonable
 from streamtasks.cli_dlq import dlq_cli
 from streamtasks.cli_ops import register as register_ops
+from streamtasks.cli_schemas import schemas_cli
 from streamtasks.errors import ConfigError, StreamtasksError
 from streamtasks.logs import LogFormat, configure_logging
 
@@ -32,6 +33,7 @@ topics_cli = typer.Typer(help="Manage the app's Kafka topics.", no_args_is_help=
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 register_ops(cli)  # replay, status, offsets reset
+cli.add_typer(schemas_cli, name="schemas")
 
 
 @cli.callback()

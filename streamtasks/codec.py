@@ -1,9 +1,18 @@
-"""Avro single-object encoding of records, resolved from the schemas this process knows.
+"""Avro frames of records, resolved from the schemas this process knows (or its registry).
 
-Frame layout (Avro specification, "Single-object encoding")::
+Two frame layouts; :meth:`Codec.decode` accepts both, whichever this process writes, so a
+migration can run with mixed producers::
 
+    single-object (Avro specification, "Single-object encoding"), written by default:
     0xC3 0x01 | 8-byte CRC-64-AVRO fingerprint of the schema's canonical form (little endian)
               | Avro binary encoding of the record
+
+    Confluent Schema Registry wire format, written when a registry is configured:
+    0x00 | 4-byte schema id (big endian) | Avro binary encoding of the record
+
+With a registry (:meth:`Codec.use_registry`) a schema is registered on its first encode and its
+id cached; an id read is looked up once and cached; no message costs an HTTP request after
+that. An id whose schema is an older version of a current one resolves into the current one.
 
 Schema evolution: an older version of a schema can be registered as a *reader alias* of the
 current one (:meth:`Codec.register_old`); its frames decode with Avro schema resolution into
@@ -23,17 +32,38 @@ import io
 import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from streamtasks.errors import DecodeError, SchemaError, UnknownSchemaError
+from streamtasks import _schema_refs
+from streamtasks.errors import DecodeError, SchemaError, StreamtasksError, UnknownSchemaError
 
-__all__ = ["MAGIC", "Codec", "KnownSchema", "load_builtin_schema"]
+__all__ = [
+    "CONFLUENT_MAGIC",
+    "MAGIC",
+    "SHARED_TYPE_FILES",
+    "Codec",
+    "KnownSchema",
+    "SchemaRegistryLike",
+    "load_builtin_schema",
+]
 
 MAGIC = b"\xc3\x01"
 _HEADER_LEN = len(MAGIC) + 8
+CONFLUENT_MAGIC = b"\x00"
+_CONFLUENT_HEADER_LEN = 5
+
+
+class SchemaRegistryLike(Protocol):
+    """What the codec needs of a schema registry (see :mod:`streamtasks.registry`)."""
+
+    def id_for(self, subject: str, schema: Any) -> int:
+        """Register ``schema`` under ``subject`` (idempotent); its id."""
+
+    def schema_for(self, schema_id: int) -> Any:
+        """The schema with this id."""
 
 
 @dataclass(frozen=True)
@@ -46,29 +76,64 @@ class KnownSchema:
     canonical: str
     #: for an older version kept for reading: the current schema its frames resolve into
     reads_as: KnownSchema | None = None
+    #: the schema as given (with defaults and docs), what a registry is sent
+    source: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def header(self) -> bytes:
         return MAGIC + self.fingerprint
 
 
-def load_builtin_schema(filename: str) -> dict[str, Any]:
-    """Load one of the ``.avsc`` contracts shipped from the top-level ``schemas/`` folder."""
+#: named types shared by several of the shipped contracts, each defined once in its own file
+SHARED_TYPE_FILES: dict[str, str] = {"streamtasks.TaskError": "task_error.avsc"}
+
+
+def load_builtin_schema(filename: str, *, expand: bool = True) -> dict[str, Any]:
+    """Load one of the ``.avsc`` contracts shipped from the top-level ``schemas/`` folder.
+
+    The files refer to shared named types (:data:`SHARED_TYPE_FILES`) by full name; with
+    ``expand`` (the default) each is defined in full at its first use, which gives the same
+    schema, canonical form and fingerprint as when the files defined them inline.
+    """
     text = resources.files("streamtasks._schemas").joinpath(filename).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
-    return schema
+    if not expand:
+        return schema
+    shared = {
+        name: load_builtin_schema(file, expand=False)
+        for name, file in SHARED_TYPE_FILES.items()
+        if file != filename
+    }
+    expanded: dict[str, Any] = _schema_refs.expand(schema, shared)
+    return expanded
 
 
 class Codec:
-    """Encodes and decodes single-object frames for a set of registered schemas."""
+    """Encodes and decodes frames for a set of registered schemas."""
 
     def __init__(self) -> None:
         self._by_fingerprint: dict[bytes, KnownSchema] = {}
+        self._current_by_name: dict[str, KnownSchema] = {}
+        self._registry: SchemaRegistryLike | None = None
+        self._headers: dict[bytes, bytes] = {}  # fingerprint -> Confluent header (registry ids)
+        self._by_id: dict[int, KnownSchema] = {}
+
+    def use_registry(self, registry: SchemaRegistryLike | None) -> None:
+        """Write the Confluent wire format with ids from ``registry`` (None: single-object)."""
+        self._registry = registry
+        self._headers.clear()
+        self._by_id.clear()
+
+    @property
+    def registry(self) -> SchemaRegistryLike | None:
+        return self._registry
 
     def register(self, schema: Any) -> KnownSchema:
         """Parse and register ``schema`` (idempotent). Returns its :class:`KnownSchema`."""
-        known = _parse(schema)
-        return self._by_fingerprint.setdefault(known.fingerprint, known)
+        known = self._by_fingerprint.setdefault((parsed := _parse(schema)).fingerprint, parsed)
+        if known.reads_as is None:
+            self._current_by_name.setdefault(known.name, known)
+        return known
 
     def register_old(self, schema: Any, current: KnownSchema) -> KnownSchema:
         """Register an older version of ``current`` for reading only.
@@ -79,19 +144,29 @@ class Codec:
         known = _parse(schema)
         if known.fingerprint == current.fingerprint:
             return current
-        _check_resolvable(known.parsed, current)
+        _check_resolvable(known, current)
         old = dataclasses.replace(known, reads_as=current)
         return self._by_fingerprint.setdefault(old.fingerprint, old)
 
     def known(self, fp: bytes) -> KnownSchema | None:
         return self._by_fingerprint.get(fp)
 
-    @staticmethod
-    def encode(schema: KnownSchema, record: Any) -> bytes:
+    def header_for(self, schema: KnownSchema) -> bytes:
+        """The frame header this codec writes for ``schema``."""
+        if self._registry is None:
+            return schema.header
+        header = self._headers.get(schema.fingerprint)
+        if header is None:
+            schema_id = self._registry.id_for(schema.name, schema.source)
+            header = CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+            self._headers[schema.fingerprint] = header
+            self._by_id.setdefault(schema_id, schema)
+        return header
+
+    def encode(self, schema: KnownSchema, record: Any) -> bytes:
         """Encode ``record`` with ``schema``. Raises :class:`SchemaError` if it does not fit."""
         buf = io.BytesIO()
-        buf.write(MAGIC)
-        buf.write(schema.fingerprint)
+        buf.write(schema.header if self._registry is None else self.header_for(schema))
         try:
             fastavro.schemaless_writer(buf, schema.parsed, record)
         except Exception as exc:
@@ -104,23 +179,31 @@ class Codec:
         """Decode a frame; with ``expect``, a frame of another schema is a DecodeError."""
         if data is None:
             raise DecodeError("empty message (no value)", raw=None)
-        if len(data) < _HEADER_LEN or data[:2] != MAGIC:
+        if len(data) >= _HEADER_LEN and data[:2] == MAGIC:
+            fp = bytes(data[2:_HEADER_LEN])
+            schema = self._by_fingerprint.get(fp)
+            if schema is None:
+                raise UnknownSchemaError(
+                    f"unknown schema fingerprint {fp.hex()}: the writer used a schema this "
+                    "process does not know (a task this worker does not have, or a newer "
+                    "signature)",
+                    raw=bytes(data),
+                )
+            start = _HEADER_LEN
+        elif len(data) > _CONFLUENT_HEADER_LEN and data[:1] == CONFLUENT_MAGIC:
+            schema = self._by_registry_id(int.from_bytes(data[1:5], "big"), data)
+            start = _CONFLUENT_HEADER_LEN
+        else:
             raise DecodeError(
-                "not an Avro single-object frame (missing 0xC3 0x01 marker)", raw=bytes(data)
-            )
-        fp = bytes(data[2:_HEADER_LEN])
-        schema = self._by_fingerprint.get(fp)
-        if schema is None:
-            raise UnknownSchemaError(
-                f"unknown schema fingerprint {fp.hex()}: the writer used a schema this process "
-                "does not know (a task this worker does not have, or a newer signature)",
+                "not an Avro single-object frame (missing 0xC3 0x01 marker), nor a Confluent "
+                "Schema Registry frame (0x00 + 4-byte schema id)",
                 raw=bytes(data),
             )
         reader = schema.reads_as
         if expect is not None and schema is not expect and reader is not expect:
             raise DecodeError(f"expected a {expect.name} frame, got {schema.name}", raw=bytes(data))
         buf = io.BytesIO(data)
-        buf.seek(_HEADER_LEN)
+        buf.seek(start)
         try:
             record = fastavro.schemaless_reader(
                 buf, schema.parsed, reader.parsed if reader is not None else None
@@ -134,6 +217,37 @@ class Codec:
             )
         return (reader or schema), record
 
+    def _by_registry_id(self, schema_id: int, data: bytes) -> KnownSchema:
+        known = self._by_id.get(schema_id)
+        if known is not None:
+            return known
+        if self._registry is None:
+            raise DecodeError(
+                "not an Avro single-object frame (missing 0xC3 0x01 marker); it starts like a "
+                f"Confluent Schema Registry frame (schema id {schema_id}), but no registry is "
+                "configured: set App(schema_registry_url=...) or STREAMTASKS_SCHEMA_REGISTRY_URL",
+                raw=bytes(data),
+            )
+        try:
+            writer = _parse(self._registry.schema_for(schema_id))
+        except StreamtasksError as exc:
+            raise UnknownSchemaError(f"schema id {schema_id}: {exc}", raw=bytes(data)) from exc
+        known = self._by_fingerprint.get(writer.fingerprint)
+        if known is None:
+            current = self._current_by_name.get(writer.name)
+            if current is None:
+                raise UnknownSchemaError(
+                    f"schema id {schema_id} ({writer.name}) is not a schema this process knows "
+                    "(a task this worker does not have?)",
+                    raw=bytes(data),
+                )
+            try:
+                _check_resolvable(writer, current)
+            except SchemaError as exc:
+                raise UnknownSchemaError(str(exc), raw=bytes(data)) from exc
+            known = dataclasses.replace(writer, reads_as=current)
+        return self._by_id.setdefault(schema_id, known)
+
 
 def _parse(schema: Any) -> KnownSchema:
     try:
@@ -143,19 +257,24 @@ def _parse(schema: Any) -> KnownSchema:
         raise SchemaError(f"invalid Avro schema: {exc}") from exc
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
-    return KnownSchema(name=name, parsed=parsed, fingerprint=fp, canonical=canonical)
+    return KnownSchema(name=name, parsed=parsed, fingerprint=fp, canonical=canonical, source=schema)
 
 
-def _check_resolvable(writer: Any, current: KnownSchema) -> None:
-    """Raise :class:`SchemaError` unless every field of the current record is in ``writer`` or
-    has a default (the rule that makes an added field backward compatible)."""
-    reader = current.parsed
-    if isinstance(writer, dict) and isinstance(reader, dict) and reader.get("type") == "record":
-        have = {f["name"] for f in writer.get("fields", ())}
-        missing = [
-            f["name"] for f in reader["fields"] if f["name"] not in have and "default" not in f
-        ]
-        if missing:
-            raise SchemaError(
-                f"{current.name}: an older version lacks fields {missing} that have no default"
-            )
+def _check_resolvable(writer: KnownSchema, current: KnownSchema) -> None:
+    """Raise :class:`SchemaError` unless frames of ``writer`` resolve into ``current`` by Avro's
+    schema-resolution rules (a field added without a default, a changed type... do not)."""
+    from streamtasks.compat import resolution_problems
+
+    issues = resolution_problems(
+        writer.source if writer.source is not None else writer.parsed,
+        current.source if current.source is not None else current.parsed,
+    )
+    broken = [i for i in issues if i.rule != "default-removed"]  # not a resolution failure
+    missing = [i.path for i in broken if i.rule == "missing-without-default"]
+    if broken and len(missing) == len(broken):
+        raise SchemaError(
+            f"{current.name}: an older version lacks fields {missing} that have no default"
+        )
+    if broken:
+        what = "; ".join(f"{i.path or 'record'}: {i.rule}" for i in broken)
+        raise SchemaError(f"{current.name}: an older version cannot be read as this one ({what})")

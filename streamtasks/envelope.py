@@ -2,8 +2,9 @@
 
 Both are frozen dataclasses mirrored one-to-one by ``schemas/envelope.avsc`` and
 ``schemas/result.avsc``. Times are epoch milliseconds (UTC) on the wire and in these classes.
-The task's own arguments and return value are nested single-object frames (``args``/``value``)
-encoded with the task's derived schemas, so an envelope can be read without knowing the task.
+The task's own arguments and return value are nested frames (``args``/``value``; single-object,
+or Confluent-framed with a schema registry) encoded with the task's derived schemas, so an
+envelope can be read without knowing the task.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ COMMANDS = [
     ["dlq", "show"],
     ["dlq", "redrive"],
     ["dlq", "purge"],
+    ["schemas", "export"],
+    ["schemas", "check"],
 ]
 
 

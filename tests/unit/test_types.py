@@ -634,11 +634,12 @@ def test_default_is_in_schema_and_applied_when_omitted() -> None:
         (list[int], (), {"type": {"type": "array", "items": "long"}, "default": []}),
         (dict[str, int], {}, {"type": {"type": "map", "values": "long"}, "default": {}}),
         (Color | None, Color.BLUE, {"default": "BLUE"}),
+        (list[int], [1, 2], {"type": {"type": "array", "items": "long"}, "default": [1, 2]}),
+        (date, date(1970, 1, 11), {"type": {"type": "int", "logicalType": "date"}, "default": 10}),
+        (Point, Point(0, 0), {"default": {"x": 0, "y": 0}}),
+        (bytes, b"\x00\xff", {"type": "bytes", "default": "\x00\xff"}),
         # not representable as an Avro default: no "default", the Python one still applies
-        (list[int], [1, 2], {"type": {"type": "array", "items": "long"}}),
-        (date, date(2000, 1, 1), {"type": {"type": "int", "logicalType": "date"}}),
         (float, float("nan"), {"type": "double"}),
-        (Point, Point(0, 0), {}),
     ],
     ids=repr,
 )

@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streamtasks.errors import BrokerError, ConfigError
+from streamtasks.logs import kafka_logger
 from streamtasks.topics import TopicSpec
 
 __all__ = [
@@ -34,6 +35,8 @@ _CONFIG_HELP = (
 
 
 def _build(kind: str, factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any]) -> Any:
+    # librdkafka's own log lines go through structlog, deduplicated (see streamtasks.logs).
+    cfg = {"logger": kafka_logger(), **cfg}
     try:
         return factory(cfg)
     except KafkaException as exc:
@@ -138,7 +141,8 @@ def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0
         cause = None
     if md is None or not md.brokers:
         raise BrokerError(
-            f"no Kafka broker answered at {bootstrap!r} within {timeout:.0f}s. Check the "
+            f"the Kafka broker at {bootstrap} could not be reached (no answer within "
+            f"{timeout:.0f}s). Check the "
             "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
             "is running; for a local one run `streamtasks broker`."
         ) from cause

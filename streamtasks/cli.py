@@ -13,9 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from streamtasks._cli_common import AppArg, fail, jsonable
+from streamtasks._cli_common import (
+    AppArg,
+    LegacyAppOpt,
+    app_and_id,
+    fail,
+    jsonable,
+    require_broker,
+)
 from streamtasks.cli_dlq import dlq_cli
-from streamtasks.errors import ConfigError, StreamtasksError
+from streamtasks.errors import BrokerError, ConfigError, DeliveryError, StreamtasksError
 from streamtasks.logs import LogFormat, configure_logging
 
 __all__ = ["main"]
@@ -194,6 +201,7 @@ def schedules(
         if the_app.settings.bootstrap_servers:
             from streamtasks.scheduler import read_state
 
+            require_broker(the_app)
             state = read_state(the_app)
     except StreamtasksError as exc:
         fail(exc)
@@ -269,11 +277,22 @@ def send(
             pos, kw = json.loads(args), json.loads(kwargs)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--args/--kwargs must be JSON: {exc}") from exc
+        if isinstance(pos, dict):
+            raise ConfigError(
+                f"--args must be a JSON list of positional arguments, got an object; pass "
+                f"named arguments with --kwargs '{args}'"
+            )
         if not isinstance(pos, list) or not isinstance(kw, dict):
-            raise ConfigError("--args must be a JSON list and --kwargs a JSON object")
+            raise ConfigError(
+                "--args must be a JSON list (e.g. '[1, 2]') and --kwargs a JSON object "
+                "(e.g. '{\"x\": 1}')"
+            )
         call_args, call_kwargs = t.signature.from_plain(pos, kw)
-        res = t.apply_async(call_args, call_kwargs, key=key)
-        the_app.flush()
+        try:
+            the_app.check_broker(timeout=5.0)
+        except BrokerError as exc:
+            raise DeliveryError(f"{exc} The task was NOT enqueued.") from exc
+        res = t.apply_async(call_args, call_kwargs, key=key, wait_delivery=True)
         typer.echo(res.id)
         if wait is not None:
             typer.echo(json.dumps(jsonable(res.get(timeout=wait))))
@@ -286,13 +305,13 @@ def send(
 
 @cli.command()
 def result(
-    task_id: Annotated[str, typer.Argument(help="The task id.")],
-    app: Annotated[
-        str,
-        typer.Option(
-            "--app", "-A", envvar="STREAMTASKS_APP", help="The app, as 'package.module:app'."
-        ),
+    app_arg: Annotated[
+        str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
     ],
+    task_id_arg: Annotated[
+        str | None, typer.Argument(metavar="TASK_ID", help="The task id.")
+    ] = None,
+    legacy_app: LegacyAppOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to read the results topic.")] = 10.0,
     db: Annotated[
@@ -302,13 +321,15 @@ def result(
 ) -> None:
     """Show the stored result of one task (from the local result store, synced first).
 
-    Example: streamtasks result 3f2a... --app myproj.tasks:app --json
+    Example: streamtasks result myproj.tasks:app 3f2a... --json
     """
     from streamtasks._loading import load_app
     from streamtasks.store import ResultStore
 
     try:
+        app, task_id = app_and_id(app_arg, task_id_arg, legacy_app)
         the_app = load_app(app)
+        require_broker(the_app)
         with ResultStore(the_app, db) as store:
             store.sync(timeout=timeout)
             rec = store.get(task_id)
@@ -349,12 +370,11 @@ cli.add_typer(results_cli, name="results")
 
 @results_cli.command("expire")
 def results_expire(
-    app: Annotated[
-        str,
-        typer.Option(
-            "--app", "-A", envvar="STREAMTASKS_APP", help="The app, as 'package.module:app'."
-        ),
-    ],
+    app_arg: Annotated[
+        str | None,
+        typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'."),
+    ] = None,
+    legacy_app: LegacyAppOpt = None,
     older_than: Annotated[
         float | None,
         typer.Option(help="Seconds a final result is kept (default: STREAMTASKS_RESULT_TTL)."),
@@ -370,13 +390,19 @@ def results_expire(
 
     Run it on a schedule (e.g. cron) to bound the results topic.
 
-    Example: streamtasks results expire --app myproj.tasks:app --older-than 604800 --dry-run
+    Example: streamtasks results expire myproj.tasks:app --older-than 604800 --dry-run
     """
     from streamtasks._loading import load_app
     from streamtasks.store import ResultStore
 
     try:
+        app = app_arg or legacy_app
+        if app is None:
+            raise ConfigError("missing the app: streamtasks results expire APP")
+        if app_arg is None:
+            typer.secho("warning: --app is deprecated; pass the app first", err=True)
         the_app = load_app(app)
+        require_broker(the_app)
         with ResultStore(the_app, db) as store:
             count = store.expire(older_than, dry_run=dry_run, timeout=timeout)
         the_app.close()
@@ -387,20 +413,24 @@ def results_expire(
 
 @cli.command()
 def revoke(
-    task_id: Annotated[str, typer.Argument(help="The task id.")],
-    app: Annotated[
-        str,
-        typer.Option("--app", "-A", envvar="STREAMTASKS_APP", help="The app, 'pkg.module:app'."),
+    app_arg: Annotated[
+        str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
     ],
+    task_id_arg: Annotated[
+        str | None, typer.Argument(metavar="TASK_ID", help="The task id.")
+    ] = None,
+    legacy_app: LegacyAppOpt = None,
 ) -> None:
     """Make sure no worker starts a queued task (persistently); it ends REVOKED.
 
-    Example: streamtasks revoke 3f2a... --app myproj.tasks:app
+    Example: streamtasks revoke myproj.tasks:app 3f2a...
     """
     from streamtasks._loading import load_app
 
     try:
+        app, task_id = app_and_id(app_arg, task_id_arg, legacy_app)
         the_app = load_app(app)
+        require_broker(the_app)
         the_app.revoke(task_id)
         the_app.close()
     except StreamtasksError as exc:
@@ -428,7 +458,15 @@ def demo(
 
 
 def main() -> None:
-    cli()
+    from confluent_kafka import KafkaException
+
+    try:
+        cli()
+    except KafkaException as exc:  # a client error no command translated: still one line
+        err = exc.args[0] if exc.args else exc
+        text = err.str() if hasattr(err, "str") else str(err)
+        typer.secho(f"error: Kafka: {text}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from streamtasks._cli_common import AppArg, fail, jsonable
+from streamtasks._cli_common import AppArg, fail, jsonable, require_broker
 from streamtasks.errors import ConfigError, StreamtasksError
 
 __all__ = ["dlq_cli"]
@@ -52,7 +52,9 @@ def dlq_list(
     from streamtasks.envelope import now_ms
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         letters = dlq.read(include_done=show_all)
     except StreamtasksError as exc:
         fail(exc)
@@ -98,7 +100,9 @@ def dlq_show(
     from streamtasks.dlq import DeadLetterQueue
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         letter = dlq.get(ref)
     except StreamtasksError as exc:
         fail(exc)
@@ -148,7 +152,9 @@ def dlq_redrive(
     from streamtasks.dlq import DeadLetterQueue
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         with Progress(
             TextColumn("redriving"),
             BarColumn(),
@@ -193,7 +199,9 @@ def dlq_purge(
     from streamtasks.dlq import DeadLetterQueue
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         letters = dlq.select(task=task, error_match=error_match, reason=reason)
         if not letters:
             typer.echo("nothing to purge")

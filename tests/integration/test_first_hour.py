@@ -1,0 +1,148 @@
+"""A newcomer's first hour (issue 12): no silent loss on send, clear broker-down errors, one
+way to name the app."""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from structlog.testing import capture_logs
+
+from streamtasks import App, DeliveryError
+from tests.integration.conftest import APP_SPEC, run_cli
+
+DEAD = "127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+
+
+# -- item 1: a send that was never delivered does not look like success ----------------------
+def test_cli_send_to_a_dead_address_fails_fast_saying_not_enqueued() -> None:
+    # Given no broker at the address
+    started = time.monotonic()
+    # When a task is sent with the CLI
+    proc = run_cli("-b", DEAD, "send", APP_SPEC, "add", "--args", "[1, 2]", timeout=30)
+    elapsed = time.monotonic() - started
+    # Then it exits non-zero within seconds with one line saying the task was NOT enqueued
+    assert proc.returncode == 1, proc.stdout
+    assert proc.stdout == ""  # no task id printed as if it had been sent
+    assert f"the Kafka broker at {DEAD} could not be reached" in proc.stderr
+    assert "NOT enqueued" in proc.stderr
+    assert "Producer terminating" not in proc.stderr
+    assert elapsed < 20
+
+
+def test_python_send_to_a_dead_broker_reaches_the_caller() -> None:
+    # Given an app whose broker does not answer (short delivery timeout to keep the test fast)
+    app = App("dead", bootstrap_servers=DEAD, producer_config={"message.timeout.ms": 2000})
+
+    @app.task(name="add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    try:
+        # When a task is sent and awaited
+        res = add.send(1, 2)
+        # Then the caller learns it was never enqueued
+        with pytest.raises(DeliveryError, match="NOT enqueued") as err:
+            res.get(timeout=30)
+        assert err.value.task_ids == (res.id,)
+        # And a synchronous enqueue (a web handler) fails the same way
+        with pytest.raises(DeliveryError):
+            add.apply_async((1, 2), wait_delivery=10)
+        # And flush/close report what was not delivered instead of dropping it
+        add.send(3, 4)
+        with capture_logs() as logs:
+            assert app.flush(10) == 1  # the two reported by DeliveryError are not counted again
+        assert any("not delivered" in e["event"] for e in logs)
+        lost = add.send(5, 6)
+        with capture_logs() as logs:
+            assert app.close(timeout=0.1) >= 1
+        assert any(f"task {lost.id}" in str(e.get("records")) for e in logs)
+    finally:
+        app.close(timeout=0.1)
+
+
+def test_undelivered_tasks_are_logged_with_their_ids_at_exit() -> None:
+    # Given a process that sends a task to a dead broker and exits without flushing
+    script = (
+        "from streamtasks import App\n"
+        "from streamtasks.logs import configure_logging\n"
+        "configure_logging('json')\n"
+        f"app = App('dead', bootstrap_servers={DEAD!r})\n"
+        "@app.task(name='add')\n"
+        "def add(x: int) -> int:\n"
+        "    return x\n"
+        "print(add.send(1).id, flush=True)\n"
+    )
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    task_id = proc.stdout.strip()
+    # Then exit says, as an error, which task was NOT enqueued
+    assert task_id
+    lines = [line for line in proc.stderr.splitlines() if "NOT enqueued" in line]
+    assert lines and task_id in lines[0] and '"level": "error"' in lines[0], proc.stderr
+
+
+# -- item 8: broker-down errors are one line, exit 1, within ~15 s ------------------------
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("schedules", APP_SPEC),
+        ("result", APP_SPEC, "abc"),
+        ("revoke", APP_SPEC, "abc"),
+        ("dlq", "list", APP_SPEC),
+        ("dlq", "redrive", APP_SPEC),
+    ],
+    ids=lambda c: " ".join(c[:2]),
+)
+def test_broker_down_is_one_clear_line(command: tuple[str, ...]) -> None:
+    # Given no broker at the address, When the command runs
+    started = time.monotonic()
+    proc = run_cli("-b", DEAD, *command, timeout=60)
+    elapsed = time.monotonic() - started
+    # Then one line says the broker cannot be reached, exit 1, within ~15 s
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: the Kafka broker at {DEAD} could not be reached")
+    assert "KafkaError{" not in proc.stderr and "Traceback" not in proc.stderr
+    assert elapsed < 16
+
+
+def test_every_command_takes_the_app_first() -> None:
+    # Given the commands that took --app
+    with ThreadPoolExecutor(4) as pool:
+        helps = list(
+            pool.map(
+                lambda c: run_cli(*c, "--help"),
+                [("result",), ("revoke",), ("results", "expire")],
+            )
+        )
+    # Then their usage shows APP as the first argument
+    for proc in helps:
+        assert proc.returncode == 0
+        usage = " ".join(proc.stdout.split())
+        assert re.search(r"\[OPTIONS\] [{\[]?APP\b", usage), proc.stdout
+
+
+@pytest.mark.integration
+def test_result_with_the_app_first_and_the_deprecated_app_option(
+    kafka_bootstrap: str, app: App, ns: str, tmp_path: object
+) -> None:
+    # Given a task with no result yet
+    env = {"STREAMTASKS_NAMESPACE": ns}
+    db = str(tmp_path) + "/r.db"  # type: ignore[operator]
+    # When its result is asked for, the new way and the old way
+    new = run_cli("-b", kafka_bootstrap, "result", APP_SPEC, "nope", "--db", db, env=env)
+    old = run_cli("-b", kafka_bootstrap, "result", "nope", "--app", APP_SPEC, "--db", db, env=env)
+    # Then both find the app; the old way warns that --app is deprecated
+    assert new.returncode == 1 and "nope: no result" in new.stdout, new.stderr
+    assert old.returncode == 1 and "nope: no result" in old.stdout, old.stderr
+    assert "deprecated" in old.stderr and "deprecated" not in new.stderr

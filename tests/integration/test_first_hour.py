@@ -146,3 +146,59 @@ def test_result_with_the_app_first_and_the_deprecated_app_option(
     assert new.returncode == 1 and "nope: no result" in new.stdout, new.stderr
     assert old.returncode == 1 and "nope: no result" in old.stdout, old.stderr
     assert "deprecated" in old.stderr and "deprecated" not in new.stderr
+
+
+# -- item 3: the dev broker says which client settings suit it ----------------------------
+def _broker_output(*args: str) -> list[str]:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    lines: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "streamtasks", "broker", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # the broker keeps running: read up to the last line
+                lines.append(line.rstrip("\n"))
+                if "FETCH_WAIT_MAX_MS" in line and "--env" in args:
+                    break
+                if line.startswith("(`streamtasks broker --env`"):
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    return lines
+
+
+@pytest.mark.timeout(60)
+def test_broker_env_emits_the_client_settings_for_eval_or_dotenv() -> None:
+    # Given the dev broker started with --env
+    lines = _broker_output("--env")
+    # Then stdout is only 'export NAME=value' lines: the address and the tuned settings
+    assert all(line.startswith("export STREAMTASKS_") for line in lines), lines
+    env = dict(line.removeprefix("export ").split("=", 1) for line in lines)
+    assert env["STREAMTASKS_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")
+    # And an App configured from them gets fast joins and low fetch latency
+    from streamtasks.config import Settings
+
+    consumer = Settings.resolve("demo", environ=env).consumer("g")
+    assert consumer["session.timeout.ms"] == "6000"
+    assert consumer["fetch.wait.max.ms"] == "10"
+    assert "session.timeout.ms" not in Settings.resolve("demo", environ=env).producer()
+
+
+@pytest.mark.timeout(60)
+def test_broker_prints_the_client_settings_with_its_address() -> None:
+    lines = _broker_output()
+    text = "\n".join(lines)
+    assert "STREAMTASKS_BOOTSTRAP_SERVERS=127.0.0.1:" in text
+    assert "export STREAMTASKS_KAFKA_SESSION_TIMEOUT_MS=6000" in text
+    assert "export STREAMTASKS_KAFKA_FETCH_WAIT_MAX_MS=10" in text

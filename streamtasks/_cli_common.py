@@ -11,7 +11,15 @@ from streamtasks.errors import ConfigError
 if TYPE_CHECKING:
     from streamtasks.app import App
 
-__all__ = ["AppArg", "LegacyAppOpt", "app_and_id", "fail", "jsonable", "require_broker"]
+__all__ = [
+    "AppArg",
+    "LegacyAppOpt",
+    "app_and_id",
+    "fail",
+    "jsonable",
+    "require_broker",
+    "timestamp",
+]
 
 #: Seconds a command waits for the broker before saying it cannot be reached.
 BROKER_CHECK_TIMEOUT = 10.0
@@ -54,6 +62,22 @@ def require_broker(app: App) -> None:
     """Fail as one line (exit 1) when the app's broker does not answer, before the command
     starts work that would otherwise stall or fail with a raw client error."""
     app.check_broker(timeout=BROKER_CHECK_TIMEOUT)
+
+
+def timestamp(ms: int | None, now: int | None = None) -> str:
+    """Epoch milliseconds as ``2026-12-01T09:30:00Z (5m ago)`` (or ``(in 5m)``); ``-`` if
+    unknown."""
+    if ms is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    from streamtasks.deadletters import format_age
+    from streamtasks.envelope import now_ms
+
+    now = now_ms() if now is None else now
+    iso = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+    when = f"in {format_age(now, ms)}" if ms > now else f"{format_age(ms, now)} ago"
+    return f"{iso.replace('+00:00', 'Z')} ({when})"
 
 
 def jsonable(value: Any) -> Any:

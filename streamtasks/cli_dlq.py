@@ -63,13 +63,14 @@ def dlq_list(
         typer.echo(json.dumps([d.to_json() for d in shown], indent=2))
         return
     now = now_ms()
-    table = Table(title=f"{dlq.topic}: {len(letters)} {'letters' if show_all else 'dead'}")
-    for column in ("ref", "task id", "task", "reason", "error", "attempts", "age"):
-        table.add_column(column, no_wrap=column != "error", overflow="fold")
-    if show_all:
-        table.add_column("state")
-    for d in shown:
-        row = [
+    table = Table(
+        title=f"{dlq.topic}: {len(letters)} {'letters' if show_all else 'dead'}",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    rows = [
+        [
             d.ref,
             d.task_id or "-",
             d.task or "-",
@@ -77,8 +78,24 @@ def dlq_list(
             truncate(d.error, 60),
             "-" if d.attempts is None else str(d.attempts),
             format_age(d.failed_at_ms, now),
+            *([d.state] if show_all else []),
         ]
-        table.add_row(*row, *([d.state] if show_all else []))
+        for d in shown
+    ]
+    columns = ["ref", "task id", "task", "reason", "error", "tries", "age"]
+    columns += ["state"] if show_all else []
+    # At 80 columns the key columns (ref, id, tries, age) keep their width; the others wrap.
+    for i, column in enumerate(columns):
+        key = column in ("ref", "task id", "tries", "age", "state")
+        widest = max([len(column), *(len(r[i]) for r in rows)])
+        table.add_column(
+            column,
+            no_wrap=key,
+            overflow="fold",
+            min_width=widest if key else (12 if column == "error" else None),
+        )
+    for row in rows:
+        table.add_row(*row)
     console = Console()
     console.print(table)
     if len(shown) < len(letters):

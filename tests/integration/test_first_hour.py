@@ -202,3 +202,56 @@ def test_broker_prints_the_client_settings_with_its_address() -> None:
     assert "STREAMTASKS_BOOTSTRAP_SERVERS=127.0.0.1:" in text
     assert "export STREAMTASKS_KAFKA_SESSION_TIMEOUT_MS=6000" in text
     assert "export STREAMTASKS_KAFKA_FETCH_WAIT_MAX_MS=10" in text
+
+
+# -- item 10: readable at 80 columns and when piped ---------------------------------------
+@pytest.mark.integration
+def test_dlq_list_keeps_its_key_columns_at_80_columns(
+    app: App, kafka_bootstrap: str, ns: str
+) -> None:
+    from confluent_kafka import Producer
+
+    from streamtasks.topics import dlq_topic
+    from tests.integration.test_dlq_cli import _dead_task
+
+    # Given a dead letter with a long error message
+    raw = Producer({"bootstrap.servers": kafka_bootstrap})
+    env, headers = _dead_task(
+        app, "add", (1, 2), ("TimeoutError", "the database timed out " * 5), 0
+    )
+    value = app.codec.encode(app.envelope_schema, env.to_avro())
+    raw.produce(dlq_topic(ns, "default"), value=value, key=env.id.encode(), headers=headers)
+    assert raw.flush(10) == 0
+    # When it is listed in an 80-column pipe
+    proc = run_cli(
+        "-b",
+        kafka_bootstrap,
+        "dlq",
+        "list",
+        APP_SPEC,
+        env={"STREAMTASKS_NAMESPACE": ns, "COLUMNS": "80"},
+    )
+    # Then every line fits and the ref, the whole task id, the error type and the age are there
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, proc.stdout
+    row = next(line for line in lines if env.id in line)
+    assert re.search(r"\b\d+:0\b", row) and "1m" in row
+    assert "TimeoutError" in proc.stdout
+
+
+def test_unbuilt_commands_are_not_offered_as_typos() -> None:
+    proc = run_cli("schemas", "export", APP_SPEC)
+    assert proc.returncode == 2
+    assert "Did you mean" not in proc.stderr
+    assert "not part of this version" in proc.stderr
+
+
+def test_schedules_at_80_columns_show_whole_iso_timestamps_with_age() -> None:
+    # Given an app with schedules and no broker configured, When listed in an 80-column pipe
+    proc = run_cli("schedules", "tests.integration.apps.periodic:app", env={"COLUMNS": "80"})
+    # Then every line fits and the next fire time is a whole ISO-8601 time with its distance
+    assert proc.returncode == 0, proc.stderr
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", proc.stdout), proc.stdout
+    assert "(in " in proc.stdout

@@ -74,3 +74,12 @@ def test_a_wrong_enum_name_lists_the_members() -> None:
 def test_a_wrong_list_item_says_where() -> None:
     with pytest.raises(ArgumentError, match=r"field 'tags': list item \[1\]: expected str"):
         SIG.from_plain([{"total_cents": 5, "shape": "SQUARE", "tags": ["a", 2]}], {})
+
+
+def test_cli_timestamps_are_iso_8601_with_their_age() -> None:
+    from streamtasks._cli_common import timestamp
+
+    now = 1_796_117_373_627
+    assert timestamp(now - 300_000, now) == "2026-12-01T09:24:33Z (5m ago)"
+    assert timestamp(now + 7_200_000, now) == "2026-12-01T11:29:33Z (in 2h)"
+    assert timestamp(None, now) == "-"

@@ -25,6 +25,7 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "partition_mismatches",
     "wait_for_topics",
 ]
 
@@ -69,10 +70,12 @@ def apply_topics(
     replication_factor: int = -1,
     timeout: float = 30.0,
 ) -> dict[str, str]:
-    """Create ``specs`` idempotently. Returns ``{topic: "created" | "exists"}``.
+    """Create ``specs`` idempotently. Returns ``{topic: "created" | "exists" |
+    "mismatch: N partitions"}``.
 
     An existing topic is left as it is (partition counts are never changed behind the
-    user's back); a broker refusal raises :class:`BrokerError` naming the topic.
+    user's back) but one with another partition count is reported as a mismatch; a broker
+    refusal raises :class:`BrokerError` naming the topic.
     """
     specs = list(specs)
     if not specs:
@@ -102,7 +105,33 @@ def apply_topics(
             else:
                 raise BrokerError(f"could not create topic {name!r}: {err.str()}") from exc
     wait_for_topics(admin, [s.name for s in specs], timeout=timeout)
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"could not read the topics' metadata: {exc.args[0].str()}") from exc
+    for spec in specs:
+        topic = md.topics.get(spec.name)
+        has = None if topic is None else len(topic.partitions)
+        if outcome.get(spec.name) == "exists" and has is not None and has != spec.partitions:
+            outcome[spec.name] = f"mismatch: {has} partitions"
     return outcome
+
+
+def partition_mismatches(outcome: dict[str, str], specs: Iterable[TopicSpec]) -> list[str]:
+    """Fix-it sentences for the topics :func:`apply_topics` found with another shape."""
+    wanted = {s.name: s.partitions for s in specs}
+    problems = []
+    for name, state in sorted(outcome.items()):
+        if state.startswith("mismatch"):
+            has = state.split(": ", 1)[1]
+            problems.append(
+                f"topic {name!r} exists with {has}, the app's config says {wanted[name]} "
+                "(was it auto-created by the broker, e.g. by a send before `topics apply`?). "
+                f"Fix: delete it while it is empty and run `streamtasks topics apply` again, or "
+                f"add partitions (kafka-topics --alter --partitions {wanted[name]}; keys then "
+                f"map to other partitions), or set partitions={has.split()[0]} in the App"
+            )
+    return problems
 
 
 def wait_for_topics(admin: AdminClient, names: Iterable[str], *, timeout: float = 30.0) -> None:

@@ -323,15 +323,18 @@ class App:
     def apply_topics(
         self, queues: Iterable[str] | None = None, *, timeout: float = 30.0
     ) -> dict[str, str]:
-        """Create this app's topics if missing; returns ``{topic: "created" | "exists"}``."""
+        """Create this app's topics if missing; returns ``{topic: "created" | "exists" |
+        "mismatch: N partitions"}``. A topic whose partition count differs from the app's
+        config is logged as a warning with the fix."""
         admin = _kafka.make_admin(self.settings.admin())
         _kafka.check_reachable(admin, self.settings.require_bootstrap())
-        return _kafka.apply_topics(
-            admin,
-            self.topic_specs(queues),
-            replication_factor=self.settings.replication_factor,
-            timeout=timeout,
+        specs = self.topic_specs(queues)
+        outcome = _kafka.apply_topics(
+            admin, specs, replication_factor=self.settings.replication_factor, timeout=timeout
         )
+        for problem in _kafka.partition_mismatches(outcome, specs):
+            log.warning("topic has the wrong partition count", problem=problem)
+        return outcome
 
     def check_broker(self, timeout: float = 10.0) -> None:
         """Raise :class:`BrokerError` with a fix-it message unless a broker answers within

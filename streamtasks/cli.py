@@ -290,14 +290,21 @@ def topics_apply(app: AppArg) -> None:
 
     Example: streamtasks topics apply myproj.tasks:app
     """
+    from streamtasks import _kafka
     from streamtasks._loading import load_app
 
     try:
-        outcome = load_app(app).apply_topics()
+        the_app = load_app(app)
+        outcome = the_app.apply_topics()
     except StreamtasksError as exc:
         fail(exc)
     for name, state in sorted(outcome.items()):
         typer.echo(f"{state:8} {name}")
+    problems = _kafka.partition_mismatches(outcome, the_app.topic_specs())
+    for problem in problems:
+        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(1)
 
 
 @cli.command()

@@ -54,6 +54,9 @@ _PRODUCER_DEFAULTS: dict[str, KafkaValue] = {
     # A record the broker has not acknowledged within this time fails (the sender is told)
     # instead of waiting librdkafka's 5 minutes; the worker produces its outputs again.
     "message.timeout.ms": 15000,
+    # A send before `topics apply` must not create a topic with the broker's defaults
+    # (e.g. 1 partition); it fails instead, telling the sender.
+    "allow.auto.create.topics": False,
 }
 _CONSUMER_DEFAULTS: dict[str, KafkaValue] = {
     "enable.auto.commit": True,

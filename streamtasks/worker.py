@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streamtasks import _kafka
+from streamtasks import _kafka, groupwatch
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
 from streamtasks.chords import ChordJoiner
@@ -232,6 +232,13 @@ class Worker:
             concurrency=self.concurrency,
             max_in_flight=self.max_in_flight,
         )
+        watch = groupwatch.AssignmentWatch(
+            settings,
+            self.group_id,
+            lambda: bool(self._trackers),
+            what="worker",
+            first=groupwatch.FIRST_WARNING,
+        ).start()
         try:
             self._consumer.subscribe(
                 self._topics,
@@ -242,6 +249,7 @@ class Worker:
             self._loop()
             self._drain_for_shutdown()
         finally:
+            watch.stop()
             self._close()
             if restore is not None:
                 restore()

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from streamtasks import App, DeliveryError
-from tests.integration.conftest import APP_SPEC, run_cli
+from tests.integration.conftest import APP_SPEC, StartWorkers, run_cli
 
 DEAD = "127.0.0.1:9"  # the discard port: nothing listens, connections are refused
 
@@ -255,3 +255,118 @@ def test_schedules_at_80_columns_show_whole_iso_timestamps_with_age() -> None:
     assert max(len(line) for line in proc.stdout.splitlines()) <= 80
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", proc.stdout), proc.stdout
     assert "(in " in proc.stdout
+
+
+# -- item 9: topics with the wrong shape are flagged ---------------------------------------
+@pytest.mark.integration
+def test_a_task_topic_with_another_partition_count_is_flagged(kafka_bootstrap: str) -> None:
+    from streamtasks.testing import create_topics, unique_name
+
+    # Given the task topic exists with 1 partition (e.g. auto-created by an early send)
+    ns = unique_name("shape")
+    create_topics(kafka_bootstrap, {f"{ns}.tasks.default": 1})
+    env = {"STREAMTASKS_NAMESPACE": ns}
+    # When the topics are applied
+    proc = run_cli("-b", kafka_bootstrap, "topics", "apply", APP_SPEC, env=env)
+    # Then it is not silently "exists": it fails naming the counts and the fix
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"mismatch: 1 partitions {ns}.tasks.default" in proc.stdout
+    assert f"topic '{ns}.tasks.default' exists with 1 partitions, the app's config says 6" in (
+        proc.stderr
+    )
+    assert "Fix:" in proc.stderr
+    # And a worker's start-up (which applies the topics) warns the same way
+    app = App("itest", namespace=ns, bootstrap_servers=kafka_bootstrap)
+    with capture_logs() as logs:
+        app.apply_topics()
+    warned = [e for e in logs if e["event"] == "topic has the wrong partition count"]
+    assert len(warned) == 1 and "Fix:" in warned[0]["problem"]
+    app.close()
+
+
+@pytest.mark.integration
+def test_a_send_before_topics_apply_creates_no_topic(kafka_bootstrap: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from streamtasks.testing import unique_name
+
+    # Given an app whose topics were never applied
+    ns = unique_name("early")
+    app = App(
+        "early",
+        namespace=ns,
+        bootstrap_servers=kafka_bootstrap,
+        producer_config={"message.timeout.ms": 3000},
+    )
+
+    @app.task(name="add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    try:
+        # When a task is sent, Then it is refused rather than enqueued on a broker-made topic
+        with pytest.raises(DeliveryError):
+            add.apply_async((1, 2), wait_delivery=True)
+    finally:
+        app.close(timeout=0.1)
+    topics = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10).topics
+    assert f"{ns}.tasks.default" not in topics
+
+
+# -- item 4: a member without partitions says so -----------------------------------------
+@pytest.mark.integration
+@pytest.mark.partitions(1)
+@pytest.mark.timeout(90)
+def test_a_worker_without_partitions_warns_naming_the_group_and_members(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str, broker_kind: str
+) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    # Given a worker that holds every (single) partition of the queue's topics
+    start_workers(1)
+    # When a second worker joins the group and gets nothing (first warning after 2 s, not 30)
+    script = (
+        "import sys\n"
+        "from streamtasks import groupwatch\n"
+        "groupwatch.FIRST_WARNING = 2.0\n"
+        "from streamtasks.cli import main\n"
+        f"sys.argv = ['streamtasks', '--log-format', 'json', '-b', {kafka_bootstrap!r},"
+        f" 'worker', {APP_SPEC!r}, '-c', '1']\n"
+        "main()\n"
+    )
+    event: dict[str, object] = {}
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "STREAMTASKS_NAMESPACE": ns},
+    ) as proc:
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # pytest-timeout bounds this if it never comes
+                if "has had no partitions" in line:
+                    event = json.loads(line)
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    # Then it warned, naming the group, its state and both members
+    assert event, "no warning"
+    assert event["level"] == "warning"
+    assert event["group"] == app.settings.worker_group()
+    assert event["error"] is None, event
+    if broker_kind == "tansu":
+        return  # Tansu's DescribeGroups answers without members (and state UNKNOWN at times)
+    assert event["group_state"] == "STABLE", event
+    members = event["members"]
+    assert isinstance(members, list) and len(members) == 2
+    assert any("(0 partitions)" in m for m in members), event
+    assert any("(0 partitions)" not in m for m in members), event

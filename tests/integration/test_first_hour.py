@@ -370,3 +370,51 @@ def test_a_worker_without_partitions_warns_naming_the_group_and_members(
     assert isinstance(members, list) and len(members) == 2
     assert any("(0 partitions)" in m for m in members), event
     assert any("(0 partitions)" not in m for m in members), event
+
+
+# -- item 5: `result` after a broker restart ----------------------------------------------
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_the_result_store_rebuilds_when_the_topic_history_went_backwards(
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from streamtasks.devbroker import EmbeddedBroker
+    from streamtasks.envelope import ResultRecord, TaskStatus, now_ms
+    from streamtasks.store import ResultStore
+    from streamtasks.testing import unique_name
+    from streamtasks.topics import results_topic
+
+    def write_results(app: App, ids: list[str]) -> None:
+        for task_id in ids:
+            rec = ResultRecord(task_id, "add", TaskStatus.SUCCESS, 1, now_ms())
+            value = app.codec.encode(app.result_schema, rec.to_avro())
+            app.produce(results_topic(app.settings.namespace), value, key=task_id)
+        assert app.flush(10) == 0
+
+    db = Path(str(tmp_path)) / "results.sqlite3"
+    ns = unique_name("restart")
+    with EmbeddedBroker() as broker:
+        # Given a local store synced with 30 results
+        app = App("restart", namespace=ns, bootstrap_servers=broker.bootstrap_servers)
+        app.apply_topics()
+        write_results(app, [f"old-{i}" for i in range(30)])
+        with ResultStore(app, db) as store:
+            store.sync(timeout=20)
+            assert store.get("old-1") is not None
+        app.close()
+        # When the broker restarts empty (in-memory) and gets 1 new result
+        broker.stop()
+        broker.start()
+        app = App("restart", namespace=ns, bootstrap_servers=broker.bootstrap_servers)
+        app.apply_topics()
+        write_results(app, ["new-0"])
+        # Then the store notices the history went backwards and rebuilds its view
+        with capture_logs() as logs, ResultStore(app, db) as store:
+            store.sync(timeout=20)
+            assert store.get("new-0") is not None
+            assert store.get("old-1") is None
+        app.close()
+    rebuilt = [e for e in logs if "rebuilding" in e["event"]]
+    assert len(rebuilt) == 1, logs

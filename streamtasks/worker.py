@@ -157,6 +157,8 @@ class Worker:
         self._tier_topics = set(self._topics) - tasks - {self._chords_topic}
         self._stop = threading.Event()
         self._force = threading.Event()
+        # set when shutdown starts: received tasks not started yet are left for the next owner
+        self._draining = threading.Event()
         self._trackers: dict[TP, OffsetTracker] = {}
         self._generation: dict[TP, int] = {}
         self._generations = itertools.count(1)
@@ -419,7 +421,11 @@ class Worker:
 
     # -- task threads ---------------------------------------------------------------------
     def _execute(self, job: _Job) -> None:
-        if self._generation.get(job.tp) != job.generation or self._force.is_set():
+        if (
+            self._generation.get(job.tp) != job.generation
+            or self._draining.is_set()
+            or self._force.is_set()
+        ):
             self._abandoned.append(job)  # partition revoked before the task started
             return
         assert self._executor is not None
@@ -427,7 +433,11 @@ class Worker:
 
     async def _execute_async(self, job: _Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
-        if self._generation.get(job.tp) != job.generation or self._force.is_set():
+        if (
+            self._generation.get(job.tp) != job.generation
+            or self._draining.is_set()
+            or self._force.is_set()
+        ):
             self._abandoned.append(job)
             return
         assert self._executor is not None
@@ -603,13 +613,21 @@ class Worker:
         assert consumer is not None
         assert self._flow is not None
         self._flow.pause_all()
+        self._draining.set()  # only running tasks are finished; the rest is abandoned
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
         deadline = time.monotonic() + self.shutdown_grace
         while self._in_flight and time.monotonic() < deadline and not self._force.is_set():
             consumer.consume(100, 0.02)  # keeps the membership alive; paused, so none return
             self._wait_for(None, 0.05)
+        if self._in_flight:  # still running after the grace: not committed, run again elsewhere
+            log.warning("grace expired; abandoning running tasks", running=self._in_flight)
+            self.stats.abandoned += self._in_flight
+            self._in_flight = 0
         self._commit()
+        # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
+        # nor the close for threads of tasks past their grace.
+        self._force.set()
 
     def _close(self) -> None:
         if self._consumer is not None:

@@ -418,3 +418,39 @@ def test_the_result_store_rebuilds_when_the_topic_history_went_backwards(
         app.close()
     rebuilt = [e for e in logs if "rebuilding" in e["event"]]
     assert len(rebuilt) == 1, logs
+
+
+# -- item 6: shutdown honours its grace and counts what it left --------------------------
+@pytest.mark.integration
+@pytest.mark.partitions(1)
+def test_shutdown_finishes_running_tasks_only_and_counts_the_abandoned(
+    app: App, start_workers: StartWorkers, tmp_path: object
+) -> None:
+    import json
+    from pathlib import Path
+
+    # Given a worker with one thread, a 3 s grace, one task running and five received
+    (worker,) = start_workers(1, "-c", "1", "--shutdown-grace", "3")
+    marker = Path(str(tmp_path)) / "started"
+    for _ in range(6):
+        app.tasks["marked_sleep"].send(str(marker), 1500)
+    assert app.flush(10) == 0
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the first task to start (an event in another process)
+    assert marker.exists()
+    # When it is told to stop
+    stopping = time.monotonic()
+    assert worker.terminate(timeout=30) == 0
+    elapsed = time.monotonic() - stopping
+    # Then it finished the running task only, within the grace (plus the commit)
+    assert elapsed < 3 + 3, (
+        elapsed,
+        [line[-200:] for line in worker.log_text().splitlines()[-12:]],
+    )
+    assert marker.read_text().count("started") == 1
+    stopped = [
+        json.loads(line) for line in worker.log_text().splitlines() if "worker stopped" in line
+    ]
+    assert stopped and stopped[-1]["succeeded"] == 1
+    assert stopped[-1]["abandoned"] == 5, stopped[-1]

@@ -21,7 +21,14 @@ from typing import Literal
 
 import structlog
 
-__all__ = ["REPEAT_WINDOW", "LogFormat", "configure_logging", "kafka_logger"]
+__all__ = [
+    "REPEAT_WINDOW",
+    "LogFormat",
+    "brokers_reachable_again",
+    "configure_logging",
+    "kafka_logger",
+    "unreachable_brokers",
+]
 
 #: Seconds during which a repeated librdkafka message is counted instead of logged.
 REPEAT_WINDOW = 30.0
@@ -74,7 +81,9 @@ def configure_logging(fmt: LogFormat = "console", level: str = "info") -> None:
 # "[thrd:127.0.0.1:9/bootstrap]: 127.0.0.1:9/bootstrap: Connect to ipv4#127.0.0.1:9 failed:
 # Connection refused (after 0ms in state CONNECT)"
 _THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")
-_BROKER = re.compile(r"^(?P<broker>[^\s:]+:\d+)(?:/[\w-]+)?:\s*(?P<text>.*)$", re.S)
+_BROKER = re.compile(
+    r"^(?:[A-Za-z]+: )?(?P<broker>[^\s:/]+:\d+)(?:/[\w-]+)?:\s*(?P<text>.*)$", re.S
+)
 _CONNECT_FAILED = re.compile(r"^Connect to \S+ failed:\s*(?P<why>.*?)(?:\s*\(after .*\))?$")
 _VARYING = re.compile(r"\(after \d+ms[^)]*\)|\d+ms|\d+")
 
@@ -88,6 +97,13 @@ class _KafkaLogRouter(logging.Handler):
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # key -> (logged at, repeats)
         self._guard = threading.Lock()
         self._log = structlog.get_logger("streamtasks.kafka")
+        self.down: dict[str, float] = {}  # broker address -> when a connection first failed
+
+    def reachable_again(self) -> None:
+        """Forget the failures seen so far: the next one is said at once, not counted."""
+        with self._guard:
+            self.down.clear()
+            self._seen = {k: v for k, v in self._seen.items() if "unreachable" not in k[1]}
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -104,6 +120,8 @@ class _KafkaLogRouter(logging.Handler):
         if down is not None:
             event = f"broker {broker} unreachable: {down.group('why')}"
             level = logging.WARNING
+            with self._guard:
+                self.down.setdefault(str(broker), time.monotonic())
         else:
             event = f"{broker}: {text}" if broker else text
         key = (fac, _VARYING.sub("#", event))
@@ -132,6 +150,19 @@ class _KafkaLogRouter(logging.Handler):
 
 _KAFKA_LOGGER: logging.Logger | None = None
 _KAFKA_LOGGER_GUARD = threading.Lock()
+_ROUTER = _KafkaLogRouter()
+
+
+def unreachable_brokers() -> list[str]:
+    """Brokers some client of this process failed to connect to since the last
+    :func:`brokers_reachable_again` (from librdkafka's logs; no network I/O)."""
+    with _ROUTER._guard:
+        return sorted(_ROUTER.down)
+
+
+def brokers_reachable_again() -> None:
+    """The caller saw a broker answer again: forget the failures seen so far."""
+    _ROUTER.reachable_again()
 
 
 def kafka_logger() -> logging.Logger:
@@ -143,6 +174,6 @@ def kafka_logger() -> logging.Logger:
             logger = logging.getLogger("streamtasks.librdkafka")
             logger.setLevel(logging.DEBUG)
             logger.propagate = False
-            logger.addHandler(_KafkaLogRouter())
+            logger.addHandler(_ROUTER)
             _KAFKA_LOGGER = logger
         return _KAFKA_LOGGER

@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streamtasks import _kafka, groupwatch
+from streamtasks import _kafka, groupwatch, logs
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
 from streamtasks.chords import ChordJoiner
@@ -159,6 +159,8 @@ class Worker:
         self._force = threading.Event()
         # set when shutdown starts: received tasks not started yet are left for the next owner
         self._draining = threading.Event()
+        self._broker_down_since: float | None = None  # monotonic time it was found down
+        self._broker_probe_at = 0.0
         self._trackers: dict[TP, OffsetTracker] = {}
         self._generation: dict[TP, int] = {}
         self._generations = itertools.count(1)
@@ -284,6 +286,35 @@ class Worker:
             # nothing new while tasks run: wait briefly for the next acknowledgement
             producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
+            if time.monotonic() - self._broker_probe_at >= 1.0:
+                self._watch_broker(consumer)
+
+    def _watch_broker(self, consumer: Consumer) -> None:
+        """Say once that the broker went away (librdkafka's connection failures) and, probing
+        for metadata every second meanwhile, when it answers again."""
+        now = self._broker_probe_at = time.monotonic()
+        if self._broker_down_since is None:
+            down = logs.unreachable_brokers()
+            if down:
+                self._broker_down_since = now
+                log.warning(
+                    "broker unreachable; waiting for it to come back",
+                    brokers=down,
+                    bootstrap_servers=self.app.settings.bootstrap_servers,
+                )
+            return
+        try:
+            if not consumer.list_topics(timeout=0.5).brokers:
+                return
+        except KafkaException:
+            return
+        logs.brokers_reachable_again()
+        log.info(
+            "broker reachable again",
+            bootstrap_servers=self.app.settings.bootstrap_servers,
+            down_seconds=round(now - self._broker_down_since, 1),
+        )
+        self._broker_down_since = None
 
     def _after_poll(self) -> None:
         while self._abandoned:

@@ -454,3 +454,54 @@ def test_shutdown_finishes_running_tasks_only_and_counts_the_abandoned(
     ]
     assert stopped and stopped[-1]["succeeded"] == 1
     assert stopped[-1]["abandoned"] == 5, stopped[-1]
+
+
+# -- item 2: a worker whose broker goes away says so once, and when it is back -------------
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_a_worker_says_once_that_its_broker_went_away_and_when_it_is_back() -> None:
+    import json
+
+    from streamtasks.devbroker import EmbeddedBroker
+    from streamtasks.testing import WorkerProcess, unique_name, wait_for_workers
+    from tests.integration.conftest import ROOT
+
+    def lines() -> list[dict[str, object]]:
+        out = []
+        for line in worker.log_text().splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+        return out
+
+    def wait_for(event: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(e["event"] == event for e in lines()):
+            assert time.monotonic() < deadline, f"no {event!r} in {lines()[-5:]}"
+            time.sleep(0.1)  # waiting for a line from another process
+
+    with EmbeddedBroker() as broker:
+        # Given a worker that joined its group
+        worker = WorkerProcess(
+            APP_SPEC,
+            bootstrap=broker.bootstrap_servers,
+            env={"STREAMTASKS_NAMESPACE": unique_name("down"), "ITEST_PARTITIONS": "1"},
+            cwd=str(ROOT),
+        ).start()
+        try:
+            wait_for_workers([worker], partitions=5)
+            # When the broker goes away for several seconds
+            broker.stop()
+            wait_for("broker unreachable; waiting for it to come back", 30)
+            unreachable_at = len(lines())
+            broker.start()
+            # Then, once it is back, the worker says so
+            wait_for("broker reachable again", 30)
+        finally:
+            worker.kill()
+    events = lines()
+    down = [e for e in events if e["event"] == "broker unreachable; waiting for it to come back"]
+    assert len(down) == 1 and down[0]["level"] == "warning"
+    # And librdkafka's own complaints were a handful of deduplicated lines, not many a second
+    raw = [e for e in events[:unreachable_at] if e.get("source") == "librdkafka"]
+    assert len(raw) <= 6, raw
+    assert not any(line.startswith("%") for line in worker.log_text().splitlines())

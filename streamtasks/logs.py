@@ -124,7 +124,8 @@ class _KafkaLogRouter(logging.Handler):
                 self.down.setdefault(str(broker), time.monotonic())
         else:
             event = f"{broker}: {text}" if broker else text
-        key = (fac, _VARYING.sub("#", event))
+        # timings and counters vary between repeats; the broker's address does not
+        key = (fac, f"{broker} {_VARYING.sub('#', event.replace(str(broker), ''))}")
         now = time.monotonic()
         with self._guard:
             last = self._seen.get(key)

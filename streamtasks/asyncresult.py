@@ -100,7 +100,9 @@ class ResultListener:
                 start.append(TopicPartition(self._topic, p, max(hi, 0)))
             return start
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the results topic {self._topic!r}: {exc}") from exc
+            raise BrokerError(
+                f"cannot read the results topic {self._topic!r}: {exc.args[0].str()}"
+            ) from exc
         finally:
             consumer.close()
 

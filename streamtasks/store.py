@@ -407,7 +407,9 @@ class ResultStore:
                         stats.deleted + deleted,
                     )
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the results topic {self.topic!r}: {exc}") from exc
+            raise BrokerError(
+                f"cannot read the results topic {self.topic!r}: {exc.args[0].str()}"
+            ) from exc
         finally:
             consumer.close()
         return stats

@@ -301,9 +301,13 @@ def topics_apply(app: AppArg) -> None:
     for name, state in sorted(outcome.items()):
         typer.echo(f"{state:8} {name}")
     problems = _kafka.partition_mismatches(outcome, the_app.topic_specs())
-    for problem in problems:
-        typer.secho(f"error: {problem}", fg=typer.colors.RED, err=True)
-    if problems:
+    if problems:  # each was logged with its fix by apply_topics
+        typer.secho(
+            f"error: {len(problems)} topic(s) exist with another partition count than the "
+            "app's config; the warnings above say how to fix them",
+            fg=typer.colors.RED,
+            err=True,
+        )
         raise typer.Exit(1)
 
 

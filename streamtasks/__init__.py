@@ -11,6 +11,7 @@ from streamtasks.envelope import TaskStatus
 from streamtasks.errors import (
     ArgumentError,
     ConfigError,
+    DeliveryError,
     ResultTimeoutError,
     StreamtasksError,
     TaskFailedError,
@@ -26,6 +27,7 @@ __all__ = [
     "ArgumentError",
     "AsyncResult",
     "ConfigError",
+    "DeliveryError",
     "Reject",
     "ResultTimeoutError",
     "Retry",

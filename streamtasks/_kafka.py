@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streamtasks.errors import BrokerError, ConfigError
+from streamtasks.logs import kafka_logger
 from streamtasks.topics import TopicSpec
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "make_admin",
     "make_consumer",
     "make_producer",
+    "partition_mismatches",
     "wait_for_topics",
 ]
 
@@ -47,6 +49,8 @@ _CONFIG_HELP = (
 
 
 def _build(kind: str, factory: Callable[[dict[str, Any]], Any], cfg: dict[str, Any]) -> Any:
+    # librdkafka's own log lines go through structlog, deduplicated (see streamtasks.logs).
+    cfg = {"logger": kafka_logger(), **cfg}
     try:
         return factory(cfg)
     except KafkaException as exc:
@@ -79,10 +83,12 @@ def apply_topics(
     replication_factor: int = -1,
     timeout: float = 30.0,
 ) -> dict[str, str]:
-    """Create ``specs`` idempotently. Returns ``{topic: "created" | "exists"}``.
+    """Create ``specs`` idempotently. Returns ``{topic: "created" | "exists" |
+    "mismatch: N partitions"}``.
 
     An existing topic is left as it is (partition counts are never changed behind the
-    user's back); a broker refusal raises :class:`BrokerError` naming the topic.
+    user's back) but one with another partition count is reported as a mismatch; a broker
+    refusal raises :class:`BrokerError` naming the topic.
     """
     specs = list(specs)
     if not specs:
@@ -112,7 +118,33 @@ def apply_topics(
             else:
                 raise BrokerError(f"could not create topic {name!r}: {err.str()}") from exc
     wait_for_topics(admin, [s.name for s in specs], timeout=timeout)
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"could not read the topics' metadata: {exc.args[0].str()}") from exc
+    for spec in specs:
+        topic = md.topics.get(spec.name)
+        has = None if topic is None else len(topic.partitions)
+        if outcome.get(spec.name) == "exists" and has is not None and has != spec.partitions:
+            outcome[spec.name] = f"mismatch: {has} partitions"
     return outcome
+
+
+def partition_mismatches(outcome: dict[str, str], specs: Iterable[TopicSpec]) -> list[str]:
+    """Fix-it sentences for the topics :func:`apply_topics` found with another shape."""
+    wanted = {s.name: s.partitions for s in specs}
+    problems = []
+    for name, state in sorted(outcome.items()):
+        if state.startswith("mismatch"):
+            has = state.split(": ", 1)[1]
+            problems.append(
+                f"topic {name!r} exists with {has}, the app's config says {wanted[name]} "
+                "(was it auto-created by the broker, e.g. by a send before `topics apply`?). "
+                f"Fix: delete it while it is empty and run `streamtasks topics apply` again, or "
+                f"add partitions (kafka-topics --alter --partitions {wanted[name]}; keys then "
+                f"map to other partitions), or set partitions={has.split()[0]} in the App"
+            )
+    return problems
 
 
 def wait_for_topics(admin: AdminClient, names: Iterable[str], *, timeout: float = 30.0) -> None:
@@ -151,7 +183,8 @@ def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0
         cause = None
     if md is None or not md.brokers:
         raise BrokerError(
-            f"no Kafka broker answered at {bootstrap!r} within {timeout:.0f}s. Check the "
+            f"the Kafka broker at {bootstrap} could not be reached (no answer within "
+            f"{timeout:.0f}s). Check the "
             "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
             "is running; for a local one run `streamtasks broker`."
         ) from cause

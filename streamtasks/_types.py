@@ -974,11 +974,13 @@ class Signature:
         become members, epoch microseconds become datetimes; then validated like a send."""
         values = self._bind(tuple(args), dict(kwargs))
         record: dict[str, Any] = {}
-        for name, adapter, value in zip(self._names, self._adapters, values, strict=True):
+        for path, name, adapter, value in zip(
+            self._paths, self._names, self._adapters, values, strict=True
+        ):
             try:
-                record[name] = value if value is None else adapter.from_avro(value)
-            except (TypeError, ValueError, KeyError, AttributeError) as exc:
-                raise ArgumentError(f"task {self.task_name!r} parameter {name!r}: {exc}") from None
+                record[name] = _from_plain(adapter, value)
+            except _Mismatch as exc:
+                raise ArgumentError(exc.message(path)) from None
         plain = self.from_record(record)
         self.to_record(*plain)  # the same checks as a send, with the same messages
         return plain
@@ -1001,6 +1003,100 @@ class Signature:
             args = tuple(kwargs.pop(name) for name in self._names[: self._positional_only])
             return args, kwargs
         return (), kwargs
+
+
+def _describe(adapter: TypeAdapter) -> str:
+    """The Python type an adapter stands for, as a user would write it."""
+    if isinstance(adapter, _Optional):
+        return f"{_describe(adapter.inner)} | None"
+    if isinstance(adapter, _Array):
+        return f"list[{_describe(adapter.items)}]"
+    if isinstance(adapter, _Map):
+        return f"dict[str, {_describe(adapter.values)}]"
+    if isinstance(adapter, _Enum):
+        return f"{adapter.cls.__qualname__} (one of {', '.join(adapter.symbols)})"
+    if isinstance(adapter, _Record):
+        return adapter.cls.__qualname__
+    names = {
+        _String: "str",
+        _Long: "int",
+        _Double: "float",
+        _Boolean: "bool",
+        _Bytes: "bytes",
+        _Null: "None",
+        _Timestamp: "datetime",
+        _Date: "date",
+        _Uuid: "UUID",
+    }
+    return names.get(type(adapter), type(adapter).__name__.strip("_").lower())
+
+
+def _from_plain(adapter: TypeAdapter, value: object) -> object:
+    """Plain data (JSON) to the Python value ``adapter`` stands for: dicts become dataclasses
+    (unknown or missing fields refused), enum names members. Raises :class:`_Mismatch`."""
+    if value is None:
+        return None  # the send checks below say whether None is allowed
+    if isinstance(adapter, _Optional):
+        return _from_plain(adapter.inner, value)
+    if isinstance(adapter, _Record):
+        return _record_from_plain(adapter, value)
+    if isinstance(adapter, _Array):
+        if not isinstance(value, list | tuple):
+            raise _expected(f"a list ({_describe(adapter)})", value)
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(_from_plain(adapter.items, item))
+            except _Mismatch as exc:
+                raise exc.inside(f"list item [{index}]") from None
+        return items
+    if isinstance(adapter, _Map):
+        if not isinstance(value, Mapping):
+            raise _expected(f"an object ({_describe(adapter)})", value)
+        out: dict[object, object] = {}
+        for key, item in value.items():
+            try:
+                out[key] = _from_plain(adapter.values, item)
+            except _Mismatch as exc:
+                raise exc.inside(f"dict value [{key!r}]") from None
+        return out
+    try:
+        return adapter.from_avro(value)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+        raise _expected(_describe(adapter), value) from None
+
+
+def _record_from_plain(adapter: _Record, value: object) -> object:
+    cls = adapter.cls
+    if isinstance(value, cls):
+        return value
+    label = cls.__qualname__
+    adapters = {name: a for name, a, _ in adapter.fields}
+    listing = ", ".join(f"{name} ({_describe(a)})" for name, a in adapters.items())
+    if not isinstance(value, Mapping):
+        raise _expected(f"an object with the fields of {label}: {listing}", value)
+    unknown = [key for key in value if key not in adapters]
+    if unknown:
+        raise _Mismatch(f"{label} has no field {unknown[0]!r}; its fields are: {listing}")
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in value]
+    if missing:
+        expected = _describe(adapters[missing[0]]) if missing[0] in adapters else "a value"
+        raise _Mismatch(f"{label} field {missing[0]!r} ({expected}) is missing")
+    kwargs: dict[str, object] = {}
+    for key, item in value.items():
+        try:
+            kwargs[str(key)] = _from_plain(adapters[key], item)
+        except _Mismatch as exc:
+            raise exc.inside(f"field {key!r}") from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise _Mismatch(f"{label}: {exc}") from None
 
 
 def signature_of(func: Callable[..., Any], *, task_name: str) -> Signature:

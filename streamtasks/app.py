@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import atexit
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
+import structlog
 from confluent_kafka import KafkaError, Message, Producer
 
 from streamtasks import _kafka
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from streamtasks.asyncresult import AsyncResult, ResultListener
 
 __all__ = ["App"]
+
+log = structlog.get_logger("streamtasks.app")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -107,6 +111,11 @@ class App:
         self._listener: ResultListener | None = None
         self._history: ResultListener | None = None
         self._atexit_registered = False
+        # Records produced and not yet acknowledged (label: task id or topic), and the ones
+        # the broker never acknowledged since the last flush: nothing is dropped silently.
+        self._unacked: OrderedDict[int, str] = OrderedDict()
+        self._failed: list[tuple[str, str]] = []
+        self._seq = 0
 
     def __repr__(self) -> str:
         return f"<App {self.settings.name} ns={self.settings.namespace} tasks={len(self.tasks)}>"
@@ -323,15 +332,24 @@ class App:
     def apply_topics(
         self, queues: Iterable[str] | None = None, *, timeout: float = 30.0
     ) -> dict[str, str]:
-        """Create this app's topics if missing; returns ``{topic: "created" | "exists"}``."""
+        """Create this app's topics if missing; returns ``{topic: "created" | "exists" |
+        "mismatch: N partitions"}``. A topic whose partition count differs from the app's
+        config is logged as a warning with the fix."""
         admin = _kafka.make_admin(self.settings.admin())
         _kafka.check_reachable(admin, self.settings.require_bootstrap())
-        return _kafka.apply_topics(
-            admin,
-            self.topic_specs(queues),
-            replication_factor=self.settings.replication_factor,
-            timeout=timeout,
+        specs = self.topic_specs(queues)
+        outcome = _kafka.apply_topics(
+            admin, specs, replication_factor=self.settings.replication_factor, timeout=timeout
         )
+        for problem in _kafka.partition_mismatches(outcome, specs):
+            log.warning("topic has the wrong partition count", problem=problem)
+        return outcome
+
+    def check_broker(self, timeout: float = 10.0) -> None:
+        """Raise :class:`BrokerError` with a fix-it message unless a broker answers within
+        ``timeout`` seconds at the configured bootstrap address."""
+        bootstrap = self.settings.require_bootstrap()
+        _kafka.check_reachable(_kafka.make_admin(self.settings.admin()), bootstrap, timeout=timeout)
 
     # -- producing ------------------------------------------------------------------------
     @property
@@ -353,17 +371,37 @@ class App:
         key: str | bytes | None,
         headers: Headers | None = None,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        label: str | None = None,
     ) -> None:
-        """Produce one record, waiting for room when the local queue is full."""
+        """Produce one record, waiting for room when the local queue is full.
+
+        A record the broker does not acknowledge is remembered (see :meth:`flush`)."""
         producer = self.producer
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+            self._unacked[seq] = label or topic
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            with self._lock:
+                what = self._unacked.pop(seq, label or topic)
+                if err is not None:
+                    self._failed.append((what, err.str()))
+            if on_delivery is not None:
+                on_delivery(err, msg)
+
         while True:
             try:
                 producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                    topic, value=value, key=key, headers=headers, on_delivery=delivered
                 )
                 return
             except BufferError:
                 producer.poll(0.05)
+            except BaseException:
+                with self._lock:
+                    self._unacked.pop(seq, None)
+                raise
 
     def _publish_task(
         self,
@@ -372,6 +410,7 @@ class App:
         key: str | bytes | None,
         headers: Headers,
         task: Task[Any, Any] | None,
+        wait_delivery: bool | float = False,
     ) -> AsyncResult:
         from streamtasks.asyncresult import AsyncResult, Delivery
 
@@ -404,9 +443,13 @@ class App:
             key=key if key is not None else envelope.id,
             headers=[*std, *headers],
             on_delivery=delivery.on_delivery,
+            label=f"task {envelope.id}",
         )
         self.producer.poll(0)
-        return AsyncResult(envelope.id, app=self, task=task, delivery=delivery)
+        result = AsyncResult(envelope.id, app=self, task=task, delivery=delivery)
+        if wait_delivery is not False:
+            result.wait_delivery(None if wait_delivery is True else float(wait_delivery))
+        return result
 
     def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
         """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task
@@ -421,15 +464,45 @@ class App:
             raise BrokerError(f"the revoke of {task_id} was not acknowledged within {timeout}s")
 
     def flush(self, timeout: float = 30.0) -> int:
-        """Wait until every produced record is acknowledged; returns how many are still queued."""
+        """Wait until every produced record is acknowledged; returns how many were not: still
+        queued after ``timeout``, or refused/timed out since the last flush (those are logged
+        as an error with their task ids). ``0`` means everything sent was enqueued."""
         if self._producer is None:
             return 0
         remaining: int = self._producer.flush(timeout)
-        return remaining
+        with self._lock:
+            failed, self._failed = self._failed, []
+        if failed:
+            log.error(
+                "not delivered: the broker did not acknowledge these records",
+                count=len(failed),
+                records=[what for what, _ in failed],
+                error=failed[-1][1],
+            )
+        return remaining + len(failed)
 
-    def _flush_at_exit(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(10.0)
+    def _failure_reported(self, label: str) -> None:
+        """The caller was told (a raised DeliveryError): flush/close need not report it again."""
+        with self._lock:
+            self._failed = [(what, err) for what, err in self._failed if what != label]
+
+    def undelivered(self) -> list[str]:
+        """Labels (``"task <id>"`` or a topic) of records not acknowledged yet."""
+        with self._lock:
+            return list(self._unacked.values())
+
+    def _flush_at_exit(self, timeout: float = 10.0) -> int:
+        if self._producer is None:
+            return 0
+        failed = self.flush(timeout)
+        lost = self.undelivered()
+        if lost:
+            log.error(
+                "exiting with records not delivered: they were NOT enqueued",
+                count=len(lost),
+                records=lost,
+            )
+        return failed
 
     # -- results --------------------------------------------------------------------------
     def results_listener(self, *, history: bool = False) -> ResultListener:
@@ -451,13 +524,16 @@ class App:
 
         return AsyncResult(task_id, app=self)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> int:
         """Flush and release the producer, stop the result listeners (the app stays usable:
-        clients are made again on next use)."""
-        self._flush_at_exit()
+        clients are made again on next use). Returns how many records were not delivered
+        (each logged as an error with its task id); ``0`` when all were enqueued."""
+        undelivered = self._flush_at_exit(timeout)
         for listener in (self._listener, self._history):
             if listener is not None:
                 listener.close()
         with self._lock:
             self._listener = self._history = None
             self._producer = None
+            self._unacked.clear()
+        return undelivered

@@ -21,6 +21,7 @@ from streamtasks.envelope import ResultRecord, TaskStatus
 from streamtasks.errors import (
     BrokerError,
     DecodeError,
+    DeliveryError,
     ResultTimeoutError,
     StreamtasksError,
     TaskFailedError,
@@ -99,7 +100,9 @@ class ResultListener:
                 start.append(TopicPartition(self._topic, p, max(hi, 0)))
             return start
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the results topic {self._topic!r}: {exc}") from exc
+            raise BrokerError(
+                f"cannot read the results topic {self._topic!r}: {exc.args[0].str()}"
+            ) from exc
         finally:
             consumer.close()
 
@@ -250,18 +253,31 @@ class AsyncResult:
     def _listener(self) -> ResultListener:
         return self.app.results_listener(history=self._delivery is None)
 
-    def wait_sent(self, timeout: float | None) -> None:
-        """Wait until the broker acknowledged the task event (raises BrokerError if it failed,
-        ResultTimeoutError if not acknowledged in time)."""
+    def wait_delivery(self, timeout: float | None = None) -> None:
+        """Wait until the broker acknowledged the task event. Raises :class:`DeliveryError`
+        if it was NOT enqueued (unreachable broker, refused, timed out — librdkafka's
+        ``message.timeout.ms``), :class:`ResultTimeoutError` if not acknowledged yet after
+        ``timeout`` seconds (default: until delivered or failed)."""
         d = self._delivery
         if d is None:
             return
-        if not d.done:
-            self.app.flush(30.0 if timeout is None else max(timeout, 0.1))
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.1)
+        while not d.done:
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.app.producer.poll(min(left, 1.0))
         if not d.done:
             raise ResultTimeoutError(f"task {self.id} was not acknowledged by the broker yet")
         if d.error is not None:
-            raise BrokerError(f"task {self.id} was never enqueued: {d.error}")
+            self.app._failure_reported(f"task {self.id}")
+            raise DeliveryError(
+                f"task {self.id} was NOT enqueued: the broker did not acknowledge it "
+                f"({d.error}); bootstrap servers {self.app.settings.bootstrap_servers}",
+                (self.id,),
+            )
+
+    wait_sent = wait_delivery
 
     def record(self) -> ResultRecord | None:
         """The latest state seen for this task (``None`` if nothing yet)."""

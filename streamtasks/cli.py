@@ -12,17 +12,42 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from streamtasks._cli_common import AppArg, fail, jsonable
+from streamtasks._cli_common import (
+    AppArg,
+    LegacyAppOpt,
+    app_and_id,
+    fail,
+    jsonable,
+    require_broker,
+    timestamp,
+)
 from streamtasks.cli_dlq import dlq_cli
 from streamtasks.cli_ops import register as register_ops
 from streamtasks.cli_schemas import schemas_cli
-from streamtasks.errors import ConfigError, StreamtasksError
+from streamtasks.errors import BrokerError, ConfigError, DeliveryError, StreamtasksError
 from streamtasks.logs import LogFormat, configure_logging
 
 __all__ = ["main"]
 
+# Commands of the design that this version does not have yet: naming one says so, instead
+# of suggesting an unrelated command that merely looks alike ('schemas' -> 'schedules').
+_NOT_BUILT = ("dashboard", "events")
+
+
+class _Commands(TyperGroup):
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in _NOT_BUILT and self.get_command(ctx, args[0]) is None:
+            ctx.fail(
+                f"No such command {args[0]!r}: it is not part of this version of streamtasks "
+                "(see --help for the commands there are)."
+            )
+        return super().resolve_command(ctx, args)
+
+
 cli = typer.Typer(
+    cls=_Commands,
     name="streamtasks",
     help="Kafka-native distributed task processing.",
     no_args_is_help=True,
@@ -73,15 +98,36 @@ def broker(
         int | None, typer.Option(help="Port to listen on (default: a free one).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    env: Annotated[
+        bool,
+        typer.Option(
+            "--env",
+            help="Print only the client environment ('export NAME=value' lines) for a .env "
+            "file or a shell's `source`.",
+        ),
+    ] = False,
 ) -> None:
-    """Start the embedded development broker (Tansu) and print its bootstrap address.
+    """Start the embedded development broker (Tansu); print its bootstrap address and the
+    client settings that suit it (fast group joins and low latency).
 
     Example: streamtasks broker --port 9092   (Ctrl-C stops it)
+    Example: streamtasks broker --port 9092 --env > .env &   then: source .env
     """
-    from streamtasks.devbroker import EmbeddedBroker, serve_forever
+    from streamtasks.devbroker import EmbeddedBroker, client_env, serve_forever
 
     def ready(bootstrap: str) -> None:
+        settings = client_env(bootstrap)
+        if env:
+            for name, value in settings.items():
+                typer.echo(f"export {name}={value}")
+            sys.stdout.flush()
+            return
         typer.echo(f"broker ready: STREAMTASKS_BOOTSTRAP_SERVERS={bootstrap}")
+        typer.echo("client settings that suit this broker (export them in the shells you use):")
+        for name, value in settings.items():
+            typer.echo(f"  export {name}={value}")
+        typer.echo("(`streamtasks broker --env` prints just these lines, e.g. for a .env file)")
+        sys.stdout.flush()
 
     try:
         code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
@@ -205,6 +251,7 @@ def schedules(
         if the_app.settings.bootstrap_servers:
             from streamtasks.scheduler import read_state
 
+            require_broker(the_app)
             state = read_state(the_app)
     except StreamtasksError as exc:
         fail(exc)
@@ -228,11 +275,23 @@ def schedules(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"schedules of {the_app.name}")
-    for col in ("name", "task", "when", "misfire", "next_fire", "last_fire"):
-        table.add_column(col)
+    def shown(iso: str | None) -> str:
+        return (
+            "-" if iso is None else timestamp(int(datetime.fromisoformat(iso).timestamp() * 1000))
+        )
+
+    table = Table(title=f"schedules of {the_app.name}", box=None, padding=(0, 1, 0, 0))
+    for col in ("name", "task", "when", "misfire", "next fire", "last fire"):
+        table.add_column(col, overflow="fold", min_width=20 if col.endswith(" fire") else None)
     for r in rows:
-        table.add_row(*(str(r[c]) if r[c] is not None else "-" for c in r))
+        table.add_row(
+            r["name"],
+            r["task"],
+            r["when"],
+            r["misfire"],
+            shown(r["next_fire"]),
+            shown(r["last_fire"]),
+        )
     Console().print(table)
 
 
@@ -242,14 +301,25 @@ def topics_apply(app: AppArg) -> None:
 
     Example: streamtasks topics apply myproj.tasks:app
     """
+    from streamtasks import _kafka
     from streamtasks._loading import load_app
 
     try:
-        outcome = load_app(app).apply_topics()
+        the_app = load_app(app)
+        outcome = the_app.apply_topics()
     except StreamtasksError as exc:
         fail(exc)
     for name, state in sorted(outcome.items()):
         typer.echo(f"{state:8} {name}")
+    problems = _kafka.partition_mismatches(outcome, the_app.topic_specs())
+    if problems:  # each was logged with its fix by apply_topics
+        typer.secho(
+            f"error: {len(problems)} topic(s) exist with another partition count than the "
+            "app's config; the warnings above say how to fix them",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @cli.command()
@@ -280,11 +350,22 @@ def send(
             pos, kw = json.loads(args), json.loads(kwargs)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--args/--kwargs must be JSON: {exc}") from exc
+        if isinstance(pos, dict):
+            raise ConfigError(
+                f"--args must be a JSON list of positional arguments, got an object; pass "
+                f"named arguments with --kwargs '{args}'"
+            )
         if not isinstance(pos, list) or not isinstance(kw, dict):
-            raise ConfigError("--args must be a JSON list and --kwargs a JSON object")
+            raise ConfigError(
+                "--args must be a JSON list (e.g. '[1, 2]') and --kwargs a JSON object "
+                "(e.g. '{\"x\": 1}')"
+            )
         call_args, call_kwargs = t.signature.from_plain(pos, kw)
-        res = t.apply_async(call_args, call_kwargs, key=key)
-        the_app.flush()
+        try:
+            the_app.check_broker(timeout=5.0)
+        except BrokerError as exc:
+            raise DeliveryError(f"{exc} The task was NOT enqueued.") from exc
+        res = t.apply_async(call_args, call_kwargs, key=key, wait_delivery=True)
         typer.echo(res.id)
         if wait is not None:
             typer.echo(json.dumps(jsonable(res.get(timeout=wait))))
@@ -297,13 +378,13 @@ def send(
 
 @cli.command()
 def result(
-    task_id: Annotated[str, typer.Argument(help="The task id.")],
-    app: Annotated[
-        str,
-        typer.Option(
-            "--app", "-A", envvar="STREAMTASKS_APP", help="The app, as 'package.module:app'."
-        ),
+    app_arg: Annotated[
+        str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
     ],
+    task_id_arg: Annotated[
+        str | None, typer.Argument(metavar="TASK_ID", help="The task id.")
+    ] = None,
+    legacy_app: LegacyAppOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to read the results topic.")] = 10.0,
     db: Annotated[
@@ -313,13 +394,15 @@ def result(
 ) -> None:
     """Show the stored result of one task (from the local result store, synced first).
 
-    Example: streamtasks result 3f2a... --app myproj.tasks:app --json
+    Example: streamtasks result myproj.tasks:app 3f2a... --json
     """
     from streamtasks._loading import load_app
     from streamtasks.store import ResultStore
 
     try:
+        app, task_id = app_and_id(app_arg, task_id_arg, legacy_app)
         the_app = load_app(app)
+        require_broker(the_app)
         with ResultStore(the_app, db) as store:
             store.sync(timeout=timeout)
             rec = store.get(task_id)
@@ -349,7 +432,8 @@ def result(
             typer.echo(json.dumps(out, indent=2))
         else:
             for k, v in out.items():
-                typer.echo(f"{k:12} {v}")
+                shown = timestamp(v) if k in ("created_at", "finished_at") else v
+                typer.echo(f"{k:12} {shown}")
     except StreamtasksError as exc:
         fail(exc)
 
@@ -360,12 +444,11 @@ cli.add_typer(results_cli, name="results")
 
 @results_cli.command("expire")
 def results_expire(
-    app: Annotated[
-        str,
-        typer.Option(
-            "--app", "-A", envvar="STREAMTASKS_APP", help="The app, as 'package.module:app'."
-        ),
-    ],
+    app_arg: Annotated[
+        str | None,
+        typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'."),
+    ] = None,
+    legacy_app: LegacyAppOpt = None,
     older_than: Annotated[
         float | None,
         typer.Option(help="Seconds a final result is kept (default: STREAMTASKS_RESULT_TTL)."),
@@ -381,13 +464,19 @@ def results_expire(
 
     Run it on a schedule (e.g. cron) to bound the results topic.
 
-    Example: streamtasks results expire --app myproj.tasks:app --older-than 604800 --dry-run
+    Example: streamtasks results expire myproj.tasks:app --older-than 604800 --dry-run
     """
     from streamtasks._loading import load_app
     from streamtasks.store import ResultStore
 
     try:
+        app = app_arg or legacy_app
+        if app is None:
+            raise ConfigError("missing the app: streamtasks results expire APP")
+        if app_arg is None:
+            typer.secho("warning: --app is deprecated; pass the app first", err=True)
         the_app = load_app(app)
+        require_broker(the_app)
         with ResultStore(the_app, db) as store:
             count = store.expire(older_than, dry_run=dry_run, timeout=timeout)
         the_app.close()
@@ -398,20 +487,24 @@ def results_expire(
 
 @cli.command()
 def revoke(
-    task_id: Annotated[str, typer.Argument(help="The task id.")],
-    app: Annotated[
-        str,
-        typer.Option("--app", "-A", envvar="STREAMTASKS_APP", help="The app, 'pkg.module:app'."),
+    app_arg: Annotated[
+        str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
     ],
+    task_id_arg: Annotated[
+        str | None, typer.Argument(metavar="TASK_ID", help="The task id.")
+    ] = None,
+    legacy_app: LegacyAppOpt = None,
 ) -> None:
     """Make sure no worker starts a queued task (persistently); it ends REVOKED.
 
-    Example: streamtasks revoke 3f2a... --app myproj.tasks:app
+    Example: streamtasks revoke myproj.tasks:app 3f2a...
     """
     from streamtasks._loading import load_app
 
     try:
+        app, task_id = app_and_id(app_arg, task_id_arg, legacy_app)
         the_app = load_app(app)
+        require_broker(the_app)
         the_app.revoke(task_id)
         the_app.close()
     except StreamtasksError as exc:
@@ -439,7 +532,15 @@ def demo(
 
 
 def main() -> None:
-    cli()
+    from confluent_kafka import KafkaException
+
+    try:
+        cli()
+    except KafkaException as exc:  # a client error no command translated: still one line
+        err = exc.args[0] if exc.args else exc
+        text = err.str() if hasattr(err, "str") else str(err)
+        typer.secho(f"error: Kafka: {text}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from streamtasks._cli_common import AppArg, fail, jsonable
+from streamtasks._cli_common import AppArg, fail, jsonable, require_broker
 from streamtasks.errors import ConfigError, StreamtasksError
 
 __all__ = ["dlq_cli"]
@@ -52,7 +52,9 @@ def dlq_list(
     from streamtasks.envelope import now_ms
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         letters = dlq.read(include_done=show_all)
     except StreamtasksError as exc:
         fail(exc)
@@ -61,13 +63,14 @@ def dlq_list(
         typer.echo(json.dumps([d.to_json() for d in shown], indent=2))
         return
     now = now_ms()
-    table = Table(title=f"{dlq.topic}: {len(letters)} {'letters' if show_all else 'dead'}")
-    for column in ("ref", "task id", "task", "reason", "error", "attempts", "age"):
-        table.add_column(column, no_wrap=column != "error", overflow="fold")
-    if show_all:
-        table.add_column("state")
-    for d in shown:
-        row = [
+    table = Table(
+        title=f"{dlq.topic}: {len(letters)} {'letters' if show_all else 'dead'}",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    rows = [
+        [
             d.ref,
             d.task_id or "-",
             d.task or "-",
@@ -75,8 +78,24 @@ def dlq_list(
             truncate(d.error, 60),
             "-" if d.attempts is None else str(d.attempts),
             format_age(d.failed_at_ms, now),
+            *([d.state] if show_all else []),
         ]
-        table.add_row(*row, *([d.state] if show_all else []))
+        for d in shown
+    ]
+    columns = ["ref", "task id", "task", "reason", "error", "tries", "age"]
+    columns += ["state"] if show_all else []
+    # At 80 columns the key columns (ref, id, tries, age) keep their width; the others wrap.
+    for i, column in enumerate(columns):
+        key = column in ("ref", "task id", "tries", "age", "state")
+        widest = max([len(column), *(len(r[i]) for r in rows)])
+        table.add_column(
+            column,
+            no_wrap=key,
+            overflow="fold",
+            min_width=widest if key else (12 if column == "error" else None),
+        )
+    for row in rows:
+        table.add_row(*row)
     console = Console()
     console.print(table)
     if len(shown) < len(letters):
@@ -98,7 +117,9 @@ def dlq_show(
     from streamtasks.dlq import DeadLetterQueue
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         letter = dlq.get(ref)
     except StreamtasksError as exc:
         fail(exc)
@@ -148,7 +169,9 @@ def dlq_redrive(
     from streamtasks.dlq import DeadLetterQueue
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         with Progress(
             TextColumn("redriving"),
             BarColumn(),
@@ -193,7 +216,9 @@ def dlq_purge(
     from streamtasks.dlq import DeadLetterQueue
 
     try:
-        dlq = DeadLetterQueue(load_app(app), queue)
+        the_app = load_app(app)
+        require_broker(the_app)
+        dlq = DeadLetterQueue(the_app, queue)
         letters = dlq.select(task=task, error_match=error_match, reason=reason)
         if not letters:
             typer.echo("nothing to purge")

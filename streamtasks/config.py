@@ -51,6 +51,12 @@ _PRODUCER_DEFAULTS: dict[str, KafkaValue] = {
     "linger.ms": 5,
     # Same key -> same partition as the Java client, so mixed-language producers agree.
     "partitioner": "murmur2_random",
+    # A record the broker has not acknowledged within this time fails (the sender is told)
+    # instead of waiting librdkafka's 5 minutes; the worker produces its outputs again.
+    "message.timeout.ms": 15000,
+    # A send before `topics apply` must not create a topic with the broker's defaults
+    # (e.g. 1 partition); it fails instead, telling the sender.
+    "allow.auto.create.topics": False,
 }
 _CONSUMER_DEFAULTS: dict[str, KafkaValue] = {
     "enable.auto.commit": True,
@@ -239,6 +245,8 @@ class Settings:
         # Idle connections closed by the broker are normal; librdkafka would log each one.
         return {
             "log.connection.close": False,
+            # A dead address fails in seconds, not librdkafka's 30 s per attempt.
+            "socket.connection.setup.timeout.ms": 10000,
             "bootstrap.servers": self.require_bootstrap(),
             **self.kafka_config,
         }

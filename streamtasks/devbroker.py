@@ -45,8 +45,10 @@ from confluent_kafka.admin import AdminClient
 from streamtasks.errors import BrokerError, BrokerNotFoundError, ConfigError
 
 __all__ = [
+    "CLIENT_SETTINGS",
     "ENV_BROKER_BIN",
     "EmbeddedBroker",
+    "client_env",
     "find_broker_binary",
     "free_port",
     "serve_forever",
@@ -58,6 +60,21 @@ log = structlog.get_logger(__name__)
 ENV_BROKER_BIN: Final = "STREAMTASKS_BROKER_BIN"
 
 DEFAULT_STORAGE_ENGINE: Final = "memory://tansu/"
+
+#: Client settings that suit the development broker, as ``STREAMTASKS_KAFKA_*`` variables
+#: (read by every App): librdkafka's defaults make a group join wait ~half of
+#: ``session.timeout.ms`` (23 s) and an idle fetch ``fetch.wait.max.ms`` (~250 ms per task).
+CLIENT_SETTINGS: Final[Mapping[str, str]] = {
+    "STREAMTASKS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "STREAMTASKS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    "STREAMTASKS_KAFKA_FETCH_WAIT_MAX_MS": "10",
+}
+
+
+def client_env(bootstrap_servers: str) -> dict[str, str]:
+    """The environment for clients of a development broker at ``bootstrap_servers``."""
+    return {"STREAMTASKS_BOOTSTRAP_SERVERS": bootstrap_servers, **CLIENT_SETTINGS}
+
 
 _LOG_TAIL_LINES: Final = 20
 _ANSI_ESCAPE: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

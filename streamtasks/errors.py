@@ -12,7 +12,8 @@ Every error the library raises derives from :class:`StreamtasksError`; third-par
     │   └── UnknownSchemaError a well-formed frame whose schema fingerprint is not known
     ├── UnknownTaskError       an envelope naming a task this process does not know
     ├── BrokerError            the broker is unreachable or refused an operation
-    │   └── BrokerNotFoundError  no embedded broker binary could be located
+    │   ├── BrokerNotFoundError  no embedded broker binary could be located
+    │   └── DeliveryError        a produced task was not acknowledged: it was NOT enqueued
     ├── TaskFailedError        raised by ``AsyncResult.get`` when the task failed
     └── ResultTimeoutError     ``AsyncResult.get`` gave up waiting (also a ``TimeoutError``)
 
@@ -28,6 +29,7 @@ __all__ = [
     "BrokerNotFoundError",
     "ConfigError",
     "DecodeError",
+    "DeliveryError",
     "ResultTimeoutError",
     "SchemaError",
     "StreamtasksError",
@@ -92,3 +94,13 @@ class TaskFailedError(StreamtasksError):
 
 class ResultTimeoutError(StreamtasksError, TimeoutError):
     """``AsyncResult.get`` did not see a final result within its timeout."""
+
+
+class DeliveryError(BrokerError):
+    """A task (or other record) the broker never acknowledged: it was NOT enqueued.
+
+    ``task_ids`` names the tasks concerned (empty for records that are not tasks)."""
+
+    def __init__(self, message: str, task_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.task_ids = task_ids

@@ -34,7 +34,7 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streamtasks import _kafka
+from streamtasks import _kafka, groupwatch
 from streamtasks.app import App
 from streamtasks.codec import load_builtin_schema
 from streamtasks.config import KafkaValue
@@ -106,6 +106,14 @@ class Scheduler:
             group=self.group_id,
             schedules=sorted(self.app.schedules),
         )
+        watch = groupwatch.AssignmentWatch(
+            self.app.settings,
+            self.group_id,
+            lambda: self._leader,
+            what="scheduler",
+            standby_ok=True,
+            first=groupwatch.FIRST_WARNING,
+        ).start()
         try:
             consumer.subscribe(
                 [self.topic],
@@ -123,6 +131,7 @@ class Scheduler:
                 if self.is_leader:
                     self._fire_due()
         finally:
+            watch.stop()
             self._leader = False
             consumer.close()  # leaves the group: another replica takes over at once
             self.app.close()

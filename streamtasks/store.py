@@ -273,6 +273,18 @@ class _Tables:
             raise
         return batch
 
+    def clear(self) -> None:
+        """Forget every row and position (the next sync reads the topic from the start)."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("DELETE FROM results")
+            c.execute("DELETE FROM positions")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
     def get(self, task_id: str) -> ResultRecord | None:
         row = self._conn.execute(f"{_SELECT} WHERE task_id = ?", (task_id,)).fetchone()
         return None if row is None else _record(row)
@@ -360,6 +372,15 @@ class ResultStore:
         try:
             partitions = self._partitions(consumer, timeout)
             start = self._tables.positions()
+            if start and self._went_backwards(consumer, start, partitions):
+                log.warning(
+                    "the results topic's history went backwards (a new broker or a recreated "
+                    "topic): rebuilding the local result store",
+                    topic=self.topic,
+                    path=self.path,
+                )
+                self._tables.clear()
+                start = {}
             consumer.assign(
                 [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
             )
@@ -386,10 +407,52 @@ class ResultStore:
                         stats.deleted + deleted,
                     )
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the results topic {self.topic!r}: {exc}") from exc
+            raise BrokerError(
+                f"cannot read the results topic {self.topic!r}: {exc.args[0].str()}"
+            ) from exc
         finally:
             consumer.close()
         return stats
+
+    def _went_backwards(
+        self, consumer: Consumer, start: dict[int, int], partitions: list[int]
+    ) -> bool:
+        """True if the topic no longer holds what the store read: a stored position beyond
+        a partition's end whose last read record (at position - 1) is not there any more.
+        Watermarks alone are not trusted (some brokers report a stale, too low end)."""
+        suspects = []
+        for p in partitions:
+            pos = start.get(p, 0)
+            if pos <= 0:
+                continue
+            _lo, hi = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10.0)
+            if pos > hi:
+                suspects.append(TopicPartition(self.topic, p, pos - 1))
+        if len(start) > len(partitions) or any(p not in partitions for p in start):
+            return True  # partitions the store read are gone
+        if not suspects:
+            return False
+        consumer.assign(suspects)
+        try:
+            deadline = time.monotonic() + 3.0
+            unconfirmed = {tp.partition: tp.offset for tp in suspects}
+            while unconfirmed and time.monotonic() < deadline:
+                msg = consumer.poll(0.2)
+                if msg is None:
+                    continue
+                part = msg.partition()
+                if part not in unconfirmed:
+                    continue
+                err = msg.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                    continue
+                if err is None and msg.offset() == unconfirmed[part]:
+                    del unconfirmed[part]  # the last record read is still there
+                else:
+                    return True  # reset to an earlier offset, or the end is before it
+            return bool(unconfirmed)
+        finally:
+            consumer.unassign()
 
     def _partitions(self, consumer: Consumer, timeout: float) -> list[int]:
         md = consumer.list_topics(self.topic, timeout=max(timeout, 1.0))

@@ -153,6 +153,7 @@ class Task(Generic[P, R]):
         headers: Mapping[str, str | bytes] | None = None,
         queue: str | None = None,
         link_error: WorkflowSignature | Sequence[WorkflowSignature] = (),
+        wait_delivery: bool | float = False,
     ) -> AsyncResult:
         """Enqueue with full control.
 
@@ -163,6 +164,9 @@ class Task(Generic[P, R]):
         it; its result says EXPIRED. ``link_error``: task signature(s) sent, with a
         :class:`~streamtasks.workflows.TaskFailure` as first argument, if this task ends in
         FAILURE or DEAD (``on_error.s()``; its first parameter annotated ``TaskFailure``).
+        ``wait_delivery``: return only once the broker acknowledged the task (``True``, or a
+        timeout in seconds), raising :class:`~streamtasks.errors.DeliveryError` if it was not
+        enqueued — for a web handler that must confirm enqueueing synchronously.
         """
         from streamtasks.workflows import Signature as WorkflowSignature
         from streamtasks.workflows import encode_errbacks
@@ -188,7 +192,9 @@ class Task(Generic[P, R]):
             link_error=encode_errbacks(self.app, errbacks),
         )
         extra = _check_headers(headers)
-        return self.app._publish_task(envelope, key=key, headers=extra, task=self)
+        return self.app._publish_task(
+            envelope, key=key, headers=extra, task=self, wait_delivery=wait_delivery
+        )
 
 
 def _deadline_ms(when: float | timedelta | datetime | None, now: int) -> int | None:

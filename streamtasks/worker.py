@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streamtasks import _kafka
+from streamtasks import _kafka, groupwatch, logs
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
 from streamtasks.burst import DrainWatch
@@ -158,6 +158,10 @@ class Worker:
         self._tier_topics = set(self._topics) - tasks - {self._chords_topic}
         self._stop = threading.Event()
         self._force = threading.Event()
+        # set when shutdown starts: received tasks not started yet are left for the next owner
+        self._draining = threading.Event()
+        self._broker_down_since: float | None = None  # monotonic time it was found down
+        self._broker_probe_at = 0.0
         self._trackers: dict[TP, OffsetTracker] = {}
         self._generation: dict[TP, int] = {}
         self._generations = itertools.count(1)
@@ -242,6 +246,13 @@ class Worker:
             concurrency=self.concurrency,
             max_in_flight=self.max_in_flight,
         )
+        watch = groupwatch.AssignmentWatch(
+            settings,
+            self.group_id,
+            lambda: bool(self._trackers),
+            what="worker",
+            first=groupwatch.FIRST_WARNING,
+        ).start()
         try:
             self._consumer.subscribe(
                 self._topics,
@@ -252,6 +263,7 @@ class Worker:
             self._loop()
             self._drain_for_shutdown()
         finally:
+            watch.stop()
             self._close()
             if restore is not None:
                 restore()
@@ -290,6 +302,35 @@ class Worker:
             if self._drain is not None and self._burst_done():
                 log.info("burst: drained, stopping", worker_id=self.worker_id)
                 self.stop()
+            if time.monotonic() - self._broker_probe_at >= 1.0:
+                self._watch_broker(consumer)
+
+    def _watch_broker(self, consumer: Consumer) -> None:
+        """Say once that the broker went away (librdkafka's connection failures) and, probing
+        for metadata every second meanwhile, when it answers again."""
+        now = self._broker_probe_at = time.monotonic()
+        if self._broker_down_since is None:
+            down = logs.unreachable_brokers()
+            if down:
+                self._broker_down_since = now
+                log.warning(
+                    "broker unreachable; waiting for it to come back",
+                    brokers=down,
+                    bootstrap_servers=self.app.settings.bootstrap_servers,
+                )
+            return
+        try:
+            if not consumer.list_topics(timeout=0.5).brokers:
+                return
+        except KafkaException:
+            return
+        logs.brokers_reachable_again()
+        log.info(
+            "broker reachable again",
+            bootstrap_servers=self.app.settings.bootstrap_servers,
+            down_seconds=round(now - self._broker_down_since, 1),
+        )
+        self._broker_down_since = None
 
     def _drain_saw(self, msg: Message, err: KafkaError | None) -> None:
         assert self._drain is not None
@@ -446,7 +487,11 @@ class Worker:
 
     # -- task threads ---------------------------------------------------------------------
     def _execute(self, job: _Job) -> None:
-        if self._generation.get(job.tp) != job.generation or self._force.is_set():
+        if (
+            self._generation.get(job.tp) != job.generation
+            or self._draining.is_set()
+            or self._force.is_set()
+        ):
             self._abandoned.append(job)  # partition revoked before the task started
             return
         assert self._executor is not None
@@ -454,7 +499,11 @@ class Worker:
 
     async def _execute_async(self, job: _Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
-        if self._generation.get(job.tp) != job.generation or self._force.is_set():
+        if (
+            self._generation.get(job.tp) != job.generation
+            or self._draining.is_set()
+            or self._force.is_set()
+        ):
             self._abandoned.append(job)
             return
         assert self._executor is not None
@@ -638,13 +687,21 @@ class Worker:
         assert consumer is not None
         assert self._flow is not None
         self._flow.pause_all()
+        self._draining.set()  # only running tasks are finished; the rest is abandoned
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
         deadline = time.monotonic() + self.shutdown_grace
         while self._in_flight and time.monotonic() < deadline and not self._force.is_set():
             consumer.consume(100, 0.02)  # keeps the membership alive; paused, so none return
             self._wait_for(None, 0.05)
+        if self._in_flight:  # still running after the grace: not committed, run again elsewhere
+            log.warning("grace expired; abandoning running tasks", running=self._in_flight)
+            self.stats.abandoned += self._in_flight
+            self._in_flight = 0
         self._commit()
+        # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
+        # nor the close for threads of tasks past their grace.
+        self._force.set()
 
     def _close(self) -> None:
         if self._consumer is not None:

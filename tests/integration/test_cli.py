@@ -79,7 +79,7 @@ def test_a_bad_app_spec_is_a_clear_error() -> None:
 def test_an_unreachable_broker_is_a_clear_error() -> None:
     proc = _run("-b", "127.0.0.1:1", "topics", "apply", APP_SPEC)
     assert proc.returncode == 1
-    assert "no Kafka broker answered at '127.0.0.1:1'" in proc.stderr
+    assert "the Kafka broker at 127.0.0.1:1 could not be reached" in proc.stderr
 
 
 @pytest.mark.integration

@@ -162,6 +162,12 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
             with open(marker, "a") as f:
                 f.write("cleaned\n")
 
+    @app.task(name="marked_sleep")
+    def marked_sleep(marker: str, sleep_ms: int) -> None:
+        with open(marker, "a") as f:  # one line per start, written before the work
+            f.write("started\n")
+        time.sleep(sleep_ms / 1000)
+
     @app.task(name="tracked", track_started=True)
     def tracked(x: int) -> int:
         return x * 10

@@ -34,8 +34,8 @@ if str(BENCH_DIR) not in sys.path:
 from bench_app import make_app  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
-import streamtasks.worker as worker_mod  # noqa: E402
-from streamtasks import _kafka  # noqa: E402
+import streamtasks.worker.worker as worker_mod  # noqa: E402
+from streamtasks.kafka import clients  # noqa: E402
 
 EVENTS: list[tuple[float, str, float, int]] = []  # (t, what, seconds blocked, count)
 
@@ -74,7 +74,7 @@ def main() -> int:
     ap.add_argument("--timeline", type=int, default=0, help="print the first K loop events")
     args = ap.parse_args()
 
-    orig_consumer, orig_producer = _kafka.make_consumer, _kafka.make_producer
+    orig_consumer, orig_producer = clients.make_consumer, clients.make_producer
 
     def run(bootstrap: str) -> None:
         ns = f"diag{uuid.uuid4().hex[:8]}"
@@ -82,8 +82,8 @@ def main() -> int:
         client_app = make_app(ns, bootstrap)
         client_app.apply_topics()
         # the worker is built with the timed clients, the client app with the plain ones
-        _kafka.make_consumer = lambda cfg: TimedConsumer(cfg)
-        _kafka.make_producer = lambda cfg: TimedProducer(cfg)
+        clients.make_consumer = lambda cfg: TimedConsumer(cfg)
+        clients.make_producer = lambda cfg: TimedProducer(cfg)
         w = worker_mod.Worker(
             worker_app, concurrency=args.concurrency, max_in_flight=args.max_in_flight
         )
@@ -111,7 +111,7 @@ def main() -> int:
         if not w.ready.wait(60):
             raise RuntimeError("worker did not get partitions")
         time.sleep(1.0)  # let the group settle
-        _kafka.make_consumer, _kafka.make_producer = orig_consumer, orig_producer
+        clients.make_consumer, clients.make_producer = orig_consumer, orig_producer
         noop = client_app.tasks["bench.noop"]
         for h in [noop.send(i) for i in range(60)]:
             h.get(timeout=30)
@@ -163,7 +163,7 @@ def main() -> int:
     if args.bootstrap_servers:
         run(args.bootstrap_servers)
     else:
-        from streamtasks.devbroker import EmbeddedBroker
+        from streamtasks.dev.broker import EmbeddedBroker
 
         with EmbeddedBroker() as b:
             run(b.bootstrap_servers)

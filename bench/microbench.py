@@ -21,7 +21,7 @@ if str(BENCH_DIR) not in sys.path:
 import fastavro  # noqa: E402
 from bench_app import make_app  # noqa: E402
 
-from streamtasks.envelope import Envelope, ResultRecord, TaskStatus, now_ms  # noqa: E402
+from streamtasks.wire.envelope import Envelope, ResultRecord, TaskStatus, now_ms  # noqa: E402
 
 
 def us(stmt: object, number: int = 20000) -> float:

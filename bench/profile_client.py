@@ -26,7 +26,7 @@ if str(BENCH_DIR) not in sys.path:
 from bench_app import make_app  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 
-from streamtasks.envelope import ResultRecord, TaskStatus  # noqa: E402
+from streamtasks.wire.envelope import ResultRecord, TaskStatus  # noqa: E402
 
 
 def main() -> int:
@@ -114,7 +114,7 @@ def main() -> int:
     if args.bootstrap_servers:
         run(args.bootstrap_servers)
     else:
-        from streamtasks.devbroker import EmbeddedBroker
+        from streamtasks.dev.broker import EmbeddedBroker
 
         with EmbeddedBroker() as b:
             run(b.bootstrap_servers)

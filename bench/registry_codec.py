@@ -22,8 +22,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamtasks import App
-from streamtasks.envelope import Envelope
-from streamtasks.registry import SchemaRegistry
+from streamtasks.wire.envelope import Envelope
+from streamtasks.wire.registry import SchemaRegistry
 
 
 def us(stmt: Any, number: int = 20000) -> float:

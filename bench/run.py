@@ -70,11 +70,12 @@ import fastavro  # noqa: E402
 from bench_app import CONSUMER_CONFIG, PARTITIONS, make_app  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
-from streamtasks import App, _kafka  # noqa: E402
-from streamtasks.codec import MAGIC  # noqa: E402
-from streamtasks.envelope import Envelope, ResultRecord, TaskStatus  # noqa: E402
-from streamtasks.process import AssignmentLog, WorkerProcess, wait_for_workers  # noqa: E402
-from streamtasks.topics import TopicSpec, results_topic  # noqa: E402
+from streamtasks import App  # noqa: E402
+from streamtasks.dev.processes import AssignmentLog, WorkerProcess, wait_for_workers  # noqa: E402
+from streamtasks.kafka import clients  # noqa: E402
+from streamtasks.wire.codec import MAGIC  # noqa: E402
+from streamtasks.wire.envelope import Envelope, ResultRecord, TaskStatus  # noqa: E402
+from streamtasks.wire.topics import TopicSpec, results_topic  # noqa: E402
 
 IDLE_S = 3.0  # seconds of idle-CPU measurement in the latency part
 WARMUP = 60  # records/tasks sent and awaited before each timed part (touches every partition)
@@ -211,7 +212,7 @@ class PySpy:
 def wait_ready(workers: Sequence[Any], topic: str, partitions: int, timeout: float = 60) -> None:
     """Block until the raw ``workers`` together own every partition of ``topic`` exactly once
     (each owning some), read from their "partitions assigned" log lines. (streamtasks workers
-    use ``streamtasks.process.wait_for_workers`` over all of ``app.worker_topics()``.)"""
+    use ``streamtasks.dev.processes.wait_for_workers`` over all of ``app.worker_topics()``.)"""
     deadline = time.monotonic() + timeout
     prefix = f"{topic}["
     owned: list[set[str]] = []
@@ -371,8 +372,8 @@ def run_raw(
     reader decodes each result record, like (b): (a'e)."""
     ns = f"benchraw{'avro' if avro else ''}{uuid.uuid4().hex[:8]}"
     in_topic, out_topic = f"{ns}.in", f"{ns}.out"
-    admin = _kafka.make_admin({"bootstrap.servers": ctx.bootstrap})
-    _kafka.apply_topics(admin, [TopicSpec(in_topic, PARTITIONS), TopicSpec(out_topic, PARTITIONS)])
+    admin = clients.make_admin({"bootstrap.servers": ctx.bootstrap})
+    clients.apply_topics(admin, [TopicSpec(in_topic, PARTITIONS), TopicSpec(out_topic, PARTITIONS)])
     consumer_extra = {k: v for k, v in CONSUMER_CONFIG.items()}
     workers = [
         RawWorkerProcess(
@@ -836,7 +837,7 @@ def broker(bootstrap: str | None) -> Iterator[tuple[str, int | None, str]]:
     if bootstrap:
         yield bootstrap, None, f"existing Kafka at {bootstrap}"
         return
-    from streamtasks.devbroker import EmbeddedBroker
+    from streamtasks.dev.broker import EmbeddedBroker
 
     with EmbeddedBroker() as b:
         yield b.bootstrap_servers, b.pid, f"embedded Tansu at {b.bootstrap_servers} (memory)"

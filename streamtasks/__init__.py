@@ -7,7 +7,6 @@ processed by workers in a consumer group with at-least-once delivery.
 from streamtasks.app import App
 from streamtasks.asyncresult import AsyncResult
 from streamtasks.context import TaskContext, current_task
-from streamtasks.envelope import TaskStatus
 from streamtasks.errors import (
     ArgumentError,
     ConfigError,
@@ -19,6 +18,7 @@ from streamtasks.errors import (
 from streamtasks.retry import RetryPolicy
 from streamtasks.signals import Reject, Retry
 from streamtasks.task import Task
+from streamtasks.wire.envelope import TaskStatus
 from streamtasks.worker import Worker
 from streamtasks.workflows import TaskFailure, chain, chord, group
 

@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 import structlog
 from confluent_kafka import KafkaError, Message, Producer
 
-from streamtasks import _kafka
-from streamtasks.codec import Codec
 from streamtasks.config import Settings
-from streamtasks.envelope import (
+from streamtasks.errors import ArgumentError, BrokerError, ConfigError
+from streamtasks.kafka import clients
+from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
+from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
+from streamtasks.task import Task, default_task_name
+from streamtasks.wire.codec import Codec
+from streamtasks.wire.envelope import (
     CHORD_JOIN_SCHEMA,
     CHORD_MEMBER_SCHEMA,
     SIGNATURE_SCHEMA,
@@ -29,12 +33,8 @@ from streamtasks.envelope import (
     now_ms,
     register_builtin,
 )
-from streamtasks.errors import ArgumentError, BrokerError, ConfigError
-from streamtasks.registry import SchemaRegistry, registry_config
-from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
-from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
-from streamtasks.task import Task, default_task_name
-from streamtasks.topics import (
+from streamtasks.wire.registry import SchemaRegistry, registry_config
+from streamtasks.wire.topics import (
     Headers,
     TopicSpec,
     chords_topic,
@@ -335,13 +335,13 @@ class App:
         """Create this app's topics if missing; returns ``{topic: "created" | "exists" |
         "mismatch: N partitions"}``. A topic whose partition count differs from the app's
         config is logged as a warning with the fix."""
-        admin = _kafka.make_admin(self.settings.admin())
-        _kafka.check_reachable(admin, self.settings.require_bootstrap())
+        admin = clients.make_admin(self.settings.admin())
+        clients.check_reachable(admin, self.settings.require_bootstrap())
         specs = self.topic_specs(queues)
-        outcome = _kafka.apply_topics(
+        outcome = clients.apply_topics(
             admin, specs, replication_factor=self.settings.replication_factor, timeout=timeout
         )
-        for problem in _kafka.partition_mismatches(outcome, specs):
+        for problem in clients.partition_mismatches(outcome, specs):
             log.warning("topic has the wrong partition count", problem=problem)
         return outcome
 
@@ -349,7 +349,9 @@ class App:
         """Raise :class:`BrokerError` with a fix-it message unless a broker answers within
         ``timeout`` seconds at the configured bootstrap address."""
         bootstrap = self.settings.require_bootstrap()
-        _kafka.check_reachable(_kafka.make_admin(self.settings.admin()), bootstrap, timeout=timeout)
+        clients.check_reachable(
+            clients.make_admin(self.settings.admin()), bootstrap, timeout=timeout
+        )
 
     # -- producing ------------------------------------------------------------------------
     @property
@@ -357,7 +359,7 @@ class App:
         if self._producer is None:
             with self._lock:
                 if self._producer is None:
-                    self._producer = _kafka.make_producer(self.settings.producer())
+                    self._producer = clients.make_producer(self.settings.producer())
                     if not self._atexit_registered:
                         atexit.register(self._flush_at_exit)
                         self._atexit_registered = True

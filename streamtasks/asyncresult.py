@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
-from streamtasks import _kafka
-from streamtasks.envelope import ResultRecord, TaskStatus
 from streamtasks.errors import (
     BrokerError,
     DecodeError,
@@ -26,7 +24,9 @@ from streamtasks.errors import (
     StreamtasksError,
     TaskFailedError,
 )
-from streamtasks.topics import results_topic
+from streamtasks.kafka import clients
+from streamtasks.wire.envelope import ResultRecord, TaskStatus
+from streamtasks.wire.topics import results_topic
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -87,7 +87,7 @@ class ResultListener:
                 self._expected.popitem(last=False)
 
     def _snapshot_start(self, *, beginning: bool = False) -> list[TopicPartition]:
-        consumer = _kafka.make_consumer(self._reader_config())
+        consumer = clients.make_consumer(self._reader_config())
         try:
             partitions = self._partitions(consumer)
             if beginning or self._from_beginning or partitions is None:
@@ -132,7 +132,7 @@ class ResultListener:
             self._thread.start()
 
     def _run(self) -> None:
-        consumer = _kafka.make_consumer(self._reader_config())
+        consumer = clients.make_consumer(self._reader_config())
         assert self._start is not None
         consumer.assign(self._start)
         pending_eof = {tp.partition for tp in self._start}

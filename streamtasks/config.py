@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamtasks.errors import ConfigError
-from streamtasks.topics import validate_name
+from streamtasks.wire.topics import validate_name
 
 __all__ = ["KafkaValue", "Settings"]
 

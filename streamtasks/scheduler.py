@@ -34,14 +34,15 @@ from typing import Any
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streamtasks import _kafka, groupwatch
 from streamtasks.app import App
-from streamtasks.codec import load_builtin_schema
 from streamtasks.config import KafkaValue
-from streamtasks.envelope import now_ms
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
+from streamtasks.kafka import clients
 from streamtasks.schedules import due_fires, fire_task_id
-from streamtasks.topics import scheduler_topic
+from streamtasks.wire.codec import load_builtin_schema
+from streamtasks.wire.envelope import now_ms
+from streamtasks.wire.topics import scheduler_topic
+from streamtasks.worker import groupwatch
 
 __all__ = ["Scheduler", "read_state"]
 
@@ -99,7 +100,7 @@ class Scheduler:
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
-        consumer = _kafka.make_consumer(self.app.settings.consumer(self.group_id, **overrides))
+        consumer = clients.make_consumer(self.app.settings.consumer(self.group_id, **overrides))
         log.info(
             "scheduler started",
             replica=self.replica_id,
@@ -239,7 +240,7 @@ def read_state(app: App, *, timeout: float = 10.0) -> dict[str, tuple[datetime, 
     """The last fire of each schedule as recorded in ``{ns}.scheduler`` (read to its end)."""
     schema = app.codec.register(STATE_SCHEMA)
     topic = scheduler_topic(app.settings.namespace)
-    consumer = _kafka.make_consumer(app.settings.consumer(None, **{"enable.partition.eof": True}))
+    consumer = clients.make_consumer(app.settings.consumer(None, **{"enable.partition.eof": True}))
     out: dict[str, tuple[datetime, str]] = {}
     try:
         md = consumer.list_topics(topic, timeout=timeout)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamtasks import _schema_refs
-from streamtasks._types import TYPES_NAMESPACE, return_adapter
-from streamtasks.codec import SHARED_TYPE_FILES, Codec, load_builtin_schema
-from streamtasks.compat import Subject
 from streamtasks.errors import SchemaError
+from streamtasks.wire.codec import SHARED_TYPE_FILES, Codec, load_builtin_schema
+from streamtasks.wire.schema import refs
+from streamtasks.wire.schema.compat import Subject
+from streamtasks.wire.schema.types import TYPES_NAMESPACE, return_adapter
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -145,11 +145,11 @@ def collect(app: App) -> list[ExportedSchema]:
     entries: list[tuple[str, dict[str, Any], str | None, str | None]] = []
     for file in BUILTIN_FILES:
         raw = load_builtin_schema(file, expand=False)
-        written, found = _schema_refs.extract(raw, _is_shared)
+        written, found = refs.extract(raw, _is_shared)
         _merge(shared, found)
         entries.append(("builtin", written, None, None))
     for kind, full, task, queue in _task_subjects(app):
-        written, found = _schema_refs.extract(full, _is_shared)
+        written, found = refs.extract(full, _is_shared)
         _merge(shared, found)
         entries.append((kind, written, task, queue))
     entries.extend(("shared", schema, None, None) for schema in shared.values())
@@ -173,14 +173,14 @@ def _subject(
     queue: str | None,
     shared: Mapping[str, dict[str, Any]],
 ) -> ExportedSchema:
-    name = _schema_refs.full_name(schema, "")
+    name = refs.full_name(schema, "")
     others = {k: v for k, v in shared.items() if k != name}
-    expanded = _schema_refs.expand(schema, others)
+    expanded = refs.expand(schema, others)
     return ExportedSchema(
         name=name,
         kind=kind,
         schema=schema,
-        references=tuple(_schema_refs.referenced_names(schema)),
+        references=tuple(refs.referenced_names(schema)),
         fingerprint=_fingerprint(expanded),
         task=task,
         queue=queue,
@@ -269,7 +269,7 @@ def current_subjects(app: App) -> list[Subject]:
     out = []
     for s in subjects:
         others = {k: v for k, v in shared.items() if k != s.name}
-        out.append(Subject(s.name, s.kind, _schema_refs.expand(s.schema, others), s.task))
+        out.append(Subject(s.name, s.kind, refs.expand(s.schema, others), s.task))
     return out
 
 
@@ -348,7 +348,7 @@ def read_export(directory: Path) -> dict[str, StoredSchema]:
         out[name] = StoredSchema(
             name=name,
             kind=entry["kind"],
-            schema=_schema_refs.expand(raw[name], others),
+            schema=refs.expand(raw[name], others),
             task=entry.get("task"),
             fingerprint=entry.get("fingerprint", ""),
         )

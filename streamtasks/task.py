@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
-from streamtasks._types import Signature, TypeAdapter, return_adapter, signature_of
-from streamtasks.codec import Codec, KnownSchema
-from streamtasks.envelope import Envelope, now_ms
 from streamtasks.errors import ArgumentError, ConfigError, SchemaError
 from streamtasks.retry import RetryPolicy
-from streamtasks.topics import Headers, task_topic, validate_name
+from streamtasks.wire.codec import Codec, KnownSchema
+from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.schema.types import Signature, TypeAdapter, return_adapter, signature_of
+from streamtasks.wire.topics import Headers, task_topic, validate_name
 
 if TYPE_CHECKING:
     from streamtasks.app import App

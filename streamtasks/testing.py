@@ -42,9 +42,9 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-export it (typing)
 
-from streamtasks.devbroker import EmbeddedBroker
+from streamtasks.dev.broker import EmbeddedBroker
+from streamtasks.dev.processes import WorkerProcess, wait_for_workers
 from streamtasks.errors import BrokerError
-from streamtasks.process import WorkerProcess, wait_for_workers
 
 __all__ = [
     "ENV_TEST_BOOTSTRAP",

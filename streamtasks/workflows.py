@@ -20,7 +20,7 @@ Invariants:
   (the first step's when it is sent), and the previous result against the next step's first
   parameter when it runs;
 * a chord has no coordinator either: each member's final outcome is one of its outputs, a
-  record on ``{ns}.chords`` keyed by the chord id (see :mod:`streamtasks.chords`); the worker
+  record on ``{ns}.chords`` keyed by the chord id (see :mod:`streamtasks.worker.chords`); the worker
   owning that partition joins them and commits them only once the callback (or the chord's
   failure) is acknowledged, so the join state is the topic itself and survives any crash;
 * error callbacks travel in the envelope (``link_error``), are inherited by later chain steps,
@@ -35,8 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from streamtasks.envelope import Envelope
 from streamtasks.errors import ArgumentError, SchemaError
+from streamtasks.wire.envelope import Envelope
 
 if TYPE_CHECKING:
     from streamtasks.app import App

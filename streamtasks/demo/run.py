@@ -21,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streamtasks.asyncresult import AsyncResult
-from streamtasks.envelope import ResultRecord, TaskStatus
+from streamtasks.dev.processes import WorkerProcess, wait_for_workers
 from streamtasks.errors import BrokerError
-from streamtasks.process import WorkerProcess, wait_for_workers
+from streamtasks.wire.envelope import ResultRecord, TaskStatus
 from streamtasks.workflows import chord, group
 
 __all__ = ["run_demo"]
@@ -38,7 +38,7 @@ def _broker() -> Iterator[str]:
         console.print(f"using Kafka at [bold]{configured}[/]")
         yield configured
         return
-    from streamtasks.devbroker import EmbeddedBroker
+    from streamtasks.dev.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         console.print(f"embedded broker (Tansu) at [bold]{broker.bootstrap_servers}[/]")

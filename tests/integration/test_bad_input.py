@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import Producer
 
 from streamtasks import App
-from streamtasks.codec import MAGIC
-from streamtasks.envelope import Envelope
 from streamtasks.testing import consume_all
-from streamtasks.topics import dlq_topic, task_topic
+from streamtasks.wire.codec import MAGIC
+from streamtasks.wire.envelope import Envelope
+from streamtasks.wire.topics import dlq_topic, task_topic
 from tests.integration.apps.basic import Item, Shape
 from tests.integration.conftest import StartWorkers
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from streamtasks import App, ArgumentError, TaskFailedError, TaskStatus, chord, group
-from streamtasks.envelope import ResultRecord
 from streamtasks.testing import consume_all
-from streamtasks.topics import chords_topic, results_topic
+from streamtasks.wire.envelope import ResultRecord
+from streamtasks.wire.topics import chords_topic, results_topic
 from streamtasks.workflows import chord_marker_id, member_id
 from tests.integration.conftest import StartWorkers, run_burst_worker
 

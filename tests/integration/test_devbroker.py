@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from streamtasks.devbroker import (
+from streamtasks.dev.broker import (
     ENV_BROKER_BIN,
     EmbeddedBroker,
     find_broker_binary,
@@ -180,7 +180,7 @@ def test_early_exit_reports_the_log_tail(tmp_path: Path) -> None:
 
 _SERVE_SCRIPT = (
     "import sys\n"
-    "from streamtasks.devbroker import EmbeddedBroker, serve_forever\n"
+    "from streamtasks.dev.broker import EmbeddedBroker, serve_forever\n"
     "broker = EmbeddedBroker()\n"
     "def ready(bootstrap):\n"
     "    print('READY', bootstrap, broker.pid, flush=True)\n"

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from streamtasks import App, TaskFailedError
 from streamtasks.cli import cli
-from streamtasks.dlq import dlq_state_topic
-from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.ops.dlq import dlq_state_topic
 from streamtasks.testing import consume_all, unique_name
-from streamtasks.topics import dlq_topic, results_topic, task_topic
+from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.topics import dlq_topic, results_topic, task_topic
 from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
 
 COMMANDS = [["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"], ["dlq", "purge"]]

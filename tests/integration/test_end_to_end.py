@@ -9,7 +9,7 @@ import pytest
 
 from streamtasks import App, TaskFailedError, TaskStatus
 from streamtasks.testing import consume_all
-from streamtasks.topics import results_topic
+from streamtasks.wire.topics import results_topic
 from tests.integration.apps.basic import Item, Shape, Summary
 from tests.integration.conftest import StartWorkers
 

@@ -13,7 +13,7 @@ from confluent_kafka import Message
 
 from streamtasks import App
 from streamtasks.testing import consume_all, wait_for_workers
-from streamtasks.topics import results_topic
+from streamtasks.wire.topics import results_topic
 from tests.integration.apps.basic import Span
 from tests.integration.conftest import StartWorkers
 
@@ -202,7 +202,7 @@ def test_a_hard_time_limit_kills_a_stuck_process_task_and_the_retry_policy_appli
     app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
 ) -> None:
     from streamtasks import TaskFailedError, TaskStatus
-    from streamtasks.topics import dlq_topic
+    from streamtasks.wire.topics import dlq_topic
 
     (worker,) = start_workers(1, "--process-concurrency", "1")
     res = app.tasks["stuck"].send("forever")
@@ -239,7 +239,7 @@ def test_the_supervisor_restarts_a_crashed_worker_process_and_drains_on_sigterm(
     import os
     import signal
 
-    from streamtasks.process import WorkerProcess
+    from streamtasks.dev.processes import WorkerProcess
     from tests.integration.conftest import APP_SPEC, ROOT
 
     sup = WorkerProcess(

@@ -11,7 +11,7 @@ from confluent_kafka import Message
 
 from streamtasks import App
 from streamtasks.testing import consume_all
-from streamtasks.topics import results_topic
+from streamtasks.wire.topics import results_topic
 from tests.integration.conftest import StartWorkers
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]

@@ -211,7 +211,7 @@ def test_dlq_list_keeps_its_key_columns_at_80_columns(
 ) -> None:
     from confluent_kafka import Producer
 
-    from streamtasks.topics import dlq_topic
+    from streamtasks.wire.topics import dlq_topic
     from tests.integration.test_dlq_cli import _dead_task
 
     # Given a dead letter with a long error message
@@ -333,7 +333,7 @@ def test_a_worker_without_partitions_warns_naming_the_group_and_members(
     # When a second worker joins the group and gets nothing (first warning after 2 s, not 30)
     script = (
         "import sys\n"
-        "from streamtasks import groupwatch\n"
+        "from streamtasks.worker import groupwatch\n"
         "groupwatch.FIRST_WARNING = 2.0\n"
         "from streamtasks.cli import main\n"
         f"sys.argv = ['streamtasks', '--log-format', 'json', '-b', {kafka_bootstrap!r},"
@@ -380,11 +380,11 @@ def test_the_result_store_rebuilds_when_the_topic_history_went_backwards(
 ) -> None:
     from pathlib import Path
 
-    from streamtasks.devbroker import EmbeddedBroker
-    from streamtasks.envelope import ResultRecord, TaskStatus, now_ms
-    from streamtasks.store import ResultStore
+    from streamtasks.dev.broker import EmbeddedBroker
+    from streamtasks.ops.store import ResultStore
     from streamtasks.testing import unique_name
-    from streamtasks.topics import results_topic
+    from streamtasks.wire.envelope import ResultRecord, TaskStatus, now_ms
+    from streamtasks.wire.topics import results_topic
 
     def write_results(app: App, ids: list[str]) -> None:
         for task_id in ids:
@@ -462,7 +462,7 @@ def test_shutdown_finishes_running_tasks_only_and_counts_the_abandoned(
 def test_a_worker_says_once_that_its_broker_went_away_and_when_it_is_back() -> None:
     import json
 
-    from streamtasks.devbroker import EmbeddedBroker
+    from streamtasks.dev.broker import EmbeddedBroker
     from streamtasks.testing import WorkerProcess, unique_name, wait_for_workers
     from tests.integration.conftest import ROOT
 

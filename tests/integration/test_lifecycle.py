@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from streamtasks import App, TaskFailedError, TaskStatus
-from streamtasks.envelope import ResultRecord
 from streamtasks.testing import consume_all
-from streamtasks.topics import results_topic
+from streamtasks.wire.envelope import ResultRecord
+from streamtasks.wire.topics import results_topic
 from tests.integration.conftest import StartWorkers
 
 pytestmark = pytest.mark.integration

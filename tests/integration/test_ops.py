@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from streamtasks import App, RetryPolicy, current_task
 from streamtasks.cli import cli
-from streamtasks.envelope import now_ms
 from streamtasks.testing import skip_if_tansu
-from streamtasks.topics import retry_topic, task_topic
+from streamtasks.wire.envelope import now_ms
+from streamtasks.wire.topics import retry_topic, task_topic
 from streamtasks.worker import Worker
 from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
 from tests.integration.test_replay import burst, runs

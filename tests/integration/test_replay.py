@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING
 
-from streamtasks import App, chain, reader
-from streamtasks.envelope import Envelope, TaskStatus, now_ms
-from streamtasks.replay import Replay
-from streamtasks.replayspec import Progress, fold_progress
-from streamtasks.store import ResultStore
-from streamtasks.topics import REPLAY_HEADER, REPLAY_ORIGIN_HEADER, replays_topic, task_topic
+from streamtasks import App, chain
+from streamtasks.kafka import reader
+from streamtasks.ops.replay import Replay
+from streamtasks.ops.replayspec import Progress, fold_progress
+from streamtasks.ops.store import ResultStore
+from streamtasks.wire.envelope import Envelope, TaskStatus, now_ms
+from streamtasks.wire.topics import REPLAY_HEADER, REPLAY_ORIGIN_HEADER, replays_topic, task_topic
 from tests.integration.conftest import APP_SPEC, ROOT, run_burst_worker
 
 N = 1000

@@ -15,10 +15,10 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from streamtasks import App, TaskFailedError, TaskStatus
-from streamtasks.codec import MAGIC
-from streamtasks.envelope import Envelope, ResultRecord
 from streamtasks.testing import consume_all
-from streamtasks.topics import dlq_topic, results_topic, retry_topic, task_topic
+from streamtasks.wire.codec import MAGIC
+from streamtasks.wire.envelope import Envelope, ResultRecord
+from streamtasks.wire.topics import dlq_topic, results_topic, retry_topic, task_topic
 from tests.integration.conftest import StartWorkers
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ import pytest
 from confluent_kafka import Message
 
 from streamtasks import App
-from streamtasks.process import WorkerProcess
+from streamtasks.dev.processes import WorkerProcess
 from streamtasks.schedules import parse_fire_task_id
 from streamtasks.testing import consume_all, unique_name
-from streamtasks.topics import results_topic, task_topic
+from streamtasks.wire.topics import results_topic, task_topic
 from tests.integration.apps.periodic import build
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

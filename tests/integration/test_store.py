@@ -13,7 +13,7 @@ from confluent_kafka import Message
 
 from streamtasks import App, AsyncResult, TaskStatus
 from streamtasks.errors import BrokerError
-from streamtasks.store import ResultStore
+from streamtasks.ops.store import ResultStore
 from streamtasks.testing import consume_all, unique_name
 from tests.integration.conftest import APP_SPEC, StartWorkers, run_cli
 

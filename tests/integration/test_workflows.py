@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from streamtasks import App, ArgumentError, TaskFailedError, TaskStatus, chain, group
-from streamtasks.envelope import ResultRecord
 from streamtasks.testing import consume_all
-from streamtasks.topics import results_topic
+from streamtasks.wire.envelope import ResultRecord
+from streamtasks.wire.topics import results_topic
 from tests.integration.conftest import StartWorkers
 
 pytestmark = pytest.mark.integration

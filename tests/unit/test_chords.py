@@ -8,11 +8,11 @@ from typing import Any, cast
 import pytest
 
 from streamtasks import App, TaskStatus, chord, group
-from streamtasks.chords import ChordJoiner, Completion
-from streamtasks.dedupe import FiredIndex
-from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord
-from streamtasks.execution import Executor, Record
-from streamtasks.topics import chords_topic
+from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord
+from streamtasks.wire.topics import chords_topic
+from streamtasks.worker.chords import ChordJoiner, Completion
+from streamtasks.worker.executor import Executor, Record
+from streamtasks.worker.indexes import FiredIndex
 from streamtasks.workflows import TaskFailure, chain, chord_marker_id, encode_step
 
 TOPIC = chords_topic("unit")

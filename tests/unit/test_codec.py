@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streamtasks.codec import MAGIC, Codec
-from streamtasks.envelope import (
+from streamtasks.errors import DecodeError, SchemaError, UnknownSchemaError
+from streamtasks.wire.codec import MAGIC, Codec
+from streamtasks.wire.envelope import (
     ENVELOPE_SCHEMA,
     RESULT_SCHEMA,
     Envelope,
@@ -14,7 +15,6 @@ from streamtasks.envelope import (
     TaskStatus,
     register_builtin,
 )
-from streamtasks.errors import DecodeError, SchemaError, UnknownSchemaError
 
 
 def test_fingerprint_matches_the_avro_specification_test_vector() -> None:
@@ -72,7 +72,7 @@ def test_the_shipped_schemas_are_the_ones_in_the_schemas_folder() -> None:
     import json
     from pathlib import Path
 
-    from streamtasks.codec import load_builtin_schema
+    from streamtasks.wire.codec import load_builtin_schema
 
     root = Path(__file__).resolve().parents[2] / "schemas"
     assert json.loads((root / "envelope.avsc").read_text()) == load_builtin_schema(
@@ -139,7 +139,7 @@ def test_registering_is_idempotent() -> None:
 
 def test_an_envelope_written_by_the_previous_release_still_decodes() -> None:
     """Events queued before an upgrade (envelope v1, no link_error) run after it."""
-    from streamtasks.envelope import OLD_ENVELOPE_SCHEMAS
+    from streamtasks.wire.envelope import OLD_ENVELOPE_SCHEMAS
 
     codec = Codec()
     current, _ = register_builtin(codec)

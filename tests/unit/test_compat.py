@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from streamtasks.cli import cli
-from streamtasks.compat import Compat, Subject, check, resolution_problems
 from streamtasks.schema_export import collect, write_export
+from streamtasks.wire.schema.compat import Compat, Subject, check, resolution_problems
 from tests.unit import schema_apps
 
 runner = CliRunner()

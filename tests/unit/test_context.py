@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from streamtasks import App, StreamtasksError, TaskContext, current_task
-from streamtasks.envelope import Envelope
-from streamtasks.execution import Executor, Record
+from streamtasks.wire.envelope import Envelope
+from streamtasks.worker.executor import Executor, Record
 
 
 @pytest.fixture

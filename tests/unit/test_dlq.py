@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamtasks import App
-from streamtasks.dlq import (
+from streamtasks.errors import ConfigError
+from streamtasks.ops.dlq import (
     DeadLetter,
     DeadLetterFilter,
     Origin,
@@ -22,8 +23,7 @@ from streamtasks.dlq import (
     truncate,
     unredrivable_reason,
 )
-from streamtasks.envelope import Envelope, ErrorInfo
-from streamtasks.errors import ConfigError
+from streamtasks.wire.envelope import Envelope, ErrorInfo
 
 T0 = 1_700_000_000_000
 

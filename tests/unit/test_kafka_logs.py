@@ -10,7 +10,7 @@ import time
 import structlog
 from structlog.testing import capture_logs
 
-from streamtasks import _kafka
+from streamtasks.kafka import clients
 from streamtasks.logs import _KafkaLogRouter
 
 REFUSED = (
@@ -47,11 +47,11 @@ def test_repeated_connection_failures_are_one_warning_then_a_count() -> None:
 def test_a_client_logs_through_structlog() -> None:
     # Given a producer made by streamtasks, pointed at an address nobody listens on (its own,
     # so what other tests of this process logged is not counted as a repeat)
-    from streamtasks.devbroker import free_port
+    from streamtasks.dev.broker import free_port
 
     structlog.reset_defaults()
     dead = f"127.0.0.1:{free_port()}"
-    producer = _kafka.make_producer({"bootstrap.servers": dead, "message.timeout.ms": 1500})
+    producer = clients.make_producer({"bootstrap.servers": dead, "message.timeout.ms": 1500})
     with capture_logs() as logs:
         producer.produce("t", b"x")
         # When it tries for a while
@@ -69,9 +69,9 @@ def test_json_log_format_covers_librdkafka_lines() -> None:
     script = (
         "import time\n"
         "from streamtasks.logs import configure_logging\n"
-        "from streamtasks import _kafka\n"
+        "from streamtasks.kafka import clients\n"
         "configure_logging('json')\n"
-        "p = _kafka.make_producer({'bootstrap.servers': '127.0.0.1:9',"
+        "p = clients.make_producer({'bootstrap.servers': '127.0.0.1:9',"
         " 'message.timeout.ms': 1500})\n"
         "p.produce('t', b'x')\n"
         "p.flush(3)\n"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streamtasks.burst import DrainWatch
 from streamtasks.errors import ConfigError
-from streamtasks.offsets import GroupInfo, MemberInfo, ResetTarget, new_offset, refusal
-from streamtasks.status import age_seconds, lag_of, pid_of, split_due
+from streamtasks.ops.offsets import GroupInfo, MemberInfo, ResetTarget, new_offset, refusal
+from streamtasks.ops.status import age_seconds, lag_of, pid_of, split_due
+from streamtasks.worker.burst import DrainWatch
 
 
 def test_lag_counts_from_the_first_unconsumed_record_to_the_end() -> None:

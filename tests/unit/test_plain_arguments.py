@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from streamtasks._types import signature_of
 from streamtasks.errors import ArgumentError
+from streamtasks.wire.schema.types import signature_of
 
 
 class Shape(enum.Enum):
@@ -77,7 +77,7 @@ def test_a_wrong_list_item_says_where() -> None:
 
 
 def test_cli_timestamps_are_iso_8601_with_their_age() -> None:
-    from streamtasks._cli_common import timestamp
+    from streamtasks.cli.common import timestamp
 
     now = 1_796_117_373_627
     assert timestamp(now - 300_000, now) == "2026-12-01T09:24:33Z (5m ago)"

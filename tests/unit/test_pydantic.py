@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime
 import pytest
 
 from streamtasks import App
-from streamtasks.codec import Codec
 from streamtasks.errors import ArgumentError, SchemaError
+from streamtasks.wire.codec import Codec
 
 pydantic = pytest.importorskip("pydantic")
 

@@ -6,7 +6,7 @@ import bisect
 
 import pytest
 
-from streamtasks.reader import search_time
+from streamtasks.kafka.reader import search_time
 
 
 class Partition:

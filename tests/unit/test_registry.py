@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from streamtasks import App
-from streamtasks.codec import CONFLUENT_MAGIC, MAGIC, Codec
-from streamtasks.compat import Compat, check
 from streamtasks.errors import ConfigError, DecodeError
-from streamtasks.registry import SchemaRegistry, registered_versions, registry_config
 from streamtasks.schema_export import current_subjects
+from streamtasks.wire.codec import CONFLUENT_MAGIC, MAGIC, Codec
+from streamtasks.wire.registry import SchemaRegistry, registered_versions, registry_config
+from streamtasks.wire.schema.compat import Compat, check
 from tests.unit import schema_apps
 
 REAL = os.environ.get("STREAMTASKS_TEST_SCHEMA_REGISTRY")

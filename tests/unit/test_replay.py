@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from streamtasks.envelope import Envelope, ErrorInfo, TaskStatus
 from streamtasks.errors import ConfigError
-from streamtasks.replayspec import (
+from streamtasks.ops.replayspec import (
     ReplaySpec,
     fold_progress,
     parse_statuses,
@@ -16,6 +15,7 @@ from streamtasks.replayspec import (
     replay_headers,
     replayed_envelope,
 )
+from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus
 
 NOW = 1_796_000_000_000  # 2026-11-30T...Z, epoch ms
 

@@ -17,8 +17,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from streamtasks._types import signature_of
-from streamtasks.codec import Codec
+from streamtasks.wire.codec import Codec
+from streamtasks.wire.schema.types import signature_of
 
 
 class Tier(enum.Enum):

@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from streamtasks.cli import cli
-from streamtasks.codec import Codec, load_builtin_schema
-from streamtasks.envelope import ENVELOPE_SCHEMA, OLD_ENVELOPE_SCHEMAS, RESULT_SCHEMA
 from streamtasks.schema_export import collect, read_export, write_export
+from streamtasks.wire.codec import Codec, load_builtin_schema
+from streamtasks.wire.envelope import ENVELOPE_SCHEMA, OLD_ENVELOPE_SCHEMAS, RESULT_SCHEMA
 from tests.unit import schema_apps
 
 ROOT = Path(__file__).resolve().parents[2]

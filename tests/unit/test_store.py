@@ -13,9 +13,9 @@ import pytest
 
 from streamtasks import App
 from streamtasks.config import Settings
-from streamtasks.envelope import ErrorInfo, ResultRecord, TaskStatus
 from streamtasks.errors import ConfigError
-from streamtasks.store import Change, ResultStore, default_store_path, fold
+from streamtasks.ops.store import Change, ResultStore, default_store_path, fold
+from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus
 
 
 def rec(
@@ -150,7 +150,7 @@ def test_re_applying_records_already_applied_changes_nothing(store: ResultStore)
 def test_a_failed_apply_leaves_rows_and_positions_as_they_were(
     store: ResultStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streamtasks.store as store_module
+    import streamtasks.ops.store as store_module
 
     store.apply([put(0, 0, rec("a", TaskStatus.STARTED))])
     before = snapshot(store)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streamtasks.tracker import OffsetTracker
+from streamtasks.worker.tracker import OffsetTracker
 
 
 def test_nothing_received_nothing_committable() -> None:

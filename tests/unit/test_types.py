@@ -1,4 +1,5 @@
-"""Avro schemas derived from type hints, and values converted both ways (streamtasks._types).
+"""Avro schemas derived from type hints, and values converted both ways
+(streamtasks.wire.schema.types).
 
 Annotations in this module are strings (``from __future__ import annotations``), so every test
 also exercises the resolution of postponed annotations.
@@ -18,7 +19,8 @@ from typing import Any, NewType, Optional
 import fastavro
 import pytest
 
-from streamtasks._types import (
+from streamtasks.errors import ArgumentError, SchemaError
+from streamtasks.wire.schema.types import (
     SUPPORTED_TYPES,
     TASKS_NAMESPACE,
     TYPES_NAMESPACE,
@@ -29,7 +31,6 @@ from streamtasks._types import (
     return_adapter,
     signature_of,
 )
-from streamtasks.errors import ArgumentError, SchemaError
 
 # -- types used by the tests ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ the committed offset, split into due and not yet due by their ``st-not-before`` 
 DLQ depth (dead letters neither redriven nor purged). For the group: its state and members
 (host, client id, the pid parsed from a worker's client id, partitions).
 
-Invariants: figures come from records read (:mod:`streamtasks.reader`), not from watermarks a
+Invariants: figures come from records read (:mod:`streamtasks.kafka.reader`), not from watermarks a
 broker may report stale; the pure parts (:func:`lag_of`, :func:`age_seconds`,
 :func:`split_due`, :func:`pid_of`) take numbers, not clients. Task rates come with the worker
 heartbeats (a later change); until then ``workers`` lists the group's members.
@@ -20,11 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from streamtasks import _kafka, reader
-from streamtasks._kafka import GroupInfo, committed_offsets, describe_group
-from streamtasks.dlq import DeadLetterQueue
-from streamtasks.envelope import now_ms
-from streamtasks.topics import retry_topic, task_topic
+from streamtasks.kafka import clients, reader
+from streamtasks.kafka.clients import GroupInfo, committed_offsets, describe_group
+from streamtasks.ops.dlq import DeadLetterQueue
+from streamtasks.wire.envelope import now_ms
+from streamtasks.wire.topics import retry_topic, task_topic
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -172,8 +172,8 @@ def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
     settings = app.settings
     # quiet: a broker that is down is reported as one line (BrokerError), not librdkafka's
     # connection-refused log every 50 ms
-    admin = _kafka.make_admin({**settings.admin(), "log_level": 0})
-    _kafka.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
+    admin = clients.make_admin({**settings.admin(), "log_level": 0})
+    clients.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
     group = settings.worker_group()
     info = describe_group(admin, group)
     out: list[QueueStatus] = []

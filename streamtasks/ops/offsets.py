@@ -3,7 +3,7 @@ or skip tasks, like ``kafka-consumer-groups --reset-offsets``).
 
 Invariants: nothing is changed while the consumer group has members (a live member would
 overwrite the new offsets with its own commits, and Kafka refuses it anyway); the new offsets
-are computed from records read (:mod:`streamtasks.reader`), never from a time index alone;
+are computed from records read (:mod:`streamtasks.kafka.reader`), never from a time index alone;
 only ``{ns}.tasks.{queue}`` is moved — retry tiers and the DLQ keep their offsets.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from streamtasks import _kafka, reader
-from streamtasks._kafka import GroupInfo, MemberInfo
-from streamtasks.envelope import now_ms
 from streamtasks.errors import BrokerError, ConfigError
-from streamtasks.replayspec import parse_time
-from streamtasks.topics import task_topic
+from streamtasks.kafka import clients, reader
+from streamtasks.kafka.clients import GroupInfo, MemberInfo
+from streamtasks.ops.replayspec import parse_time
+from streamtasks.wire.envelope import now_ms
+from streamtasks.wire.topics import task_topic
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -121,8 +121,8 @@ def reset_offsets(app: App, queue: str, target: ResetTarget, *, dry_run: bool = 
     settings = app.settings
     if queue not in app.queues():
         raise ConfigError(f"queue {queue!r} has no tasks in app {app.name!r}: {app.queues()}")
-    admin = _kafka.make_admin(settings.admin())
-    _kafka.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
+    admin = clients.make_admin(settings.admin())
+    clients.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
     group, topic = settings.worker_group(), task_topic(settings.namespace, queue)
     at_ms = parse_time(target.time, now_ms()) if target.time is not None else 0
     consumer = reader.open_reader(app)
@@ -130,7 +130,7 @@ def reset_offsets(app: App, queue: str, target: ResetTarget, *, dry_run: bool = 
         parts = reader.partitions_of(consumer, topic)
         if not parts:
             raise BrokerError(f"the task topic {topic!r} does not exist")
-        current = _kafka.committed_offsets(admin, group, topic, parts)
+        current = clients.committed_offsets(admin, group, topic, parts)
         bounds = reader.heads(consumer, {(topic, p): reader.BEGINNING for p in parts})
         rows = []
         for p in parts:
@@ -149,8 +149,8 @@ def reset_offsets(app: App, queue: str, target: ResetTarget, *, dry_run: bool = 
         consumer.close()
     if dry_run:
         return ResetPlan(group, topic, rows, applied=False)
-    reason = refusal(_kafka.describe_group(admin, group))
+    reason = refusal(clients.describe_group(admin, group))
     if reason is not None:
         raise ConfigError(f"offsets not reset: {reason}")
-    _kafka.alter_offsets(admin, group, topic, {r.partition: r.new for r in rows})
+    clients.alter_offsets(admin, group, topic, {r.partition: r.new for r in rows})
     return ResetPlan(group, topic, rows, applied=True)

@@ -1,5 +1,5 @@
 """``streamtasks replay | status | offsets reset``: operating a running app (thin layer over
-:mod:`streamtasks.replay`, :mod:`streamtasks.status` and :mod:`streamtasks.offsets`)."""
+:mod:`streamtasks.ops.replay`, :mod:`streamtasks.ops.status` and :mod:`streamtasks.ops.offsets`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from streamtasks._cli_common import AppArg, fail, jsonable
+from streamtasks.cli.common import AppArg, fail, jsonable
 from streamtasks.errors import ConfigError, StreamtasksError
 
 if TYPE_CHECKING:
-    from streamtasks.replay import Replay, ReplayPlan, ReplaySummary
+    from streamtasks.ops.replay import Replay, ReplayPlan, ReplaySummary
 
 __all__ = ["offsets_cli", "register"]
 
@@ -87,7 +87,7 @@ def replay(
     from rich.console import Console
 
     from streamtasks._loading import load_app
-    from streamtasks.replay import Replay
+    from streamtasks.ops.replay import Replay
 
     console = Console(stderr=True)
     try:
@@ -213,7 +213,7 @@ def status(
     from rich.console import Console
 
     from streamtasks._loading import load_app
-    from streamtasks.status import collect, render
+    from streamtasks.ops.status import collect, render
 
     console = Console()
     try:
@@ -265,7 +265,7 @@ def offsets_reset(
     from rich.table import Table
 
     from streamtasks._loading import load_app
-    from streamtasks.offsets import ResetTarget, reset_offsets
+    from streamtasks.ops.offsets import ResetTarget, reset_offsets
 
     try:
         target = ResetTarget.of(

@@ -21,8 +21,8 @@ from typing import Any
 import structlog
 from confluent_kafka import KafkaException
 
-from streamtasks import _kafka
 from streamtasks.config import Settings
+from streamtasks.kafka import clients
 
 __all__ = ["FIRST_WARNING", "REPEAT_WARNING", "AssignmentWatch", "describe_group"]
 
@@ -37,7 +37,7 @@ REPEAT_WARNING = 120.0
 def describe_group(settings: Settings, group_id: str, timeout: float = 5.0) -> dict[str, Any]:
     """``{"state": ..., "members": [{"client_id", "host", "partitions"}, ...]}`` of a group,
     or ``{"state": "unknown", "error": ...}`` when the admin API cannot tell."""
-    admin = _kafka.make_admin(settings.admin())
+    admin = clients.make_admin(settings.admin())
     try:
         future = admin.describe_consumer_groups([group_id], request_timeout=timeout)[group_id]
         desc = future.result(timeout=timeout + 1)

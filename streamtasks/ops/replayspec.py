@@ -1,4 +1,4 @@
-"""What a replay is and what it selects: the pure half of :mod:`streamtasks.replay`.
+"""What a replay is and what it selects: the pure half of :mod:`streamtasks.ops.replay`.
 
 Times, the replay's spec (queue, ``[start, end)``, filters) and its selection rule, the event
 and headers a replayed record becomes, and the fold of ``{ns}.replays`` records into a replay's
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streamtasks.envelope import Envelope, TaskStatus
 from streamtasks.errors import ConfigError
-from streamtasks.topics import REPLAY_HEADER, REPLAY_OF_HEADER, REPLAY_ORIGIN_HEADER, Headers
+from streamtasks.wire.envelope import Envelope, TaskStatus
+from streamtasks.wire.topics import REPLAY_HEADER, REPLAY_OF_HEADER, REPLAY_ORIGIN_HEADER, Headers
 
 __all__ = [
     "SKEW_MS",

@@ -37,8 +37,8 @@ from typing import Any, Protocol
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from streamtasks import _schema_refs
 from streamtasks.errors import DecodeError, SchemaError, StreamtasksError, UnknownSchemaError
+from streamtasks.wire.schema import refs
 
 __all__ = [
     "CONFLUENT_MAGIC",
@@ -57,7 +57,7 @@ _CONFLUENT_HEADER_LEN = 5
 
 
 class SchemaRegistryLike(Protocol):
-    """What the codec needs of a schema registry (see :mod:`streamtasks.registry`)."""
+    """What the codec needs of a schema registry (see :mod:`streamtasks.wire.registry`)."""
 
     def id_for(self, subject: str, schema: Any) -> int:
         """Register ``schema`` under ``subject`` (idempotent); its id."""
@@ -104,7 +104,7 @@ def load_builtin_schema(filename: str, *, expand: bool = True) -> dict[str, Any]
         for name, file in SHARED_TYPE_FILES.items()
         if file != filename
     }
-    expanded: dict[str, Any] = _schema_refs.expand(schema, shared)
+    expanded: dict[str, Any] = refs.expand(schema, shared)
     return expanded
 
 
@@ -263,7 +263,7 @@ def _parse(schema: Any) -> KnownSchema:
 def _check_resolvable(writer: KnownSchema, current: KnownSchema) -> None:
     """Raise :class:`SchemaError` unless frames of ``writer`` resolve into ``current`` by Avro's
     schema-resolution rules (a field added without a default, a changed type... do not)."""
-    from streamtasks.compat import resolution_problems
+    from streamtasks.wire.schema.compat import resolution_problems
 
     issues = resolution_problems(
         writer.source if writer.source is not None else writer.parsed,

@@ -71,8 +71,8 @@ def timestamp(ms: int | None, now: int | None = None) -> str:
         return "-"
     from datetime import UTC, datetime
 
-    from streamtasks.deadletters import format_age
-    from streamtasks.envelope import now_ms
+    from streamtasks.ops.deadletters import format_age
+    from streamtasks.wire.envelope import now_ms
 
     now = now_ms() if now is None else now
     iso = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

@@ -1,7 +1,6 @@
 """Reading topics as a tool does (no consumer group): partitions, heads, ranges, time lookups.
 
-The operations commands (replay, status, offsets reset) read Kafka only through this module,
-which the layout refactor moves to ``kafka/reader.py`` unchanged.
+The operations commands (replay, status, offsets reset) read Kafka only through this module.
 
 * :func:`partitions_of` — the partitions of a topic (``[]`` when it does not exist);
 * :func:`heads` — per partition, the first record at or after an offset and the end offset;
@@ -27,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streamtasks import _kafka
 from streamtasks.errors import BrokerError
+from streamtasks.kafka import clients
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -57,7 +56,7 @@ _MAX_PROBES = 64
 def open_reader(app: App) -> Consumer:
     """An assign()-only consumer that reports partition ends; close it when done."""
     cfg = app.settings.consumer(None, **{"enable.partition.eof": True})
-    return _kafka.make_consumer(cfg)
+    return clients.make_consumer(cfg)
 
 
 def record_ts(msg: Message) -> int:

@@ -15,7 +15,7 @@ partition. The worker that owns the partition runs a :class:`ChordJoiner` on its
 * a chord whose marker exists is complete: its records (a member re-run after a crash, a
   joiner that died before committing) are finished without output. Should the callback be
   produced twice anyway (a crash between it and the marker), both copies carry the same
-  deterministic id and run to completion once (see :class:`streamtasks.dedupe.FiredIndex`).
+  deterministic id and run to completion once (see :class:`streamtasks.worker.indexes.FiredIndex`).
 
 Invariants: :meth:`ChordJoiner.add` never raises for a record's content (an unreadable record
 is logged and skipped); every record it accepted is eventually finished, by a completion.
@@ -30,10 +30,10 @@ from typing import Any
 
 import structlog
 
-from streamtasks.envelope import Envelope, ErrorInfo, TaskStatus
 from streamtasks.errors import StreamtasksError
-from streamtasks.execution import Executor, Output, Record
-from streamtasks.tracker import OffsetTracker
+from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus
+from streamtasks.worker.executor import Executor, Output, Record
+from streamtasks.worker.tracker import OffsetTracker
 from streamtasks.workflows import chord_marker_id, step_id
 
 __all__ = ["ChordJoiner", "Completion"]

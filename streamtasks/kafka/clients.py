@@ -25,7 +25,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from streamtasks.errors import BrokerError, ConfigError
 from streamtasks.logs import kafka_logger
-from streamtasks.topics import TopicSpec
+from streamtasks.wire.topics import TopicSpec
 
 __all__ = [
     "GroupInfo",

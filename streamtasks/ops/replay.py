@@ -14,8 +14,8 @@ event to the same topic and partition, with the same key:
 * the **re-enqueued event** has the same task id (``--new-ids``: a fresh id, the original in
   the ``st-replay-of`` header), attempt 1, no eta, no expiry, no last error, and the headers
   ``st-replay`` (the replay id) and ``st-replay-origin`` (``topic:partition:offset``).
-  Workers run it even when the id already has a final result (see :mod:`streamtasks.execution`),
-  and its new result supersedes the old one.
+  Workers run it even when the id already has a final result (see
+  :mod:`streamtasks.worker.executor`), and its new result supersedes the old one.
 
 Progress and "never twice": the spec and, per partition, the position up to which every
 selected event was enqueued *and acknowledged* are recorded in the compacted ``{ns}.replays``
@@ -26,7 +26,7 @@ not yet recorded), consults the queue's topic itself: every record carrying this
 replay id replays the range again, which is its purpose.
 
 The pure half (times, the spec and its selection rule, the replayed event and headers, the
-progress fold) is :mod:`streamtasks.replayspec`; this module reads, enqueues and records.
+progress fold) is :mod:`streamtasks.ops.replayspec`; this module reads, enqueues and records.
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from streamtasks import _kafka, reader
 from streamtasks.config import KafkaValue
-from streamtasks.envelope import Envelope, TaskStatus, now_ms
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.replayspec import (
+from streamtasks.kafka import clients, reader
+from streamtasks.ops.replayspec import (
     SKEW_MS,
     Progress,
     ReplayCandidate,
@@ -60,8 +59,9 @@ from streamtasks.replayspec import (
     replay_headers,
     replayed_envelope,
 )
-from streamtasks.store import ResultStore
-from streamtasks.topics import (
+from streamtasks.ops.store import ResultStore
+from streamtasks.wire.envelope import Envelope, TaskStatus, now_ms
+from streamtasks.wire.topics import (
     REPLAY_HEADER,
     REPLAY_ORIGIN_HEADER,
     Headers,
@@ -261,7 +261,7 @@ class Replay:
             "enable.idempotence": True,
             "client.id": f"replay-{spec.replay_id}",
         }
-        producer = _kafka.make_producer(self.app.settings.producer(**cfg))
+        producer = clients.make_producer(self.app.settings.producer(**cfg))
         acks = _Acks()
         self._record(producer, spec.replay_id, spec.to_json(), acks)
         _flush(producer, acks)
@@ -361,9 +361,9 @@ class Replay:
 
     def _ensure_topic(self) -> None:
         settings = self.app.settings
-        admin = _kafka.make_admin(settings.admin())
-        _kafka.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
-        _kafka.apply_topics(
+        admin = clients.make_admin(settings.admin())
+        clients.check_reachable(admin, settings.require_bootstrap(), timeout=5.0)
+        clients.apply_topics(
             admin,
             [TopicSpec(replays_topic(settings.namespace), 1, {"cleanup.policy": "compact"})],
             replication_factor=settings.replication_factor,

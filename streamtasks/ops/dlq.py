@@ -1,7 +1,7 @@
 """Dead-letter tooling: read, inspect, redrive and purge one queue's dead-letter topic.
 
 :class:`DeadLetterQueue` is the broker I/O; what a dead letter is, which ones a filter selects
-and how state markers join onto them is decided in :mod:`streamtasks.deadletters` (its names
+and how state markers join onto them is decided in :mod:`streamtasks.ops.deadletters` (its names
 are re-exported here). Kafka cannot delete single records, so what was done with a dead letter
 is recorded beside it, in the compacted topic ``{ns}.tasks.{queue}.dlq.state``
 (:func:`dlq_state_topic`): one marker per dead letter, keyed by its ref.
@@ -30,9 +30,10 @@ from typing import Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
-from streamtasks import _kafka
 from streamtasks.app import App
-from streamtasks.deadletters import (
+from streamtasks.errors import BrokerError, ConfigError, StreamtasksError
+from streamtasks.kafka import clients
+from streamtasks.ops.deadletters import (
     DONE_STATES,
     MARKER_TIMESTAMP_HEADER,
     DeadLetter,
@@ -52,9 +53,8 @@ from streamtasks.deadletters import (
     truncate,
     unredrivable_reason,
 )
-from streamtasks.envelope import Envelope, ResultRecord, TaskStatus
-from streamtasks.errors import BrokerError, ConfigError, StreamtasksError
-from streamtasks.topics import (
+from streamtasks.wire.envelope import Envelope, ResultRecord, TaskStatus
+from streamtasks.wire.topics import (
     Headers,
     TopicSpec,
     dlq_state_topic,
@@ -336,8 +336,8 @@ class DeadLetterQueue:
 
     def _ensure_state_topic(self) -> None:
         settings = self.app.settings
-        admin = _kafka.make_admin(settings.admin())
-        _kafka.apply_topics(
+        admin = clients.make_admin(settings.admin())
+        clients.apply_topics(
             admin,
             [TopicSpec(self.state_topic, 1, {"cleanup.policy": "compact"})],
             replication_factor=settings.replication_factor,
@@ -348,7 +348,7 @@ class DeadLetterQueue:
         cfg = self.app.settings.consumer(
             None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 50}
         )
-        consumer = _kafka.make_consumer(cfg)
+        consumer = clients.make_consumer(cfg)
         try:
             # All topics, not list_topics(name): asking for one by name may auto-create it.
             try:

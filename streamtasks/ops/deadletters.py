@@ -5,7 +5,7 @@ The worker writes a dead letter as the consumed record's original key, bytes and
 (:meth:`DeadLetter.parse` reads them). What was done with a dead letter is a :class:`StateMarker`
 keyed by its ref ``"<partition>:<offset>"``, value ``redriven`` or ``purged`` (a tombstone means
 "dead" again), carrying the dead letter's timestamp in ``st-dlq-timestamp``.
-:class:`streamtasks.dlq.DeadLetterQueue` reads and writes the topics; this module only decides.
+:class:`streamtasks.ops.dlq.DeadLetterQueue` reads and writes the topics; this module only decides.
 
 Invariants:
 
@@ -30,10 +30,10 @@ from typing import Any, Final, Literal
 from confluent_kafka import Message
 
 from streamtasks.app import App
-from streamtasks.codec import Codec, KnownSchema
-from streamtasks.envelope import Envelope
 from streamtasks.errors import ConfigError, DecodeError, StreamtasksError
-from streamtasks.topics import Headers
+from streamtasks.wire.codec import Codec, KnownSchema
+from streamtasks.wire.envelope import Envelope
+from streamtasks.wire.topics import Headers
 
 __all__ = [
     "DONE_STATES",

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
-from streamtasks import _kafka
-from streamtasks.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.topics import results_topic
+from streamtasks.kafka import clients
+from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.topics import results_topic
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
@@ -365,7 +365,7 @@ class ResultStore:
         reached within ``timeout`` seconds (what was read is kept).
         """
         deadline = time.monotonic() + timeout
-        consumer = _kafka.make_consumer(
+        consumer = clients.make_consumer(
             self.app.settings.consumer(None, **{"enable.partition.eof": True})
         )
         stats = SyncStats(0, 0, 0)

@@ -37,21 +37,23 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streamtasks import _kafka, groupwatch, logs
-from streamtasks.aio import AsyncRunner
+from streamtasks import logs
 from streamtasks.app import App
-from streamtasks.burst import DrainWatch
-from streamtasks.chords import ChordJoiner
 from streamtasks.config import KafkaValue
-from streamtasks.dedupe import FiredIndex, RevokedIndex
-from streamtasks.envelope import now_ms
 from streamtasks.errors import ConfigError
-from streamtasks.execution import Executor, Outcome, Output, Record, header
-from streamtasks.flow import PartitionFlow
-from streamtasks.pool import ThreadPool
-from streamtasks.procpool import ProcessPool
-from streamtasks.topics import chords_topic, results_topic, task_topic
-from streamtasks.tracker import OffsetTracker
+from streamtasks.kafka import clients
+from streamtasks.wire.envelope import now_ms
+from streamtasks.wire.topics import chords_topic, results_topic, task_topic
+from streamtasks.worker import groupwatch
+from streamtasks.worker.burst import DrainWatch
+from streamtasks.worker.chords import ChordJoiner
+from streamtasks.worker.executor import Executor, Outcome, Output, Record, header
+from streamtasks.worker.flow import PartitionFlow
+from streamtasks.worker.indexes import FiredIndex, RevokedIndex
+from streamtasks.worker.pools.aio import AsyncRunner
+from streamtasks.worker.pools.processes import ProcessPool
+from streamtasks.worker.pools.threads import ThreadPool
+from streamtasks.worker.tracker import OffsetTracker
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -194,7 +196,7 @@ class Worker:
 
         ``burst``: also stop, drained and committed, once every assigned partition was read to
         its end, nothing is in flight and no retry is held for later (see
-        :mod:`streamtasks.burst`) — for batch jobs and tests.
+        :mod:`streamtasks.worker.burst`) — for batch jobs and tests.
         """
         settings = self.app.settings
         if self.create_topics:
@@ -205,14 +207,14 @@ class Worker:
             # dead letters carry the consumed bytes, which may exceed our own limit
             "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes),
         }
-        self._producer = _kafka.make_producer(settings.producer(**out_cfg))
+        self._producer = clients.make_producer(settings.producer(**out_cfg))
         consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
         if self.cooperative:
             consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
         if burst:
             consumer_cfg["enable.partition.eof"] = True
             self._drain = DrainWatch()
-        self._consumer = _kafka.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
+        self._consumer = clients.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
         self._flow = PartitionFlow(
             self._consumer,
             max_in_flight=self.max_in_flight,

@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from streamtasks.context import TaskContext, _current, _Pending
-from streamtasks.dedupe import FiredIndex, RevokedIndex
-from streamtasks.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.errors import (
     ArgumentError,
     DecodeError,
@@ -35,10 +33,10 @@ from streamtasks.errors import (
     UnknownSchemaError,
     UnknownTaskError,
 )
-from streamtasks.procpool import ChildError, ProcessPool
 from streamtasks.retry import decide
 from streamtasks.signals import SoftTimeLimitExceeded
-from streamtasks.topics import (
+from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.topics import (
     REPLAY_HEADER,
     Headers,
     chords_topic,
@@ -47,6 +45,8 @@ from streamtasks.topics import (
     retry_topic,
     task_topic,
 )
+from streamtasks.worker.indexes import FiredIndex, RevokedIndex
+from streamtasks.worker.pools.processes import ChildError, ProcessPool
 from streamtasks.workflows import TaskFailure, errback_id, parse_step_id, step_id
 
 S = TaskStatus

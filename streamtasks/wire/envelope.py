@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamtasks.codec import Codec, KnownSchema, load_builtin_schema
+from streamtasks.wire.codec import Codec, KnownSchema, load_builtin_schema
 
 __all__ = [
     "CHORD_JOIN_SCHEMA",

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from streamtasks._cli_common import (
+from streamtasks.cli.common import (
     AppArg,
     LegacyAppOpt,
     app_and_id,
@@ -23,9 +23,9 @@ from streamtasks._cli_common import (
     require_broker,
     timestamp,
 )
-from streamtasks.cli_dlq import dlq_cli
-from streamtasks.cli_ops import register as register_ops
-from streamtasks.cli_schemas import schemas_cli
+from streamtasks.cli.dlq import dlq_cli
+from streamtasks.cli.ops import register as register_ops
+from streamtasks.cli.schemas import schemas_cli
 from streamtasks.errors import BrokerError, ConfigError, DeliveryError, StreamtasksError
 from streamtasks.logs import LogFormat, configure_logging
 
@@ -113,7 +113,7 @@ def broker(
     Example: streamtasks broker --port 9092   (Ctrl-C stops it)
     Example: streamtasks broker --port 9092 --env > .env &   then: source .env
     """
-    from streamtasks.devbroker import EmbeddedBroker, client_env, serve_forever
+    from streamtasks.dev.broker import EmbeddedBroker, client_env, serve_forever
 
     def ready(bootstrap: str) -> None:
         settings = client_env(bootstrap)
@@ -192,7 +192,7 @@ def worker(
         if burst and processes > 1:
             raise ConfigError("--burst runs one process: start several `worker --burst` instead")
         if processes > 1:
-            from streamtasks.supervisor import Supervisor, child_args
+            from streamtasks.worker.supervisor import Supervisor, child_args
 
             raise typer.Exit(Supervisor(child_args(sys.argv[1:]), processes).run())
         w = Worker(
@@ -301,8 +301,8 @@ def topics_apply(app: AppArg) -> None:
 
     Example: streamtasks topics apply myproj.tasks:app
     """
-    from streamtasks import _kafka
     from streamtasks._loading import load_app
+    from streamtasks.kafka import clients
 
     try:
         the_app = load_app(app)
@@ -311,7 +311,7 @@ def topics_apply(app: AppArg) -> None:
         fail(exc)
     for name, state in sorted(outcome.items()):
         typer.echo(f"{state:8} {name}")
-    problems = _kafka.partition_mismatches(outcome, the_app.topic_specs())
+    problems = clients.partition_mismatches(outcome, the_app.topic_specs())
     if problems:  # each was logged with its fix by apply_topics
         typer.secho(
             f"error: {len(problems)} topic(s) exist with another partition count than the "
@@ -397,7 +397,7 @@ def result(
     Example: streamtasks result myproj.tasks:app 3f2a... --json
     """
     from streamtasks._loading import load_app
-    from streamtasks.store import ResultStore
+    from streamtasks.ops.store import ResultStore
 
     try:
         app, task_id = app_and_id(app_arg, task_id_arg, legacy_app)
@@ -467,7 +467,7 @@ def results_expire(
     Example: streamtasks results expire myproj.tasks:app --older-than 604800 --dry-run
     """
     from streamtasks._loading import load_app
-    from streamtasks.store import ResultStore
+    from streamtasks.ops.store import ResultStore
 
     try:
         app = app_arg or legacy_app

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from streamtasks.errors import ConfigError, SchemaError
 
 if TYPE_CHECKING:
-    from streamtasks.compat import Subject
+    from streamtasks.wire.schema.compat import Subject
 
 __all__ = ["ENV_PREFIX", "SchemaRegistry", "registered_versions", "registry_config"]
 
@@ -141,7 +141,7 @@ def registered_versions(
 ) -> list[dict[str, Subject]]:
     """The registered versions of the app's subjects, as ``compat.check`` takes them: version
     *i* of every subject in mapping *i* (oldest first)."""
-    from streamtasks.compat import Subject
+    from streamtasks.wire.schema.compat import Subject
 
     by_version: list[dict[str, Subject]] = []
     for subject in current:

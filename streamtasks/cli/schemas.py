@@ -1,5 +1,5 @@
 """``streamtasks schemas ...``: export the app's Avro contract and check changes against it
-(thin layer over :mod:`streamtasks.schema_export` and :mod:`streamtasks.compat`)."""
+(thin layer over :mod:`streamtasks.schema_export` and :mod:`streamtasks.wire.schema.compat`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from streamtasks._cli_common import AppArg, fail
+from streamtasks.cli.common import AppArg, fail
 from streamtasks.errors import StreamtasksError
 
 __all__ = ["schemas_cli"]
@@ -83,8 +83,8 @@ def schemas_check(
 
     Example: streamtasks schemas check myproj.tasks:app --against contracts/ (the CI step)
     """
-    from streamtasks.compat import Compat, check
     from streamtasks.errors import ConfigError
+    from streamtasks.wire.schema.compat import Compat, check
 
     try:
         mode = Compat(compat.upper())
@@ -103,7 +103,11 @@ def schemas_check(
             where = ", ".join(str(d) for d in against)
         else:
             assert registry is not None
-            from streamtasks.registry import SchemaRegistry, registered_versions, registry_config
+            from streamtasks.wire.registry import (
+                SchemaRegistry,
+                registered_versions,
+                registry_config,
+            )
 
             conf = registry_config(registry) or {"url": registry}
             versions = registered_versions(SchemaRegistry(conf), current)

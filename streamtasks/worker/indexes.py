@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from streamtasks import _kafka
+from streamtasks.kafka import clients
 from streamtasks.schedules import parse_fire_task_id
-from streamtasks.topics import results_topic, revoked_topic
+from streamtasks.wire.topics import results_topic, revoked_topic
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -73,7 +73,7 @@ class TopicKeyIndex:
 
     def _run(self) -> None:
         cfg = self._app.settings.consumer(None, **{"enable.partition.eof": True})
-        consumer = _kafka.make_consumer(cfg)
+        consumer = clients.make_consumer(cfg)
         try:
             md = consumer.list_topics(self._topic, timeout=10)
             meta = md.topics.get(self._topic)

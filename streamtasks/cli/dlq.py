@@ -1,5 +1,5 @@
 """``streamtasks dlq ...``: inspect, redrive and purge dead letters (thin layer over
-:mod:`streamtasks.dlq`)."""
+:mod:`streamtasks.ops.dlq`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from streamtasks._cli_common import AppArg, fail, jsonable, require_broker
+from streamtasks.cli.common import AppArg, fail, jsonable, require_broker
 from streamtasks.errors import ConfigError, StreamtasksError
 
 __all__ = ["dlq_cli"]
@@ -48,8 +48,8 @@ def dlq_list(
     from rich.table import Table
 
     from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue, format_age, truncate
-    from streamtasks.envelope import now_ms
+    from streamtasks.ops.dlq import DeadLetterQueue, format_age, truncate
+    from streamtasks.wire.envelope import now_ms
 
     try:
         the_app = load_app(app)
@@ -114,7 +114,7 @@ def dlq_show(
     Example: streamtasks dlq show myproj.tasks:app 3:1042
     """
     from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue
+    from streamtasks.ops.dlq import DeadLetterQueue
 
     try:
         the_app = load_app(app)
@@ -166,7 +166,7 @@ def dlq_redrive(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue
+    from streamtasks.ops.dlq import DeadLetterQueue
 
     try:
         the_app = load_app(app)
@@ -213,7 +213,7 @@ def dlq_purge(
     """
 
     from streamtasks._loading import load_app
-    from streamtasks.dlq import DeadLetterQueue
+    from streamtasks.ops.dlq import DeadLetterQueue
 
     try:
         the_app = load_app(app)

@@ -1,0 +1,2 @@
+"""Operations over an app's topics: dead letters and the DLQ, the result store, replay,
+status and offset resets. Used by the CLI and by tests; imports the app, never the worker."""

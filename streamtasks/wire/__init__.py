@@ -1,0 +1,3 @@
+"""What is on the topics: the Avro codec, envelopes and result records, topic names and
+headers, the schema registry framing, and (in :mod:`streamtasks.wire.schema`) the Avro schemas
+derived from task signatures. Imports nothing above it (errors and config only)."""

@@ -283,6 +283,7 @@ class Worker:
             self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
         assert self._flow is not None
+        self._flow.settle()
         self._flow.release_due(now_ms())
         self._flow.window(self._in_flight, may_resume=not self._stop.is_set())
 

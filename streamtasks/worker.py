@@ -15,7 +15,12 @@ Invariants (at-least-once):
    ``max.poll.interval.ms``; back-pressure pauses partitions instead of blocking;
 3. tasks with the same key run one at a time, in offset order;
 4. on revoke, in-flight work gets a bounded grace period, then what finished is committed
-   and the rest is abandoned — it will be redelivered to the new owner.
+   and the rest is abandoned — it will be redelivered to the new owner;
+5. nothing a record contains ends the process or strands its offset: an exception from the
+   decisions taken on the poll thread, or from handling the record on a task thread, turns it
+   into a dead letter (reason ``internal-error``, with the traceback); a partition whose oldest
+   unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
+   reason).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -40,7 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from streamtasks import _kafka
 from streamtasks.aio import AsyncRunner
 from streamtasks.app import App
-from streamtasks.chords import ChordJoiner
+from streamtasks.chords import ChordJoiner, Completion
 from streamtasks.config import KafkaValue
 from streamtasks.dedupe import FiredIndex, RevokedIndex
 from streamtasks.envelope import now_ms
@@ -82,6 +87,7 @@ class _Job:
     unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
     then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
     joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
+    preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
 
     @property
     def tp(self) -> TP:
@@ -108,6 +114,7 @@ class Worker:
         revoke_grace: float = 10.0,
         create_topics: bool = True,
         cooperative: bool = False,
+        stall_warning: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -147,6 +154,9 @@ class Worker:
         # Incremental (cooperative-sticky) rebalancing: only moved partitions are revoked.
         # The callbacks below work per partition, so they are correct for both protocols.
         self.cooperative = cooperative
+        self.stall_warning = stall_warning
+        self._progress: dict[TP, tuple[int, float]] = {}  # oldest unfinished offset, since
+        self._next_stall_check = 0.0
         self.stats = WorkerStats()
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
@@ -304,22 +314,27 @@ class Worker:
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
         hdrs = list(headers.items()) if isinstance(headers, dict) else headers
+        rec = Record(topic, partition, offset, msg.key(), msg.value(), hdrs)
         if topic == self._chords_topic:
-            self._join(Record(topic, partition, offset, msg.key(), msg.value(), hdrs))
+            self._join(rec)
             return
-        if topic in self._tier_topics:
-            due = header(hdrs, "st-not-before")
-            if due is not None and int(due) > now_ms():
-                flow.hold(tp, offset, int(due))
-                return
+        preset: Callable[[], Outcome] | None = None
+        try:
+            if topic in self._tier_topics:
+                preset = self._hold_if_early(rec)
+                if preset is None and flow.is_held(tp):
+                    return
+        except Exception as exc:  # decision code must not end the process: a dead letter
+            log.exception("error deciding on a record on the poll thread", **rec.log_fields())
+            preset = functools.partial(self._internal_error, rec, exc)
         tracker = self._trackers.get(tp)
         if tracker is None or not tracker.add(offset):
             return  # not ours (any more) or a re-delivery already in progress
         self.stats.received += 1
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
-        key = msg.key()
-        job = _Job(Record(topic, partition, offset, key, msg.value(), hdrs), self._generation[tp])
+        key = rec.key
+        job = _Job(rec, self._generation[tp], preset=preset)
         if key is not None:
             busy = self._keys.get((tp, key))
             if busy is not None:
@@ -328,11 +343,36 @@ class Worker:
             self._keys[(tp, key)] = deque()
         self._submit(job)
 
+    def _hold_if_early(self, rec: Record) -> Callable[[], Outcome] | None:
+        """A retry-tier record: held (its partition paused) until its ``st-not-before``; a
+        header that is not a time makes it a dead letter (returned, to run on a task thread)."""
+        due = header(rec.headers, "st-not-before")
+        if due is None:
+            return None
+        try:
+            due_ms = int(due)
+        except ValueError:
+            bad = ValueError(f"st-not-before header {due[:100]!r} is not a time in epoch ms")
+            assert self._executor is not None
+            return functools.partial(self._executor.dead_letter, rec, "bad-header", bad)
+        if due_ms > now_ms():
+            assert self._flow is not None
+            self._flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
+        return None
+
+    def _internal_error(self, rec: Record, exc: BaseException) -> Outcome:
+        assert self._executor is not None
+        return self._executor.internal_error(rec, exc)
+
     def _join(self, rec: Record) -> None:
         """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
         (a chord may have more members than the window) and runs no code of the user."""
         assert self._joiner is not None
-        completion = self._joiner.add(rec)
+        try:
+            completion = self._joiner.add(rec)
+        except Exception:  # the joiner's own invariant broke: finish the record, go on
+            log.exception("error joining a chord record; record skipped", **rec.log_fields())
+            completion = Completion((rec.topic, rec.partition), (rec.offset,))
         if completion is None:
             return
         tp = completion.tp
@@ -416,7 +456,11 @@ class Worker:
             self._abandoned.append(job)  # partition revoked before the task started
             return
         assert self._executor is not None
-        self._emit(job, self._executor.run(job.record))
+        try:
+            outcome = job.preset() if job.preset is not None else self._executor.run(job.record)
+        except Exception as exc:  # every record ends in an outcome, or its offset stalls
+            outcome = self._executor.internal_error(job.record, exc)
+        self._emit(job, outcome)
 
     async def _execute_async(self, job: _Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
@@ -424,7 +468,14 @@ class Worker:
             self._abandoned.append(job)
             return
         assert self._executor is not None
-        self._emit(job, await self._executor.run_async(job.record))
+        try:
+            if job.preset is not None:
+                outcome = job.preset()
+            else:
+                outcome = await self._executor.run_async(job.record)
+        except Exception as exc:
+            outcome = self._executor.internal_error(job.record, exc)
+        self._emit(job, outcome)
 
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind

@@ -12,6 +12,7 @@ from streamtasks.errors import (
     ArgumentError,
     ConfigError,
     ResultTimeoutError,
+    ResultTooLargeError,
     StreamtasksError,
     TaskFailedError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "Reject",
     "ResultTimeoutError",
+    "ResultTooLargeError",
     "Retry",
     "RetryPolicy",
     "StreamtasksError",

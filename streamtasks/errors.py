@@ -13,6 +13,7 @@ Every error the library raises derives from :class:`StreamtasksError`; third-par
     ├── UnknownTaskError       an envelope naming a task this process does not know
     ├── BrokerError            the broker is unreachable or refused an operation
     │   └── BrokerNotFoundError  no embedded broker binary could be located
+    ├── ResultTooLargeError    a task's result is over ``max_payload_bytes`` (the task fails)
     ├── TaskFailedError        raised by ``AsyncResult.get`` when the task failed
     └── ResultTimeoutError     ``AsyncResult.get`` gave up waiting (also a ``TimeoutError``)
 
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "ResultTimeoutError",
+    "ResultTooLargeError",
     "SchemaError",
     "StreamtasksError",
     "TaskFailedError",
@@ -75,6 +77,12 @@ class BrokerError(StreamtasksError):
 
 class BrokerNotFoundError(BrokerError):
     """No embedded broker binary could be located."""
+
+
+class ResultTooLargeError(StreamtasksError):
+    """A task returned a value whose result record is over ``max_payload_bytes``: the task
+    ends in FAILURE with this error (``AsyncResult.get`` raises it as a
+    :class:`TaskFailedError` whose ``error_type`` is ``"ResultTooLargeError"``)."""
 
 
 class TaskFailedError(StreamtasksError):

@@ -25,6 +25,7 @@ __all__ = [
     "dlq_state_topic",
     "dlq_topic",
     "events_topic",
+    "record_size",
     "results_topic",
     "retry_topic",
     "revoked_topic",
@@ -35,6 +36,17 @@ __all__ = [
 
 #: Kafka record headers as confluent-kafka accepts and returns them.
 Headers = list[tuple[str, str | bytes | None]]
+
+
+def record_size(value: bytes | None, key: str | bytes | None, headers: Headers | None) -> int:
+    """A record's size as the client's ``message.max.bytes`` check counts it (value, key and
+    header bytes; the few bytes of header framing are left to that limit's headroom)."""
+
+    def size(b: str | bytes | None) -> int:
+        return len(b.encode() if isinstance(b, str) else b) if b is not None else 0
+
+    return size(value) + size(key) + sum(len(k.encode()) + size(v) for k, v in headers or ())
+
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")
 

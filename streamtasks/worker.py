@@ -292,10 +292,48 @@ class Worker:
         while self._no_output:
             self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
+        self._check_progress()
         assert self._flow is not None
         self._flow.settle()
         self._flow.release_due(now_ms())
         self._flow.window(self._in_flight, may_resume=not self._stop.is_set())
+
+    def _check_progress(self) -> None:
+        """Say so when a partition's oldest unfinished offset has not moved for
+        ``stall_warning`` seconds (once per such period): which partition, offset and why."""
+        now = time.monotonic()
+        if now < self._next_stall_check:
+            return
+        self._next_stall_check = now + min(1.0, self.stall_warning / 2)
+        for tp, tracker in self._trackers.items():
+            oldest = tracker.oldest_unfinished()
+            if oldest is None:
+                self._progress.pop(tp, None)
+                continue
+            seen = self._progress.get(tp)
+            if seen is None or seen[0] != oldest:
+                self._progress[tp] = (oldest, now)
+            elif now - seen[1] >= self.stall_warning:
+                self._progress[tp] = (oldest, now)
+                log.warning(
+                    "no progress on partition",
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=oldest,
+                    stalled_s=round(now - seen[1], 1),
+                    reason=self._stall_reason(tp),
+                    worker_id=self.worker_id,
+                )
+
+    def _stall_reason(self, tp: TP) -> str:
+        assert self._flow is not None
+        if self._force.is_set() or self._stop.is_set():
+            return "stopping"
+        waiting = sum(len(q) for (t, _), q in self._keys.items() if t == tp)
+        return (
+            f"its task (or an output's acknowledgement) has not finished; {self._in_flight} "
+            f"in flight, {waiting} queued behind busy keys of this partition"
+        )
 
     def _on_consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -607,6 +645,7 @@ class Worker:
             if self._flow is not None:
                 self._flow.forget(tp)
             self._dirty.discard(tp)
+            self._progress.pop(tp, None)
         gone = set(tps)
         for kk in [kk for kk in self._keys if kk[0] in gone]:
             queued = self._keys.pop(kk)

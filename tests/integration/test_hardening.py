@@ -8,17 +8,23 @@ by record content, and records over the size limits.
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from structlog.testing import capture_logs
 
 from streamtasks import App, ArgumentError, TaskFailedError
 from streamtasks.envelope import Envelope
+from streamtasks.flow import PartitionFlow
 from streamtasks.testing import consume_all
 from streamtasks.topics import dlq_topic, retry_topic, task_topic
-from tests.integration.conftest import StartWorkers
+from streamtasks.worker import Worker
+from tests.integration.conftest import APP_SPEC, StartWorkers
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +219,66 @@ def test_send_refuses_what_the_client_or_broker_would_refuse_and_accepts_what_th
     # And a message just under our limit goes through end to end
     size = app.settings.max_payload_bytes - 1000
     assert app.tasks["echo_len"].send("t" * size).get(timeout=60) == size
+
+
+@pytest.fixture
+def run_worker(app: App) -> Iterator[Callable[..., Worker]]:
+    """An in-process worker on a thread (so a test can break its internals); stopped after."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(**options: Any) -> Worker:
+        worker = Worker(app, concurrency=4, app_spec=APP_SPEC, process_concurrency=1, **options)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+        thread.start()
+        assert worker.ready.wait(60), "the worker was assigned no partitions"
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.stop(force=True)
+        thread.join(30)
+
+
+def test_an_error_in_decision_code_on_the_poll_thread_dead_letters_the_record(
+    app: App,
+    run_worker: Callable[..., Worker],
+    kafka_bootstrap: str,
+    ns: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a worker whose hold decision for a delayed record raises (a bug on the poll thread)
+    def broken_hold(self: PartitionFlow, tp: object, offset: int, due_ms: int) -> None:
+        raise RuntimeError("hold is broken")
+
+    monkeypatch.setattr(PartitionFlow, "hold", broken_hold)
+    with capture_logs() as logs:
+        worker = run_worker()
+        # When a delayed task arrives, and plain tasks after it
+        delayed = app.tasks["add"].apply_async((1, 1), countdown=30)
+        assert [app.tasks["add"].send(i, i).get(timeout=30) for i in range(5)] == [0, 2, 4, 6, 8]
+        # Then the delayed record is a dead letter with reason internal-error, its id DEAD
+        with pytest.raises(TaskFailedError):
+            delayed.get(timeout=30)
+    (dead,) = consume_all(kafka_bootstrap, dlq_topic(ns, "default"), expect=1, timeout=30)
+    assert _headers(dead)["st-dlq-reason"] == b"internal-error"
+    assert b"hold is broken" in _headers(dead)["st-traceback"]
+    # And the error was logged with the record's place, and the worker is still running
+    (event,) = [e for e in logs if e["event"] == "error deciding on a record on the poll thread"]
+    assert event["topic"] == retry_topic(ns, "default", 3) and event["offset"] == 0
+    assert not worker._stop.is_set()
+
+
+def test_a_partition_that_makes_no_progress_for_longer_than_the_bound_is_logged(
+    app: App, run_worker: Callable[..., Worker], ns: str
+) -> None:
+    # Given a worker that warns after 1 s without progress on a partition
+    with capture_logs() as logs:
+        run_worker(stall_warning=1.0)
+        # When one task runs for 3 s
+        assert app.tasks["work"].send(7, sleep_ms=3000).get(timeout=30) == 7
+    # Then the partition, the offset it waits at and the reason were logged
+    stalls = [e for e in logs if e["event"] == "no progress on partition"]
+    assert stalls, [e["event"] for e in logs]
+    assert stalls[0]["topic"] == task_topic(ns, "default") and stalls[0]["offset"] == 0
+    assert "has not finished" in stalls[0]["reason"]

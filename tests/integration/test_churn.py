@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 def _send_wave(app: App, rng: random.Random, n: int) -> list[tuple[str, AsyncResult]]:
     """``n`` tasks: a third plain, a third failing once (a retry held in tier 1), a third on
-    a countdown of 2-12 s (held in the tiers that cover it)."""
+    a countdown of 3-20 s (held in the tiers that cover it)."""
     out: list[tuple[str, AsyncResult]] = []
     for i in range(n):
         kind = ("plain", "retry", "countdown")[i % 3]
@@ -33,7 +33,7 @@ def _send_wave(app: App, rng: random.Random, n: int) -> list[tuple[str, AsyncRes
         elif kind == "retry":
             h = app.tasks["flaky"].send(1)
         else:
-            h = app.tasks["work"].apply_async((i,), countdown=rng.uniform(2, 12))
+            h = app.tasks["work"].apply_async((i,), countdown=rng.uniform(3, 20))
         out.append((kind, h))
     app.flush()
     return out
@@ -48,7 +48,8 @@ def test_workers_joining_leaving_and_killed_lose_no_task_held_in_tiers_or_countd
     workers: list[WorkerProcess] = start_workers(2, "--concurrency", "4")
     handles = _send_wave(app, rng, 150)
     # When workers churn while tasks wait in the tiers and on countdowns: one joins, one
-    # leaves with SIGTERM, one is killed -9, one more joins; a new wave after each change
+    # leaves with SIGTERM, one is killed -9, two join, one leaves with SIGTERM (so the
+    # others get its partitions and keep theirs); a new wave after most changes
     events: list[str] = []
     workers += start_workers(1, "--concurrency", "4")
     events.append("join")
@@ -63,16 +64,13 @@ def test_workers_joining_leaving_and_killed_lose_no_task_held_in_tiers_or_countd
     events.append("join")
     pending_at_last_event = sum(not h.ready() for _, h in handles)
     assert pending_at_last_event, "everything finished before the churn: proves nothing"
-    handles += _send_wave(app, rng, 150)
-    workers.pop(0).kill()
-    events.append("kill -9")
     workers += start_workers(1, "--concurrency", "4")
     events.append("join")
-    # Then every task reaches its final result
-    for kind, h in handles:
-        value = h.get(timeout=120)
-        if kind == "retry":
-            assert value >= 2
+    handles += _send_wave(app, rng, 150)
+    assert workers.pop(0).terminate(timeout=45) == 0
+    events.append("sigterm")
+    # Then every task reaches its final result (read from the results topic, so a run that
+    # loses tasks still reports how many)
     n = len(handles)
     ids = {h.id for _, h in handles}
     finals: Counter[str] = Counter()
@@ -85,15 +83,19 @@ def test_workers_joining_leaving_and_killed_lose_no_task_held_in_tiers_or_countd
                 finals[rec.task_id] += 1
         return len(finals) >= n
 
-    consume_all(kafka_bootstrap, results_topic(ns), expect=all_final, timeout=60)
+    consume_all(kafka_bootstrap, results_topic(ns), expect=all_final, timeout=120)
     lost = n - len(finals)
     duplicates = sum(c - 1 for c in finals.values())
     print(
         f"\nchurn: tasks={n} events={events} pending_at_last_event={pending_at_last_event} "
         f"lost={lost} duplicates={duplicates} took={time.monotonic() - started:.0f}s"
     )
-    assert lost == 0
-    # a duplicate is a task that finished on a killed worker after its last commit: bounded
-    # by two kills' in-flight windows
-    assert duplicates <= 2 * 256
+    assert lost == 0, sorted(ids - set(finals))[:10]
+    for kind, h in handles:
+        value = h.get(timeout=30)
+        if kind == "retry":
+            assert value >= 2
+    # a duplicate is a task that finished on the killed worker after its last commit: bounded
+    # by its in-flight window
+    assert duplicates <= 256
     assert all(w.is_alive() for w in workers)

@@ -202,7 +202,7 @@ class Worker:
         out_cfg: dict[str, KafkaValue] = {
             "client.id": f"{self.worker_id}-out",
             # dead letters carry the consumed bytes, which may exceed our own limit
-            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes),
+            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
         }
         self._producer = _kafka.make_producer(settings.producer(**out_cfg))
         consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}

@@ -543,6 +543,30 @@ class Executor:
                 log.error("dead letter failed; trying a plainer one", error=repr(again))
         return self._dead_letter(rec, reason, exc, None)
 
+    def result_refused(self, out: Output, detail: str) -> Output | None:
+        """A result record the client or broker refused as too large (their limit is lower
+        than ours): the task's FAILURE with :class:`ResultTooLargeError` instead, so whoever
+        waits on it is told. None when ``out`` holds no value to drop."""
+        try:
+            _, raw = self.app.codec.decode(out.value, expect=self.app.result_schema)
+        except StreamtasksError:
+            return None
+        rec = ResultRecord.from_avro(raw)
+        if rec.value is None:
+            return None
+        too_large = ResultTooLargeError(
+            f"the result of task {rec.task!r} is {len(out.value or b'')} bytes, refused by "
+            f"the client or broker ({detail}); max_payload_bytes="
+            f"{self.app.settings.max_payload_bytes} is over their limit: lower it or raise "
+            "message.max.bytes (client) and max.message.bytes (topic)"
+        )
+        failed = dataclasses.replace(
+            rec, status=TaskStatus.FAILURE, value=None, error=error_info(too_large)
+        )
+        value = self.app.codec.encode(self.app.result_schema, failed.to_avro())
+        headers: Headers = [("st-task", rec.task.encode()), ("st-status", b"FAILURE")]
+        return Output(out.topic, out.key, value, headers)
+
     # -- helpers ---------------------------------------------------------------------------
     def fired_index(self) -> FiredIndex:
         """The index of deterministic ids (scheduled fires, chain steps) that already ran;

@@ -563,7 +563,7 @@ class Worker:
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-                    out = _without_value(out, err)
+                    out = self._smaller(out, err)
                     continue
                 log.error(
                     "could not produce an output; trying again",
@@ -572,6 +572,15 @@ class Worker:
                     **job.record.log_fields(),
                 )
                 time.sleep(0.5)
+
+    def _smaller(self, out: Output, err: KafkaError) -> Output:
+        """An output refused as too large: a result becomes the task's FAILURE (get() must
+        not wait forever), a dead letter drops its value."""
+        if out.topic == self._results_topic and self._executor is not None:
+            refused = self._executor.result_refused(out, err.str())
+            if refused is not None:
+                return refused
+        return _without_value(out, err)
 
     def _produce_untracked(self, out: Output) -> None:
         """Task thread: an informational output (STARTED) no offset waits for."""
@@ -607,7 +616,7 @@ class Worker:
             self._complete(job, finished=False)
             return
         if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-            out = _without_value(out, err)
+            out = self._smaller(out, err)
         self._produce(job, out, poll_thread=True)
 
     # -- rebalance ------------------------------------------------------------------------

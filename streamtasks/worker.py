@@ -280,7 +280,16 @@ class Worker:
                 if err is not None:
                     self._on_consumer_error(err)
                     continue
-                self._dispatch(msg)
+                try:
+                    self._dispatch(msg)
+                except Exception:  # last resort (decisions are guarded in _dispatch): the
+                    # process stays up; a record left unfinished is reported as a stall
+                    log.exception(
+                        "error dispatching a record",
+                        topic=msg.topic(),
+                        partition=msg.partition(),
+                        offset=msg.offset(),
+                    )
             # nothing new while tasks run: wait briefly for the next acknowledgement
             producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()

@@ -12,6 +12,7 @@ from streamtasks.errors import (
     ConfigError,
     DeliveryError,
     ResultTimeoutError,
+    ResultTooLargeError,
     StreamtasksError,
     TaskFailedError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "DeliveryError",
     "Reject",
     "ResultTimeoutError",
+    "ResultTooLargeError",
     "Retry",
     "RetryPolicy",
     "StreamtasksError",

@@ -41,6 +41,7 @@ from streamtasks.wire.topics import (
     dlq_state_topic,
     dlq_topic,
     events_topic,
+    record_size,
     replays_topic,
     results_topic,
     retry_topic,
@@ -420,9 +421,10 @@ class App:
         listener.expect(envelope.id)
         delivery = Delivery()
         payload = self.codec.encode(self.envelope_schema, envelope.to_avro())
-        if len(payload) > self.settings.max_payload_bytes:
+        size = record_size(payload, key if key is not None else envelope.id, headers)
+        if size > self.settings.max_payload_bytes:
             raise ArgumentError(
-                f"task {envelope.task!r}: the message is {len(payload)} bytes, over "
+                f"task {envelope.task!r}: the message is {size} bytes, over "
                 f"max_payload_bytes={self.settings.max_payload_bytes}; pass large data by "
                 "reference (e.g. a URL or object key) or raise max_payload_bytes"
             )

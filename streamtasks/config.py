@@ -8,7 +8,7 @@ Environment variables:
 - ``STREAMTASKS_PARTITIONS``         partitions for topics created by streamtasks (default 6)
 - ``STREAMTASKS_REPLICATION_FACTOR`` replication factor for created topics (default: broker's)
 - ``STREAMTASKS_RETRY_TIERS``        retry tier delays in seconds, e.g. ``5,30,300,1800``
-- ``STREAMTASKS_MAX_PAYLOAD_BYTES``   largest task message accepted (default 1 MiB)
+- ``STREAMTASKS_MAX_PAYLOAD_BYTES``   largest record (value + key + headers; default 1,000,000)
 - ``STREAMTASKS_RESULT_TTL``         seconds final results are kept by ``ResultStore.expire``
 - ``STREAMTASKS_KAFKA_<NAME>``       any librdkafka property, ``_`` read as ``.``:
   ``STREAMTASKS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
@@ -44,6 +44,12 @@ _GUARDED_PRODUCER = {
     "acks": "results and retries must be acknowledged by all in-sync replicas (acks=all)",
     "enable.idempotence": "the producer must be idempotent so retries cannot reorder/duplicate",
 }
+
+#: The default record limit: librdkafka's own default ``message.max.bytes``, which leaves room
+#: under Apache Kafka's default broker limit (1,048,588 bytes a batch) for the batch framing.
+DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+#: What librdkafka counts beyond value + key + raw header bytes (header length varints).
+_HEADER_FRAMING = 4096
 
 _PRODUCER_DEFAULTS: dict[str, KafkaValue] = {
     "acks": "all",
@@ -148,7 +154,7 @@ class Settings:
     partitions: int = 6
     replication_factor: int = -1
     retry_tiers: tuple[float, ...] = (5.0, 30.0, 300.0, 1800.0)
-    max_payload_bytes: int = 1_048_576
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     result_ttl: float | None = None  # seconds; None keeps results forever
     kafka_config: dict[str, KafkaValue] = field(default_factory=dict)
     producer_config: dict[str, KafkaValue] = field(default_factory=dict)
@@ -218,7 +224,7 @@ class Settings:
                 "max_payload_bytes",
                 max_payload_bytes
                 if max_payload_bytes is not None
-                else _env("MAX_PAYLOAD_BYTES", env) or 1_048_576,
+                else _env("MAX_PAYLOAD_BYTES", env) or DEFAULT_MAX_PAYLOAD_BYTES,
                 minimum=1024,
             ),
             result_ttl=_ttl(result_ttl if result_ttl is not None else _env("RESULT_TTL", env)),
@@ -253,7 +259,18 @@ class Settings:
 
     def producer(self, **overrides: KafkaValue) -> dict[str, Any]:
         """librdkafka config for a producer (defaults < kafka_config < producer_config)."""
-        cfg = {**_PRODUCER_DEFAULTS, **self._common(), **self.producer_config, **overrides}
+        # the client's limit follows ours, so a record our check lets through is one the
+        # client takes (a lower message.max.bytes of the user's wins, and is theirs to keep)
+        limit: dict[str, KafkaValue] = {
+            "message.max.bytes": max(1_000_000, self.max_payload_bytes + _HEADER_FRAMING)
+        }
+        cfg = {
+            **_PRODUCER_DEFAULTS,
+            **limit,
+            **self._common(),
+            **self.producer_config,
+            **overrides,
+        }
         cfg.setdefault("client.id", f"{self.name}-producer")
         return _drop_consumer_only(cfg)
 

@@ -14,6 +14,7 @@ Every error the library raises derives from :class:`StreamtasksError`; third-par
     ├── BrokerError            the broker is unreachable or refused an operation
     │   ├── BrokerNotFoundError  no embedded broker binary could be located
     │   └── DeliveryError        a produced task was not acknowledged: it was NOT enqueued
+    ├── ResultTooLargeError    a task's result is over ``max_payload_bytes`` (the task fails)
     ├── TaskFailedError        raised by ``AsyncResult.get`` when the task failed
     └── ResultTimeoutError     ``AsyncResult.get`` gave up waiting (also a ``TimeoutError``)
 
@@ -31,6 +32,7 @@ __all__ = [
     "DecodeError",
     "DeliveryError",
     "ResultTimeoutError",
+    "ResultTooLargeError",
     "SchemaError",
     "StreamtasksError",
     "TaskFailedError",
@@ -77,6 +79,12 @@ class BrokerError(StreamtasksError):
 
 class BrokerNotFoundError(BrokerError):
     """No embedded broker binary could be located."""
+
+
+class ResultTooLargeError(StreamtasksError):
+    """A task returned a value whose result record is over ``max_payload_bytes``: the task
+    ends in FAILURE with this error (``AsyncResult.get`` raises it as a
+    :class:`TaskFailedError` whose ``error_type`` is ``"ResultTooLargeError"``)."""
 
 
 class TaskFailedError(StreamtasksError):

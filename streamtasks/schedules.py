@@ -308,7 +308,10 @@ def parse_fire_task_id(task_id: str) -> tuple[str, datetime] | None:
     match = _FIRE_ID.match(task_id)
     if match is None:
         return None
-    return match["name"], EPOCH + int(match["ms"]) * _MS
+    try:
+        return match["name"], EPOCH + int(match["ms"]) * _MS
+    except OverflowError:  # the shape of a fire id, but no time a schedule can fire at
+        return None
 
 
 def _utc(value: datetime, what: str) -> datetime:

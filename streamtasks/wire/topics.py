@@ -29,6 +29,7 @@ __all__ = [
     "dlq_state_topic",
     "dlq_topic",
     "events_topic",
+    "record_size",
     "replays_topic",
     "results_topic",
     "retry_topic",
@@ -48,6 +49,17 @@ REPLAY_HEADER = "st-replay"
 REPLAY_ORIGIN_HEADER = "st-replay-origin"
 #: On an event replayed under a fresh id (``--new-ids``): the original task id.
 REPLAY_OF_HEADER = "st-replay-of"
+
+
+def record_size(value: bytes | None, key: str | bytes | None, headers: Headers | None) -> int:
+    """A record's size as the client's ``message.max.bytes`` check counts it (value, key and
+    header bytes; the few bytes of header framing are left to that limit's headroom)."""
+
+    def size(b: str | bytes | None) -> int:
+        return len(b.encode() if isinstance(b, str) else b) if b is not None else 0
+
+    return size(value) + size(key) + sum(len(k.encode()) + size(v) for k, v in headers or ())
+
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")
 

@@ -5,8 +5,11 @@ worker state: :meth:`Executor.run` turns a :class:`Record` into an :class:`Outco
 :class:`Output` records (result, retry record, dead letter) that the worker produces; the
 record's offset may be committed once every one of them is acknowledged.
 
-Invariants: every record yields at least one output (so every offset eventually finishes);
-dead letters carry the consumed bytes and key unchanged; the failure path is decided by the
+Invariants: every record yields at least one output (so every offset eventually finishes) —
+an unexpected exception too (:meth:`Executor.internal_error`: a dead letter with reason
+``internal-error`` and the traceback); dead letters carry the consumed bytes and key unchanged;
+follow-up records (retries, dead letters) go to the topics of the queue the record was read
+from, never to a topic named by the record's content; the failure path is decided by the
 pure :func:`streamtasks.retry.decide`.
 """
 
@@ -29,6 +32,7 @@ from streamtasks.context import TaskContext, _current, _Pending
 from streamtasks.errors import (
     ArgumentError,
     DecodeError,
+    ResultTooLargeError,
     StreamtasksError,
     UnknownSchemaError,
     UnknownTaskError,
@@ -225,6 +229,15 @@ class Executor:
     def _succeeded(self, call: Call, payload: bytes, value: object) -> Outcome:
         env = call.env
         result = self.result_output(env, TaskStatus.SUCCESS, call.started, payload, None)
+        limit = self.app.settings.max_payload_bytes
+        size = len(result.value or b"")
+        if size > limit:  # the result topic would refuse it: the task fails, get() says why
+            too_large = ResultTooLargeError(
+                f"the result of task {env.task!r} is {size} bytes, over "
+                f"max_payload_bytes={limit}; return large data by reference (e.g. a URL or "
+                "object key) or raise max_payload_bytes"
+            )
+            return self._failed(call.record, env, call.task, call.started, too_large, retry=False)
         if not env.continuation:
             return Outcome("success", (result,))
         if self.is_join(env.continuation[0]):
@@ -427,14 +440,22 @@ class Executor:
 
     # -- failures --------------------------------------------------------------------------
     def _failed(
-        self, rec: Record, env: Envelope, task: Task[..., Any], started: int, exc: Exception
+        self,
+        rec: Record,
+        env: Envelope,
+        task: Task[..., Any],
+        started: int,
+        exc: Exception,
+        *,
+        retry: bool = True,
     ) -> Outcome:
+        """``retry=False``: a failure that would fail again the same way (no retry)."""
         error = error_info(exc)
         verdict = decide(
             task.retry_policy, exc, env.attempt, self.app.settings.retry_tiers, self._rng
         )
         fields = {"task": env.task, "task_id": env.id, "attempt": env.attempt, **rec.log_fields()}
-        if verdict.action == "retry":
+        if verdict.action == "retry" and retry:
             assert verdict.tier is not None
             due = now_ms() + int(verdict.delay * 1000)
             log.info(
@@ -454,14 +475,14 @@ class Executor:
                 ("st-first-failure", header(rec.headers, "st-first-failure") or _now_bytes()),
             ]
             retry_record = Output(
-                retry_topic(self._ns, env.queue, verdict.tier),
+                retry_topic(self._ns, _queue_of(rec.topic, self._ns), verdict.tier),
                 rec.key,
                 self.app.codec.encode(self.app.envelope_schema, again.to_avro()),
                 headers,
             )
             status = self.result_output(env, TaskStatus.RETRY, started, None, error)
             return Outcome("retry", (retry_record, status))
-        if verdict.action == "dead":
+        if verdict.action == "dead" and retry:
             return self._dead_letter(rec, verdict.reason, exc, env, error=error, started=started)
         log.warning("task failed", error=repr(exc), reason=verdict.reason, **fields)
         failed = self.result_output(env, TaskStatus.FAILURE, started, None, error)
@@ -480,7 +501,10 @@ class Executor:
         *,
         error: ErrorInfo | None = None,
         started: int | None = None,
+        follow: bool = True,
     ) -> Outcome:
+        """The dead letter (to the DLQ of the queue ``rec`` was read from), and with an
+        envelope its DEAD result (and, with ``follow``, its chain end and error callbacks)."""
         error = error or error_info(exc)
         log.error(
             "dead-lettered",
@@ -506,14 +530,69 @@ class Executor:
         ]
         if error.traceback:
             headers.append(("st-traceback", error.traceback[-_TRACEBACK_LIMIT:].encode()))
-        queue = env.queue if env else _queue_of(rec.topic, self._ns)
-        letter = Output(dlq_topic(self._ns, queue), rec.key, rec.value, headers)
+        letter = Output(
+            dlq_topic(self._ns, _queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
+        )
         if env is None:
             return Outcome("dead", (letter,))
         # someone may be waiting on this task id: tell them it is dead (last, see Outcome)
         dead = self.result_output(env, TaskStatus.DEAD, started, None, error)
-        follow = (*self._chain_end(env, S.DEAD, started, error), *self.errbacks(env, S.DEAD, error))
-        return Outcome("dead", (letter, *follow), (dead,))
+        if not follow:
+            return Outcome("dead", (letter,), (dead,))
+        after = (*self._chain_end(env, S.DEAD, started, error), *self.errbacks(env, S.DEAD, error))
+        return Outcome("dead", (letter, *after), (dead,))
+
+    def internal_error(self, rec: Record, exc: BaseException) -> Outcome:
+        """The outcome of a record whose handling raised unexpectedly (a bug, or input no
+        check foresaw): a dead letter with reason ``internal-error`` and the traceback."""
+        log.error(
+            "unexpected error handling a record; dead-lettering it",
+            error=repr(exc),
+            exc_info=exc,
+            **rec.log_fields(),
+        )
+        return self.dead_letter(rec, "internal-error", exc)
+
+    def dead_letter(self, rec: Record, reason: str, exc: BaseException) -> Outcome:
+        """Dead-letter ``rec`` for ``reason``, with a DEAD result when its envelope decodes.
+        Never raises (the offset must finish): the follow-ups decode continuation frames,
+        which may be what failed, so they are dropped if they raise, then the result."""
+        env: Envelope | None
+        try:
+            _, raw = self.app.codec.decode(rec.value, expect=self.app.envelope_schema)
+            env = Envelope.from_avro(raw)
+        except Exception:
+            env = None
+        for follow in (True, False):
+            try:
+                return self._dead_letter(rec, reason, exc, env, follow=follow)
+            except Exception as again:
+                log.error("dead letter failed; trying a plainer one", error=repr(again))
+        return self._dead_letter(rec, reason, exc, None)
+
+    def result_refused(self, out: Output, detail: str) -> Output | None:
+        """A result record the client or broker refused as too large (their limit is lower
+        than ours): the task's FAILURE with :class:`ResultTooLargeError` instead, so whoever
+        waits on it is told. None when ``out`` holds no value to drop."""
+        try:
+            _, raw = self.app.codec.decode(out.value, expect=self.app.result_schema)
+        except StreamtasksError:
+            return None
+        rec = ResultRecord.from_avro(raw)
+        if rec.value is None:
+            return None
+        too_large = ResultTooLargeError(
+            f"the result of task {rec.task!r} is {len(out.value or b'')} bytes, refused by "
+            f"the client or broker ({detail}); max_payload_bytes="
+            f"{self.app.settings.max_payload_bytes} is over their limit: lower it or raise "
+            "message.max.bytes (client) and max.message.bytes (topic)"
+        )
+        failed = dataclasses.replace(
+            rec, status=TaskStatus.FAILURE, value=None, error=error_info(too_large)
+        )
+        value = self.app.codec.encode(self.app.result_schema, failed.to_avro())
+        headers: Headers = [("st-task", rec.task.encode()), ("st-status", b"FAILURE")]
+        return Output(out.topic, out.key, value, headers)
 
     # -- helpers ---------------------------------------------------------------------------
     def fired_index(self) -> FiredIndex:

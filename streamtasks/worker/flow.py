@@ -11,8 +11,11 @@ Three independent reasons pause a partition, and a partition fetches only when n
 * **held** — a retry-tier partition whose next record is not due yet (paused and rewound to
   that record, which is fetched again when due).
 
-Invariant: :meth:`PartitionFlow.resume` never resumes a partition that another reason still
-holds paused. Only the worker's poll thread calls into this class.
+Invariants: :meth:`PartitionFlow.resume` never resumes a partition that another reason still
+holds paused; a partition this class forgot (revoked) is never left paused when it is assigned
+again — librdkafka keeps a partition's pause across a rebalance, so each assignment starts
+from no reason at all and is resumed (:meth:`PartitionFlow.settle`) unless the window is full.
+Only the worker's poll thread calls into this class.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class PartitionFlow:
         self._full_since: float | None = None
         self._held: dict[TP, int] = {}  # due time (epoch ms) of the record held at
         self._hot: set[TP] = set()
+        self._assigned: set[TP] = set()  # to resume once the assignment took effect
 
     # -- held (retry tiers) ----------------------------------------------------------------
     def is_held(self, tp: TP) -> bool:
@@ -113,9 +117,21 @@ class PartitionFlow:
             self._consumer.resume(ready)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
+        """New partitions start with no hold of their own; paused only if the window is."""
+        for p in partitions:
+            self.forget((p.topic, p.partition))
+            self._assigned.add((p.topic, p.partition))
         if self.paused and partitions:
             self._consumer.pause(partitions)
+
+    def settle(self) -> None:
+        """Resume what was assigned since the last call (the rebalance callback is too early:
+        the assignment takes effect after it returns), unless a reason holds it since."""
+        if self._assigned and not self.paused:
+            tps, self._assigned = self._assigned, set()
+            self.resume(tps)
 
     def forget(self, tp: TP) -> None:
         self._held.pop(tp, None)
         self._hot.discard(tp)
+        self._assigned.discard(tp)

@@ -50,6 +50,11 @@ class OffsetTracker:
             self._position = offset + 1
         return self._position
 
+    def oldest_unfinished(self) -> int | None:
+        """The received offset the committable position waits for, if any."""
+        done = self._done
+        return next((o for o in self._order if o not in done), None)
+
     @property
     def pending(self) -> int:
         """Received offsets not yet covered by the committable position."""

@@ -15,7 +15,12 @@ Invariants (at-least-once):
    ``max.poll.interval.ms``; back-pressure pauses partitions instead of blocking;
 3. tasks with the same key run one at a time, in offset order;
 4. on revoke, in-flight work gets a bounded grace period, then what finished is committed
-   and the rest is abandoned — it will be redelivered to the new owner.
+   and the rest is abandoned — it will be redelivered to the new owner;
+5. nothing a record contains ends the process or strands its offset: an exception from the
+   decisions taken on the poll thread, or from handling the record on a task thread, turns it
+   into a dead letter (reason ``internal-error``, with the traceback); a partition whose oldest
+   unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
+   reason).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -46,7 +51,7 @@ from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
-from streamtasks.worker.chords import ChordJoiner
+from streamtasks.worker.chords import ChordJoiner, Completion
 from streamtasks.worker.executor import Executor, Outcome, Output, Record, header
 from streamtasks.worker.flow import PartitionFlow
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
@@ -85,6 +90,7 @@ class _Job:
     unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
     then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
     joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
+    preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
 
     @property
     def tp(self) -> TP:
@@ -111,6 +117,7 @@ class Worker:
         revoke_grace: float = 10.0,
         create_topics: bool = True,
         cooperative: bool = False,
+        stall_warning: float = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -150,6 +157,9 @@ class Worker:
         # Incremental (cooperative-sticky) rebalancing: only moved partitions are revoked.
         # The callbacks below work per partition, so they are correct for both protocols.
         self.cooperative = cooperative
+        self.stall_warning = stall_warning
+        self._progress: dict[TP, tuple[int, float]] = {}  # oldest unfinished offset, since
+        self._next_stall_check = 0.0
         self.stats = WorkerStats()
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
@@ -205,7 +215,7 @@ class Worker:
         out_cfg: dict[str, KafkaValue] = {
             "client.id": f"{self.worker_id}-out",
             # dead letters carry the consumed bytes, which may exceed our own limit
-            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes),
+            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
         }
         self._producer = clients.make_producer(settings.producer(**out_cfg))
         consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
@@ -297,7 +307,16 @@ class Worker:
                     if err.code() != KafkaError._PARTITION_EOF:
                         self._on_consumer_error(err)
                     continue
-                self._dispatch(msg)
+                try:
+                    self._dispatch(msg)
+                except Exception:  # last resort (decisions are guarded in _dispatch): the
+                    # process stays up; a record left unfinished is reported as a stall
+                    log.exception(
+                        "error dispatching a record",
+                        topic=msg.topic(),
+                        partition=msg.partition(),
+                        offset=msg.offset(),
+                    )
             # nothing new while tasks run: wait briefly for the next acknowledgement
             producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
@@ -360,9 +379,48 @@ class Worker:
         while self._no_output:
             self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
+        self._check_progress()
         assert self._flow is not None
+        self._flow.settle()
         self._flow.release_due(now_ms())
         self._flow.window(self._in_flight, may_resume=not self._stop.is_set())
+
+    def _check_progress(self) -> None:
+        """Say so when a partition's oldest unfinished offset has not moved for
+        ``stall_warning`` seconds (once per such period): which partition, offset and why."""
+        now = time.monotonic()
+        if now < self._next_stall_check:
+            return
+        self._next_stall_check = now + min(1.0, self.stall_warning / 2)
+        for tp, tracker in self._trackers.items():
+            oldest = tracker.oldest_unfinished()
+            if oldest is None:
+                self._progress.pop(tp, None)
+                continue
+            seen = self._progress.get(tp)
+            if seen is None or seen[0] != oldest:
+                self._progress[tp] = (oldest, now)
+            elif now - seen[1] >= self.stall_warning:
+                self._progress[tp] = (oldest, now)
+                log.warning(
+                    "no progress on partition",
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=oldest,
+                    stalled_s=round(now - seen[1], 1),
+                    reason=self._stall_reason(tp),
+                    worker_id=self.worker_id,
+                )
+
+    def _stall_reason(self, tp: TP) -> str:
+        assert self._flow is not None
+        if self._force.is_set() or self._stop.is_set():
+            return "stopping"
+        waiting = sum(len(q) for (t, _), q in self._keys.items() if t == tp)
+        return (
+            f"its task (or an output's acknowledgement) has not finished; {self._in_flight} "
+            f"in flight, {waiting} queued behind busy keys of this partition"
+        )
 
     def _on_consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -381,22 +439,27 @@ class Worker:
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
         hdrs = list(headers.items()) if isinstance(headers, dict) else headers
+        rec = Record(topic, partition, offset, msg.key(), msg.value(), hdrs)
         if topic == self._chords_topic:
-            self._join(Record(topic, partition, offset, msg.key(), msg.value(), hdrs))
+            self._join(rec)
             return
-        if topic in self._tier_topics:
-            due = header(hdrs, "st-not-before")
-            if due is not None and int(due) > now_ms():
-                flow.hold(tp, offset, int(due))
-                return
+        preset: Callable[[], Outcome] | None = None
+        try:
+            if topic in self._tier_topics:
+                preset = self._hold_if_early(rec)
+                if preset is None and flow.is_held(tp):
+                    return
+        except Exception as exc:  # decision code must not end the process: a dead letter
+            log.exception("error deciding on a record on the poll thread", **rec.log_fields())
+            preset = functools.partial(self._internal_error, rec, exc)
         tracker = self._trackers.get(tp)
         if tracker is None or not tracker.add(offset):
             return  # not ours (any more) or a re-delivery already in progress
         self.stats.received += 1
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
-        key = msg.key()
-        job = _Job(Record(topic, partition, offset, key, msg.value(), hdrs), self._generation[tp])
+        key = rec.key
+        job = _Job(rec, self._generation[tp], preset=preset)
         if key is not None:
             busy = self._keys.get((tp, key))
             if busy is not None:
@@ -405,11 +468,36 @@ class Worker:
             self._keys[(tp, key)] = deque()
         self._submit(job)
 
+    def _hold_if_early(self, rec: Record) -> Callable[[], Outcome] | None:
+        """A retry-tier record: held (its partition paused) until its ``st-not-before``; a
+        header that is not a time makes it a dead letter (returned, to run on a task thread)."""
+        due = header(rec.headers, "st-not-before")
+        if due is None:
+            return None
+        try:
+            due_ms = int(due)
+        except ValueError:
+            bad = ValueError(f"st-not-before header {due[:100]!r} is not a time in epoch ms")
+            assert self._executor is not None
+            return functools.partial(self._executor.dead_letter, rec, "bad-header", bad)
+        if due_ms > now_ms():
+            assert self._flow is not None
+            self._flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
+        return None
+
+    def _internal_error(self, rec: Record, exc: BaseException) -> Outcome:
+        assert self._executor is not None
+        return self._executor.internal_error(rec, exc)
+
     def _join(self, rec: Record) -> None:
         """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
         (a chord may have more members than the window) and runs no code of the user."""
         assert self._joiner is not None
-        completion = self._joiner.add(rec)
+        try:
+            completion = self._joiner.add(rec)
+        except Exception:  # the joiner's own invariant broke: finish the record, go on
+            log.exception("error joining a chord record; record skipped", **rec.log_fields())
+            completion = Completion((rec.topic, rec.partition), (rec.offset,))
         if completion is None:
             return
         tp = completion.tp
@@ -497,7 +585,11 @@ class Worker:
             self._abandoned.append(job)  # partition revoked before the task started
             return
         assert self._executor is not None
-        self._emit(job, self._executor.run(job.record))
+        try:
+            outcome = job.preset() if job.preset is not None else self._executor.run(job.record)
+        except Exception as exc:  # every record ends in an outcome, or its offset stalls
+            outcome = self._executor.internal_error(job.record, exc)
+        self._emit(job, outcome)
 
     async def _execute_async(self, job: _Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
@@ -509,7 +601,14 @@ class Worker:
             self._abandoned.append(job)
             return
         assert self._executor is not None
-        self._emit(job, await self._executor.run_async(job.record))
+        try:
+            if job.preset is not None:
+                outcome = job.preset()
+            else:
+                outcome = await self._executor.run_async(job.record)
+        except Exception as exc:
+            outcome = self._executor.internal_error(job.record, exc)
+        self._emit(job, outcome)
 
     def _emit(self, job: _Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
@@ -559,7 +658,7 @@ class Worker:
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-                    out = _without_value(out, err)
+                    out = self._smaller(out, err)
                     continue
                 log.error(
                     "could not produce an output; trying again",
@@ -568,6 +667,15 @@ class Worker:
                     **job.record.log_fields(),
                 )
                 time.sleep(0.5)
+
+    def _smaller(self, out: Output, err: KafkaError) -> Output:
+        """An output refused as too large: a result becomes the task's FAILURE (get() must
+        not wait forever), a dead letter drops its value."""
+        if out.topic == self._results_topic and self._executor is not None:
+            refused = self._executor.result_refused(out, err.str())
+            if refused is not None:
+                return refused
+        return _without_value(out, err)
 
     def _produce_untracked(self, out: Output) -> None:
         """Task thread: an informational output (STARTED) no offset waits for."""
@@ -607,7 +715,7 @@ class Worker:
             self._complete(job, finished=False)
             return
         if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-            out = _without_value(out, err)
+            out = self._smaller(out, err)
         self._produce(job, out, poll_thread=True)
 
     # -- rebalance ------------------------------------------------------------------------
@@ -647,6 +755,7 @@ class Worker:
             if self._flow is not None:
                 self._flow.forget(tp)
             self._dirty.discard(tp)
+            self._progress.pop(tp, None)
         gone = set(tps)
         if self._drain is not None:
             self._drain.forget(gone)

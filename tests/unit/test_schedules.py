@@ -528,3 +528,11 @@ def test_only_this_apps_tasks_can_be_scheduled() -> None:
         app.schedule(foreign, every=SECOND, args=("x",))
     with pytest.raises(ConfigError, match="not a task of this app"):
         app.schedule("no.such.task", every=SECOND)
+
+
+def test_an_id_of_the_fire_id_shape_with_an_out_of_range_time_is_no_fire_id() -> None:
+    from streamtasks.schedules import parse_fire_task_id
+
+    assert parse_fire_task_id("sched.nightly.999999999999999") is None
+    assert parse_fire_task_id("sched.nightly.-999999999999999") is None
+    assert parse_fire_task_id("sched.nightly.0") is not None

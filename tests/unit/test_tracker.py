@@ -85,3 +85,15 @@ def test_random_completion_order_never_commits_past_unfinished() -> None:
             if prefix:
                 assert pos == prefix[-1] + 1
         assert t.committable() == offsets[-1] + 1
+
+
+def test_oldest_unfinished_is_the_offset_the_commit_waits_for() -> None:
+    t = OffsetTracker()
+    assert t.oldest_unfinished() is None
+    for o in (3, 4, 5):
+        t.add(o)
+    t.finish(3)
+    t.finish(5)
+    assert t.oldest_unfinished() == 4
+    t.finish(4)
+    assert t.oldest_unfinished() is None

@@ -70,6 +70,14 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
     def fail(message: str) -> int:
         raise ValueError(message)
 
+    @app.task(name="blob")
+    def blob(n: int) -> str:
+        return "x" * n
+
+    @app.task(name="echo_len")
+    def echo_len(text: str) -> int:
+        return len(text)
+
     @app.task(name="work")
     def work(i: int, sleep_ms: int = 0) -> int:
         if sleep_ms:

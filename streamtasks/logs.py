@@ -96,7 +96,6 @@ class _KafkaLogRouter(logging.Handler):
         self.window = window
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}  # key -> (logged at, repeats)
         self._guard = threading.Lock()
-        self._log = structlog.get_logger("streamtasks.kafka")
         self.down: dict[str, float] = {}  # broker address -> when a connection first failed
 
     def reachable_again(self) -> None:
@@ -139,14 +138,17 @@ class _KafkaLogRouter(logging.Handler):
         if repeats:
             event = f"{event} (repeated {repeats}\u00d7)"
         fields = {"source": "librdkafka", "facility": fac, "client": client}
+        # looked up per event (deduplicated, so rare): a logger cached at the first event would
+        # keep the logging configuration of that moment
+        log = structlog.get_logger("streamtasks.kafka")
         if level >= logging.ERROR:
-            self._log.error(event, **fields)
+            log.error(event, **fields)
         elif level >= logging.WARNING:
-            self._log.warning(event, **fields)
+            log.warning(event, **fields)
         elif level >= logging.INFO:
-            self._log.info(event, **fields)
+            log.info(event, **fields)
         else:
-            self._log.debug(event, **fields)
+            log.debug(event, **fields)
 
 
 _KAFKA_LOGGER: logging.Logger | None = None

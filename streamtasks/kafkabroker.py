@@ -1,0 +1,641 @@
+"""Run a local Apache Kafka broker (KRaft, single node) as a child process, for dev and tests.
+
+One responsibility: provision a pinned Apache Kafka from Maven Central (once, into a cache
+directory), format a combined broker/controller node and start, kill, restart and stop it on
+127.0.0.1 with settings that make tests fast (no initial rebalance delay, replication factor 1,
+small segments and an eager log cleaner so compaction is visible within seconds). It is the
+reference broker for everything the embedded Tansu broker lacks (compaction, transactions, TLS,
+SASL, size limits, KIP-848); it is never a production broker.
+
+Invariants:
+
+* The jars of :data:`KAFKA_VERSION` are resolved by Maven into ``<cache>/kafka_2.13-<version>``
+  exactly once (a file lock serialises concurrent resolutions; a finished cache carries a marker
+  and is never resolved again). No Java or no Maven → :class:`BrokerNotFoundError` with one line
+  saying what to install; Maven that fails or takes too long → :class:`BrokerError`, never a hang.
+* Every listener keeps its port across :meth:`KafkaBroker.kill` / :meth:`KafkaBroker.start`, and
+  the data directory is formatted only once, so a restart resumes the same log (a ``kill -9``
+  followed by ``start`` is a broker crash and recovery).
+* :meth:`KafkaBroker.start` returns only once the broker answered a metadata request with itself
+  in it; otherwise the process is killed and :class:`BrokerError` carries the log tail.
+* A temporary data directory (``data_dir=None``) is deleted by :meth:`KafkaBroker.close`; a
+  given one is kept. A broker left running when the interpreter exits is killed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+import structlog
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from streamtasks.devbroker import free_port
+from streamtasks.errors import BrokerError, BrokerNotFoundError, ConfigError
+
+__all__ = [
+    "ENV_BROKER_CACHE",
+    "ENV_BROKER_JAVA_OPTS",
+    "KAFKA_VERSION",
+    "KafkaBroker",
+    "ensure_kafka_jars",
+    "find_java",
+]
+
+log = structlog.get_logger(__name__)
+
+#: The Apache Kafka release the broker engine runs (and the tests are run against).
+KAFKA_VERSION: Final = "4.1.1"
+_SCALA_BINARY: Final = "2.13"
+_SLF4J_VERSION: Final = "2.0.17"
+_LOG4J_VERSION: Final = "2.24.3"
+_DEPENDENCY_PLUGIN: Final = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+#: Directory for the resolved jars (default ``$XDG_CACHE_HOME/streamtasks`` or ``~/.cache/...``).
+#: Not ``STREAMTASKS_KAFKA_*``: that prefix is reserved for librdkafka client properties.
+ENV_BROKER_CACHE: Final = "STREAMTASKS_BROKER_CACHE"
+#: JVM options for the broker (default: a small heap and the serial collector).
+ENV_BROKER_JAVA_OPTS: Final = "STREAMTASKS_BROKER_JAVA_OPTS"
+
+_DEFAULT_JAVA_OPTS: Final = "-Xms64m -Xmx384m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
+_MIN_JAVA: Final = 17
+_MAVEN_TIMEOUT: Final = 900.0
+_LOG_TAIL_LINES: Final = 25
+_CONTROLLER: Final = "CONTROLLER"
+_PLAINTEXT: Final = "PLAINTEXT"
+_SECURITY_PROTOCOLS: Final = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
+_LISTENER_NAME: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+_POM: Final = f"""<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by streamtasks: the jars of a single-node Apache Kafka broker. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>streamtasks.devbroker</groupId>
+  <artifactId>kafka-broker-runtime</artifactId>
+  <version>{KAFKA_VERSION}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_{_SCALA_BINARY}</artifactId>
+      <version>{KAFKA_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>{_SLF4J_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j2-impl</artifactId>
+      <version>{_LOG4J_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>{_LOG4J_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+# Kafka's own chatter goes to WARN; start-up, shutdown and the log cleaner stay visible.
+_LOG4J2: Final = """status = error
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = OUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.cleaner.name = kafka.log.LogCleaner
+logger.cleaner.level = INFO
+"""
+
+#: Broker settings for fast tests on one node. Callers may override any of them.
+FAST_TEST_PROPERTIES: Final[Mapping[str, str]] = {
+    "num.partitions": "1",
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "8",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "4",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    # A broker restarted after kill -9 waits for its previous incarnation's session to expire
+    # before it registers again (10 s with the default 9 s).
+    "broker.session.timeout.ms": "2000",
+    "broker.heartbeat.interval.ms": "500",
+    # Tests use short sessions (a killed worker's partitions move within seconds), on both
+    # group protocols.
+    "group.min.session.timeout.ms": "1000",
+    "group.consumer.min.session.timeout.ms": "3000",
+    "group.consumer.session.timeout.ms": "6000",
+    "group.consumer.min.heartbeat.interval.ms": "500",
+    "group.consumer.heartbeat.interval.ms": "1000",
+    # Compaction within seconds: small segments that roll after a second, an eager cleaner
+    # with a small buffer, tombstones kept only briefly.
+    "log.segment.bytes": str(1024 * 1024),
+    "log.roll.ms": "1000",
+    "log.cleaner.backoff.ms": "500",
+    "log.cleaner.min.cleanable.ratio": "0.01",
+    "log.cleaner.min.compaction.lag.ms": "0",
+    "log.cleaner.delete.retention.ms": "1000",
+    "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
+    "log.cleaner.threads": "1",
+    "log.segment.delete.delay.ms": "500",
+    "log.retention.check.interval.ms": "1000",
+    # Two cores: few threads.
+    "num.network.threads": "2",
+    "num.io.threads": "2",
+    "background.threads": "2",
+    "num.recovery.threads.per.data.dir": "1",
+    "num.replica.fetchers": "1",
+}
+
+
+# -- provisioning -----------------------------------------------------------------------------
+
+
+def find_java() -> str:
+    """Path of a Java >= 17 runtime: ``$JAVA_HOME/bin/java``, else ``java`` on ``PATH``.
+
+    :raises BrokerNotFoundError: none found, or too old (one line saying what to install).
+    """
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not candidate or not os.access(candidate, os.X_OK):
+        raise BrokerNotFoundError(
+            f"the Kafka broker engine needs Java {_MIN_JAVA}+ and none was found "
+            "(no JAVA_HOME, no 'java' on PATH): install a JDK or JRE, e.g. "
+            "'apt-get install openjdk-17-jre-headless'"
+        )
+    try:
+        out = subprocess.run(
+            [candidate, "-version"], capture_output=True, text=True, timeout=30, check=False
+        ).stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerNotFoundError(f"could not run {candidate!r} -version: {exc}") from exc
+    match = re.search(r'version "(\d+)', out)
+    if match is None or int(match.group(1)) < _MIN_JAVA:
+        found = match.group(1) if match else "unknown"
+        raise BrokerNotFoundError(
+            f"the Kafka broker engine needs Java {_MIN_JAVA}+, {candidate} is version {found}: "
+            "install a newer JDK, e.g. 'apt-get install openjdk-17-jre-headless'"
+        )
+    return candidate
+
+
+def _cache_root() -> Path:
+    explicit = os.environ.get(ENV_BROKER_CACHE)
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "streamtasks"
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def ensure_kafka_jars(cache: str | os.PathLike[str] | None = None) -> Path:
+    """The directory holding every jar of Kafka :data:`KAFKA_VERSION`, resolved on first use.
+
+    ``cache`` defaults to ``$STREAMTASKS_BROKER_CACHE`` or the user's cache directory. The first
+    call writes a pinned ``pom.xml`` there and runs ``mvn dependency:copy-dependencies``.
+
+    :raises BrokerNotFoundError: the jars are not cached and ``mvn`` is not on ``PATH``.
+    :raises BrokerError: Maven failed or did not finish within 15 minutes.
+    """
+    home = Path(cache) if cache is not None else _cache_root()
+    home = home / f"kafka_{_SCALA_BINARY}-{KAFKA_VERSION}"
+    libs = home / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():  # resolved by someone else while this call waited
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise BrokerNotFoundError(
+                f"the Kafka broker engine resolves Apache Kafka {KAFKA_VERSION} from Maven "
+                "Central once, and 'mvn' is not on PATH: install Maven, e.g. "
+                "'apt-get install maven'"
+            )
+        (home / "pom.xml").write_text(_POM)
+        partial = home / "libs.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        command = [
+            mvn,
+            "--batch-mode",
+            "--quiet",
+            "--file",
+            str(home / "pom.xml"),
+            f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
+            f"-DoutputDirectory={partial}",
+            "-DincludeScope=runtime",
+        ]
+        log.info("resolving the Kafka broker jars with Maven", version=KAFKA_VERSION, cache=home)
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=_MAVEN_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError(
+                f"Maven did not resolve Apache Kafka {KAFKA_VERSION} within "
+                f"{_MAVEN_TIMEOUT:g}s; is Maven Central reachable? ({' '.join(command)})"
+            ) from exc
+        if done.returncode != 0 or not any(partial.glob("kafka_*.jar")):
+            raise BrokerError(
+                f"Maven could not resolve Apache Kafka {KAFKA_VERSION} (exit {done.returncode}; "
+                f"is Maven Central reachable?): {' '.join(command)}\n"
+                + _tail(done.stdout + done.stderr)
+            )
+        shutil.rmtree(libs, ignore_errors=True)
+        partial.rename(libs)
+        marker.write_text(f"{KAFKA_VERSION}\n")
+        log.info(
+            "Kafka broker jars cached", libs=str(libs), seconds=round(time.monotonic() - started)
+        )
+        return libs
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding, not ``-``-led."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+# -- the broker -------------------------------------------------------------------------------
+
+
+def _reap(proc: subprocess.Popen[bytes] | None, temp_dir: str | None) -> None:
+    """Last-resort cleanup (garbage collection or interpreter exit)."""
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    if temp_dir is not None:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+class KafkaBroker:
+    """A single-node Apache Kafka (KRaft, combined broker and controller) on ``host``.
+
+    ``port=None`` picks a free port once; it then stays the same across restarts.
+    ``listeners`` adds named listeners (``{"SSL": "SSL", "SCRAM": "SASL_SSL"}``: name → security
+    protocol), each on its own stable port (:meth:`address`); the ``PLAINTEXT`` listener always
+    exists and carries inter-broker traffic. ``properties`` are added to (and override)
+    :data:`FAST_TEST_PROPERTIES`, e.g. ``ssl.keystore.location``. ``scram_users`` (name →
+    password) are created with SCRAM-SHA-512 credentials when the data directory is formatted.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        listeners: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        scram_users: Mapping[str, str] | None = None,
+        java_opts: str | None = None,
+        cache: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if port is not None and not 0 <= port <= 65535:
+            raise ConfigError(f"broker port must be 1-65535 (or None/0 for a free one), got {port}")
+        extra = dict(listeners or {})
+        for name, protocol in extra.items():
+            if not _LISTENER_NAME.match(name) or name in (_PLAINTEXT, _CONTROLLER):
+                raise ConfigError(f"listener name {name!r}: use A-Z0-9_, not PLAINTEXT/CONTROLLER")
+            if protocol not in _SECURITY_PROTOCOLS:
+                raise ConfigError(f"listener {name}: unknown security protocol {protocol!r}")
+        self._host = host
+        self._ports: dict[str, int] = {_PLAINTEXT: port or free_port(host)}
+        self._ports[_CONTROLLER] = free_port(host)
+        for name in extra:
+            self._ports[name] = free_port(host)
+        self._protocols = {_PLAINTEXT: _PLAINTEXT, _CONTROLLER: _PLAINTEXT, **extra}
+        self._properties = {**FAST_TEST_PROPERTIES, **(properties or {})}
+        self._scram_users = dict(scram_users or {})
+        self._java_opts = (
+            java_opts or os.environ.get(ENV_BROKER_JAVA_OPTS) or _DEFAULT_JAVA_OPTS
+        ).split()
+        self._cache = cache
+        self._temp_dir: str | None = None
+        if data_dir is None:
+            self._temp_dir = tempfile.mkdtemp(prefix="streamtasks-kafka-")
+            data_dir = self._temp_dir
+        self._data_dir = Path(data_dir)
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._finalizer = weakref.finalize(self, _reap, None, self._temp_dir)
+        self._returncode: int | None = None
+        self._log_offset = 0
+
+    # -- properties ---------------------------------------------------------------------------
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` of the PLAINTEXT listener, for ``bootstrap.servers``."""
+        return self.address(_PLAINTEXT)
+
+    @property
+    def port(self) -> int:
+        return self._ports[_PLAINTEXT]
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log_path(self) -> Path:
+        """The broker's output (appended to across restarts)."""
+        return self._data_dir / "broker.log"
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def returncode(self) -> int | None:
+        proc = self._proc
+        return proc.poll() if proc is not None else self._returncode
+
+    def address(self, listener: str) -> str:
+        """``host:port`` of the named listener."""
+        try:
+            return f"{self._host}:{self._ports[listener]}"
+        except KeyError:
+            raise ConfigError(f"no listener named {listener!r}") from None
+
+    def is_running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.is_running() else "stopped"
+        return f"KafkaBroker({self.bootstrap_servers}, {state})"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 90.0) -> None:
+        """Provision (first time), format (first time) and start; wait until it answers.
+
+        :raises BrokerNotFoundError: no Java, or no Maven while the jars are not cached.
+        :raises BrokerError: Maven failed, a port is taken, the broker exited during start-up or
+            did not answer within ``timeout`` seconds (with the tail of its log).
+        """
+        with self._lock:
+            if self.is_running():
+                raise BrokerError(f"{self!r} is already running")
+            java = find_java()
+            libs = ensure_kafka_jars(self._cache)
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            config = self._write_config()
+            if not (self._data_dir / "kraft" / "meta.properties").exists():
+                self._format(java, libs, config)
+            self._launch(java, libs, config)
+            try:
+                self._wait_ready(timeout)
+            except BaseException:
+                self.kill()
+                raise
+            log.info("kafka broker started", bootstrap_servers=self.bootstrap_servers, pid=self.pid)
+
+    def kill(self) -> None:
+        """``kill -9`` the broker (a crash: nothing is flushed) and reap it. Idempotent."""
+        self._signal_and_reap(signal.SIGKILL, timeout=10.0)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Controlled shutdown (SIGTERM), SIGKILL after ``timeout`` seconds. Keeps the data."""
+        with self._lock:
+            was_running = self.is_running()
+            self._signal_and_reap(signal.SIGTERM, timeout)
+            if was_running:
+                log.info("kafka broker stopped", bootstrap_servers=self.bootstrap_servers)
+
+    def restart(self, *, crash: bool = True, timeout: float = 90.0) -> float:
+        """Kill -9 (``crash``) or stop the broker, start it again on the same data and ports.
+
+        :returns: seconds from the kill until the broker answered again.
+        """
+        started = time.monotonic()
+        if crash:
+            self.kill()
+        else:
+            self.stop()
+        self.start(timeout=timeout)
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        """Stop the broker and delete its data directory if it is a temporary one."""
+        self.stop()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._finalizer.detach()
+
+    def __enter__(self) -> KafkaBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines the current (or last) broker process wrote."""
+        try:
+            with open(self.log_path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(self._log_offset, size - 64 * 1024))
+                data = f.read()
+        except OSError:
+            return ""
+        return _tail(data.decode("utf-8", errors="replace"), lines)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _write_config(self) -> Path:
+        names = list(self._ports)
+        listeners = ",".join(f"{n}://{self.address(n)}" for n in names)
+        advertised = ",".join(f"{n}://{self.address(n)}" for n in names if n != _CONTROLLER)
+        protocols = ",".join(f"{n}:{self._protocols[n]}" for n in names)
+        lines = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.address(_CONTROLLER)}",
+            "controller.listener.names": _CONTROLLER,
+            "inter.broker.listener.name": _PLAINTEXT,
+            "listeners": listeners,
+            "advertised.listeners": advertised,
+            "listener.security.protocol.map": protocols,
+            "log.dirs": str(self._data_dir / "kraft"),
+            **self._properties,
+        }
+        path = self._data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        (self._data_dir / "log4j2.properties").write_text(_LOG4J2)
+        return path
+
+    def _java(self, java: str, libs: Path, *args: str) -> list[str]:
+        return [
+            java,
+            *self._java_opts,
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._data_dir / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+            *args,
+        ]
+
+    def _format(self, java: str, libs: Path, config: Path) -> None:
+        scram = [
+            arg
+            for name, password in self._scram_users.items()
+            for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+        ]
+        command = self._java(
+            java,
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            _cluster_id(),
+            "--config",
+            str(config),
+            "--ignore-formatted",
+            *scram,
+        )
+        try:
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BrokerError("formatting the Kafka data directory took longer than 120s") from exc
+        if done.returncode != 0:
+            raise BrokerError(
+                f"formatting the Kafka data directory {self._data_dir} failed "
+                f"(exit {done.returncode}):\n" + _tail(done.stdout + done.stderr)
+            )
+
+    def _launch(self, java: str, libs: Path, config: Path) -> None:
+        for name, port in self._ports.items():
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((self._host, port))
+                except OSError as exc:
+                    raise BrokerError(
+                        f"cannot start the Kafka broker: {name} port {port} is in use ({exc}); "
+                        "pick another with --port or omit it for a free one"
+                    ) from exc
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._log_offset = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            proc = subprocess.Popen(
+                self._java(java, libs, "kafka.Kafka", str(config)),
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BrokerError(f"could not run {java!r}: {exc}") from exc
+        finally:
+            os.close(fd)
+        self._proc = proc
+        self._returncode = None
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _reap, proc, self._temp_dir)
+
+    def _wait_ready(self, timeout: float) -> None:
+        proc = self._proc
+        assert proc is not None
+        deadline = time.monotonic() + timeout
+        admin: AdminClient | None = None
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise BrokerError(
+                    f"the Kafka broker exited with status {code} during start-up; last lines of "
+                    f"its log ({self.log_path}):\n{self.log_tail()}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerError(
+                    f"the Kafka broker did not answer on {self.bootstrap_servers} within "
+                    f"{timeout:g}s; last lines of its log ({self.log_path}):\n{self.log_tail()}"
+                )
+            try:  # a plain connect first keeps librdkafka from logging refused connections
+                with socket.create_connection((self._host, self.port), timeout=0.5):
+                    pass
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if admin is None:
+                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+            try:
+                metadata = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
+            except KafkaException:
+                continue
+            if metadata.brokers:
+                return
+
+    def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                return
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    log.info("kafka broker still running; killing it", pid=proc.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    proc.wait()
+            self._returncode = proc.returncode
+            self._proc = None
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _reap, None, self._temp_dir)

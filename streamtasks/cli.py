@@ -69,18 +69,41 @@ def broker(
         int | None, typer.Option(help="Port to listen on (default: a free one).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="tansu (embedded, in memory, starts at once) or kafka (Apache Kafka: Java 17+; "
+            "the first run resolves its jars with Maven)."
+        ),
+    ] = "tansu",
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="kafka: keep the log here and reuse it (default: a temporary dir)."),
+    ] = None,
 ) -> None:
-    """Start the embedded development broker (Tansu) and print its bootstrap address.
+    """Start a development broker and print its bootstrap address.
 
     Example: streamtasks broker --port 9092   (Ctrl-C stops it)
     """
     from streamtasks.devbroker import EmbeddedBroker, serve_forever
+    from streamtasks.kafkabroker import KafkaBroker
 
     def ready(bootstrap: str) -> None:
         typer.echo(f"broker ready: STREAMTASKS_BOOTSTRAP_SERVERS={bootstrap}")
 
     try:
-        code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
+        if engine == "tansu":
+            if data_dir is not None:
+                raise ConfigError("--data-dir needs --engine kafka (Tansu keeps data in memory)")
+            code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
+        elif engine == "kafka":
+            kafka = KafkaBroker(host=host, port=port, data_dir=data_dir)
+            try:
+                code = serve_forever(kafka, ready, start_timeout=90.0)
+            finally:
+                kafka.close()
+        else:
+            raise ConfigError(f"--engine must be 'tansu' or 'kafka', not {engine!r}")
     except StreamtasksError as exc:
         fail(exc)
     raise typer.Exit(code)

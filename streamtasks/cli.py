@@ -142,6 +142,10 @@ def worker(
         int,
         typer.Option(help="Worker processes to run under a supervisor that restarts crashes."),
     ] = 1,
+    group_protocol: Annotated[
+        str,
+        typer.Option(help="classic, or consumer (KIP-848: assignment by the broker; Kafka 4.0+)."),
+    ] = "classic",
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -173,6 +177,7 @@ def worker(
             max_in_flight_per_partition=max_in_flight_per_partition,
             cooperative=cooperative,
             shutdown_grace=shutdown_grace,
+            group_protocol=group_protocol,
         )
         w.run()
     except StreamtasksError as exc:

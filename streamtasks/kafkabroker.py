@@ -158,7 +158,8 @@ FAST_TEST_PROPERTIES: Final[Mapping[str, str]] = {
     # tombstones kept only briefly. Time-based rolling stays at Kafka's default (a suite makes
     # thousands of partitions; rolling each every second would hold too many files open): set
     # the topic's ``segment.ms`` to see a quiet topic compacted.
-    "log.segment.bytes": str(1024 * 1024),
+    # (a segment must hold the largest record batch: 16 MiB lets tests raise size limits)
+    "log.segment.bytes": str(16 * 1024 * 1024),
     "log.cleaner.backoff.ms": "500",
     "log.cleaner.min.cleanable.ratio": "0.01",
     "log.cleaner.min.compaction.lag.ms": "0",

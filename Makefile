@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint types pytest bench clean
+.PHONY: demo test check lint types pytest pytest-unit pytest-tansu pytest-kafka kafka-jars bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/streamtasks demo
 
-## test: lint, type-check and run every test (unit, integration, fault) on a real broker
+## test: lint, type-check, the unit tests once, the integration and fault tests on both brokers
+## (the embedded Tansu, then Apache Kafka: needs Java 17+ and, the first time, Maven)
 test: lint types pytest
 
 lint: $(STAMP)
@@ -25,8 +26,20 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy --strict streamtasks
 
-pytest: $(STAMP)
-	$(BIN)/pytest -ra
+pytest: pytest-unit pytest-tansu pytest-kafka
+
+pytest-unit: $(STAMP)
+	$(BIN)/pytest -ra tests/unit
+
+pytest-tansu: $(STAMP)
+	STREAMTASKS_TEST_BROKER=tansu $(BIN)/pytest -ra tests/integration
+
+pytest-kafka: kafka-jars
+	STREAMTASKS_TEST_BROKER=kafka $(BIN)/pytest -ra tests/integration
+
+## kafka-jars: resolve the pinned Apache Kafka with Maven once (cache: $$STREAMTASKS_BROKER_CACHE)
+kafka-jars: $(STAMP)
+	$(BIN)/python -c "from streamtasks.kafkabroker import ensure_kafka_jars as e; print(e())"
 
 ## bench: throughput and latency against a raw confluent-kafka baseline
 bench: $(STAMP)

@@ -43,7 +43,8 @@ kafka-jars: $(STAMP)
 
 ## bench: throughput and latency against a raw confluent-kafka baseline
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --broker tansu
+	$(BIN)/python bench/run.py --broker kafka
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -109,8 +109,15 @@ class PartitionFlow:
             self._consumer.resume(ready)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        if self.paused and partitions:
+        if not partitions:
+            return
+        if self.paused:
             self._consumer.pause(partitions)
+        else:
+            # librdkafka keeps a partition paused across unassign/assign: one that was hot or
+            # held when it was revoked or lost (e.g. a session timeout while the broker was
+            # down) would otherwise never fetch again once it is assigned back.
+            self._consumer.resume(partitions)
 
     def forget(self, tp: TP) -> None:
         self._held.pop(tp, None)

@@ -181,10 +181,6 @@ def test_kill_9_of_the_broker_mid_run_loses_no_task(
     while not all(h.ready() for h in handles) and time.monotonic() < deadline:
         time.sleep(0.2)
     pending = [h.id for h in handles if not h.ready()]
-    if pending:
-        for i, w in enumerate(workers):
-            with open(f"/tmp/k13-wlog-{i}.txt", "w") as f:
-                f.write(w.log_text())
     in_topic = {
         m.key() for m in consume_all(kafka_bootstrap, results_topic(ns), expect=n, timeout=10)
     }

@@ -76,7 +76,7 @@ ENV_BROKER_JAVA_OPTS: Final = "STREAMTASKS_BROKER_JAVA_OPTS"
 
 _DEFAULT_JAVA_OPTS: Final = "-Xms64m -Xmx384m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
 _MIN_JAVA: Final = 17
-_MAVEN_TIMEOUT: Final = 900.0
+_MAVEN_TIMEOUT: Final = 600.0
 _LOG_TAIL_LINES: Final = 25
 _CONTROLLER: Final = "CONTROLLER"
 _PLAINTEXT: Final = "PLAINTEXT"
@@ -228,7 +228,7 @@ def ensure_kafka_jars(cache: str | os.PathLike[str] | None = None) -> Path:
     call writes a pinned ``pom.xml`` there and runs ``mvn dependency:copy-dependencies``.
 
     :raises BrokerNotFoundError: the jars are not cached and ``mvn`` is not on ``PATH``.
-    :raises BrokerError: Maven failed or did not finish within 15 minutes.
+    :raises BrokerError: Maven failed or did not finish within 10 minutes.
     """
     home = Path(cache) if cache is not None else _cache_root()
     home = home / f"kafka_{_SCALA_BINARY}-{KAFKA_VERSION}"
@@ -260,6 +260,9 @@ def ensure_kafka_jars(cache: str | os.PathLike[str] | None = None) -> Path:
             f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
             f"-DoutputDirectory={partial}",
             "-DincludeScope=runtime",
+            # An unreachable repository fails within a minute rather than Maven's 30 min.
+            "-Dmaven.wagon.http.retryHandler.count=1",
+            "-Dmaven.wagon.rto=60000",
         ]
         log.info("resolving the Kafka broker jars with Maven", version=KAFKA_VERSION, cache=home)
         started = time.monotonic()

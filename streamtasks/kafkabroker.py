@@ -1,18 +1,14 @@
 """Run a local Apache Kafka broker (KRaft, single node) as a child process, for dev and tests.
 
-One responsibility: provision a pinned Apache Kafka from Maven Central (once, into a cache
-directory), format a combined broker/controller node and start, kill, restart and stop it on
-127.0.0.1 with settings that make tests fast (no initial rebalance delay, replication factor 1,
-small segments and an eager log cleaner so compaction is visible within seconds). It is the
+One responsibility: format a combined broker/controller node and start, kill, restart and stop
+it on 127.0.0.1 with settings that make tests fast (no initial rebalance delay, replication
+factor 1, small segments and an eager log cleaner so compaction is visible within seconds). The
+jars come from :mod:`streamtasks.kafkajars` (resolved once from Maven Central). It is the
 reference broker for everything the embedded Tansu broker lacks (compaction, transactions, TLS,
 SASL, size limits, KIP-848); it is never a production broker.
 
 Invariants:
 
-* The jars of :data:`KAFKA_VERSION` are resolved by Maven into ``<cache>/kafka_2.13-<version>``
-  exactly once (a file lock serialises concurrent resolutions; a finished cache carries a marker
-  and is never resolved again). No Java or no Maven → :class:`BrokerNotFoundError` with one line
-  saying what to install; Maven that fails or takes too long → :class:`BrokerError`, never a hang.
 * Every listener keeps its port across :meth:`KafkaBroker.kill` / :meth:`KafkaBroker.start`, and
   the data directory is formatted only once, so a restart resumes the same log (a ``kill -9``
   followed by ``start`` is a broker crash and recovery).
@@ -26,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -48,7 +43,14 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from streamtasks.devbroker import free_port
-from streamtasks.errors import BrokerError, BrokerNotFoundError, ConfigError
+from streamtasks.errors import BrokerError, ConfigError
+from streamtasks.kafkajars import (
+    ENV_BROKER_CACHE,
+    KAFKA_VERSION,
+    ensure_kafka_jars,
+    find_java,
+    tail_lines,
+)
 
 __all__ = [
     "ENV_BROKER_CACHE",
@@ -61,60 +63,15 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: The Apache Kafka release the broker engine runs (and the tests are run against).
-KAFKA_VERSION: Final = "4.1.1"
-_SCALA_BINARY: Final = "2.13"
-_SLF4J_VERSION: Final = "2.0.17"
-_LOG4J_VERSION: Final = "2.24.3"
-_DEPENDENCY_PLUGIN: Final = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-
-#: Directory for the resolved jars (default ``$XDG_CACHE_HOME/streamtasks`` or ``~/.cache/...``).
-#: Not ``STREAMTASKS_KAFKA_*``: that prefix is reserved for librdkafka client properties.
-ENV_BROKER_CACHE: Final = "STREAMTASKS_BROKER_CACHE"
 #: JVM options for the broker (default: a small heap and the serial collector).
 ENV_BROKER_JAVA_OPTS: Final = "STREAMTASKS_BROKER_JAVA_OPTS"
 
 _DEFAULT_JAVA_OPTS: Final = "-Xms64m -Xmx384m -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError"
-_MIN_JAVA: Final = 17
-_MAVEN_TIMEOUT: Final = 600.0
 _LOG_TAIL_LINES: Final = 25
 _CONTROLLER: Final = "CONTROLLER"
 _PLAINTEXT: Final = "PLAINTEXT"
 _SECURITY_PROTOCOLS: Final = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
 _LISTENER_NAME: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
-
-_POM: Final = f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by streamtasks: the jars of a single-node Apache Kafka broker. -->
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>streamtasks.devbroker</groupId>
-  <artifactId>kafka-broker-runtime</artifactId>
-  <version>{KAFKA_VERSION}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_{_SCALA_BINARY}</artifactId>
-      <version>{KAFKA_VERSION}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.slf4j</groupId>
-      <artifactId>slf4j-api</artifactId>
-      <version>{_SLF4J_VERSION}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-slf4j2-impl</artifactId>
-      <version>{_LOG4J_VERSION}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId>
-      <artifactId>log4j-core</artifactId>
-      <version>{_LOG4J_VERSION}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
 
 # Kafka's own chatter goes to WARN; start-up, shutdown and the log cleaner stay visible.
 _LOG4J2: Final = """status = error
@@ -175,124 +132,6 @@ FAST_TEST_PROPERTIES: Final[Mapping[str, str]] = {
     "num.recovery.threads.per.data.dir": "1",
     "num.replica.fetchers": "1",
 }
-
-
-# -- provisioning -----------------------------------------------------------------------------
-
-
-def find_java() -> str:
-    """Path of a Java >= 17 runtime: ``$JAVA_HOME/bin/java``, else ``java`` on ``PATH``.
-
-    :raises BrokerNotFoundError: none found, or too old (one line saying what to install).
-    """
-    java_home = os.environ.get("JAVA_HOME")
-    candidate = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
-    if not candidate or not os.access(candidate, os.X_OK):
-        raise BrokerNotFoundError(
-            f"the Kafka broker engine needs Java {_MIN_JAVA}+ and none was found "
-            "(no JAVA_HOME, no 'java' on PATH): install a JDK or JRE, e.g. "
-            "'apt-get install openjdk-17-jre-headless'"
-        )
-    try:
-        out = subprocess.run(
-            [candidate, "-version"], capture_output=True, text=True, timeout=30, check=False
-        ).stderr
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BrokerNotFoundError(f"could not run {candidate!r} -version: {exc}") from exc
-    match = re.search(r'version "(\d+)', out)
-    if match is None or int(match.group(1)) < _MIN_JAVA:
-        found = match.group(1) if match else "unknown"
-        raise BrokerNotFoundError(
-            f"the Kafka broker engine needs Java {_MIN_JAVA}+, {candidate} is version {found}: "
-            "install a newer JDK, e.g. 'apt-get install openjdk-17-jre-headless'"
-        )
-    return candidate
-
-
-def _cache_root() -> Path:
-    explicit = os.environ.get(ENV_BROKER_CACHE)
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "streamtasks"
-
-
-def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
-def ensure_kafka_jars(cache: str | os.PathLike[str] | None = None) -> Path:
-    """The directory holding every jar of Kafka :data:`KAFKA_VERSION`, resolved on first use.
-
-    ``cache`` defaults to ``$STREAMTASKS_BROKER_CACHE`` or the user's cache directory. The first
-    call writes a pinned ``pom.xml`` there and runs ``mvn dependency:copy-dependencies``.
-
-    :raises BrokerNotFoundError: the jars are not cached and ``mvn`` is not on ``PATH``.
-    :raises BrokerError: Maven failed or did not finish within 10 minutes.
-    """
-    home = Path(cache) if cache is not None else _cache_root()
-    home = home / f"kafka_{_SCALA_BINARY}-{KAFKA_VERSION}"
-    libs = home / "libs"
-    marker = libs / ".complete"
-    if marker.exists():
-        return libs
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():  # resolved by someone else while this call waited
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerNotFoundError(
-                f"the Kafka broker engine resolves Apache Kafka {KAFKA_VERSION} from Maven "
-                "Central once, and 'mvn' is not on PATH: install Maven, e.g. "
-                "'apt-get install maven'"
-            )
-        (home / "pom.xml").write_text(_POM)
-        partial = home / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        command = [
-            mvn,
-            "--batch-mode",
-            "--quiet",
-            "--file",
-            str(home / "pom.xml"),
-            f"{_DEPENDENCY_PLUGIN}:copy-dependencies",
-            f"-DoutputDirectory={partial}",
-            "-DincludeScope=runtime",
-            # An unreachable repository fails within a minute rather than Maven's 30 min.
-            "-Dmaven.wagon.http.retryHandler.count=1",
-            "-Dmaven.wagon.rto=60000",
-        ]
-        log.info("resolving the Kafka broker jars with Maven", version=KAFKA_VERSION, cache=home)
-        started = time.monotonic()
-        try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=_MAVEN_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError(
-                f"Maven did not resolve Apache Kafka {KAFKA_VERSION} within "
-                f"{_MAVEN_TIMEOUT:g}s; is Maven Central reachable? ({' '.join(command)})"
-            ) from exc
-        if done.returncode != 0 or not any(partial.glob("kafka_*.jar")):
-            raise BrokerError(
-                f"Maven could not resolve Apache Kafka {KAFKA_VERSION} (exit {done.returncode}; "
-                f"is Maven Central reachable?): {' '.join(command)}\n"
-                + _tail(done.stdout + done.stderr)
-            )
-        shutil.rmtree(libs, ignore_errors=True)
-        partial.rename(libs)
-        marker.write_text(f"{KAFKA_VERSION}\n")
-        log.info(
-            "Kafka broker jars cached", libs=str(libs), seconds=round(time.monotonic() - started)
-        )
-        return libs
 
 
 def _cluster_id() -> str:
@@ -495,7 +334,7 @@ class KafkaBroker:
                 data = f.read()
         except OSError:
             return ""
-        return _tail(data.decode("utf-8", errors="replace"), lines)
+        return tail_lines(data.decode("utf-8", errors="replace"), lines)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -559,7 +398,7 @@ class KafkaBroker:
         if done.returncode != 0:
             raise BrokerError(
                 f"formatting the Kafka data directory {self._data_dir} failed "
-                f"(exit {done.returncode}):\n" + _tail(done.stdout + done.stderr)
+                f"(exit {done.returncode}):\n" + tail_lines(done.stdout + done.stderr)
             )
 
     def _launch(self, java: str, libs: Path, config: Path) -> None:

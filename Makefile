@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Kafka client (they skip, saying why, without node/npm)
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: demo test check lint types pytest bench clean node-deps
+.PHONY: demo test check lint types pytest pytest-unit pytest-tansu pytest-kafka kafka-jars bench clean node-deps
 
 node-deps: $(NODE_DEPS)
 
@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/streamtasks demo
 
-## test: lint, type-check and run every test (unit, integration, fault) on a real broker
+## test: lint, type-check, the unit tests once, the integration and fault tests on both brokers
+## (the embedded Tansu, then Apache Kafka: needs Java 17+ and, the first time, Maven)
 test: lint types pytest
 
 lint: $(STAMP)
@@ -30,8 +31,20 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy --strict streamtasks
 
-pytest: $(STAMP) $(NODE_DEPS)
-	$(BIN)/pytest -ra
+pytest: pytest-unit pytest-tansu pytest-kafka
+
+pytest-unit: $(STAMP)
+	$(BIN)/pytest -ra tests/unit
+
+pytest-tansu: $(STAMP) $(NODE_DEPS)
+	STREAMTASKS_TEST_BROKER=tansu $(BIN)/pytest -ra tests/integration
+
+pytest-kafka: kafka-jars $(NODE_DEPS)
+	STREAMTASKS_TEST_BROKER=kafka $(BIN)/pytest -ra tests/integration
+
+## kafka-jars: resolve the pinned Apache Kafka with Maven once (cache: $$STREAMTASKS_BROKER_CACHE)
+kafka-jars: $(STAMP)
+	$(BIN)/python -c "from streamtasks.dev.kafka import ensure_kafka_jars as e; print(e())"
 
 $(NODE_DEPS): tests/node/package.json
 	@if command -v npm >/dev/null 2>&1; then \
@@ -40,7 +53,8 @@ $(NODE_DEPS): tests/node/package.json
 
 ## bench: throughput and latency against a raw confluent-kafka baseline
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --broker tansu
+	$(BIN)/python bench/run.py --broker kafka
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

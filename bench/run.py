@@ -4,7 +4,8 @@
     python bench/run.py [--n 20000] [--workers 2] [--rate 200] [--latency-n 2000]
                         [--sleep-n 2000] [--sleep-concurrency 50] [--async-concurrency 100]
                         [--parts raw,rawavro,st,workers,latency,sleep,asleep]
-                        [--bootstrap-servers HOST:PORT] [--json out.json] [--py-spy DIR]
+                        [--broker tansu|kafka | --bootstrap-servers HOST:PORT]
+                        [--json out.json] [--py-spy DIR]
 
 Parts (each on fresh topics / a fresh namespace, workers joined before anything is timed,
 a warm-up of 60 tasks/records sent and awaited first):
@@ -37,8 +38,10 @@ a warm-up of 60 tasks/records sent and awaited first):
 "CPU during run" is user+system CPU of this process (the client: sending + result listener),
 the broker (embedded only) and the workers over the timed span, from /proc.
 
-Without --bootstrap-servers (or STREAMTASKS_BOOTSTRAP_SERVERS) an embedded Tansu broker is
-started for the run and stopped at the end.
+Without --bootstrap-servers (or STREAMTASKS_BOOTSTRAP_SERVERS) a broker is started for the run
+and stopped at the end: the embedded Tansu (--broker tansu, default) or a local single-node
+Apache Kafka (--broker kafka; Java 17+, jars from Maven on first use). Ratios are always
+against the raw baseline on the same broker in the same run.
 """
 
 from __future__ import annotations
@@ -833,9 +836,19 @@ def run_sleep(
 
 # -- main ---------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def broker(bootstrap: str | None) -> Iterator[tuple[str, int | None, str]]:
+def broker(bootstrap: str | None, engine: str = "tansu") -> Iterator[tuple[str, int | None, str]]:
     if bootstrap:
         yield bootstrap, None, f"existing Kafka at {bootstrap}"
+        return
+    if engine == "kafka":
+        from streamtasks.dev.kafka import KAFKA_VERSION, KafkaBroker
+
+        with KafkaBroker() as k:
+            yield (
+                k.bootstrap_servers,
+                k.pid,
+                f"Apache Kafka {KAFKA_VERSION} at {k.bootstrap_servers}",
+            )
         return
     from streamtasks.dev.broker import EmbeddedBroker
 
@@ -864,6 +877,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="tasks/s for the latency part")
     ap.add_argument("--latency-n", type=int, default=2000, help="tasks for the latency part")
     ap.add_argument("--bootstrap-servers", default=os.environ.get("STREAMTASKS_BOOTSTRAP_SERVERS"))
+    ap.add_argument(
+        "--broker",
+        choices=["tansu", "kafka"],
+        default="tansu",
+        help="broker to start when no --bootstrap-servers: embedded Tansu or a local Apache Kafka",
+    )
     ap.add_argument("--sleep-n", type=int, default=2000, help="tasks for the sleep parts")
     ap.add_argument(
         "--sleep-concurrency", type=int, default=50, help="--concurrency of the sleep part"
@@ -908,7 +927,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     t_all = time.perf_counter()
-    with broker(args.bootstrap_servers) as (bootstrap, broker_pid, where):
+    with broker(args.bootstrap_servers, args.broker) as (bootstrap, broker_pid, where):
         ctx = Ctx(
             bootstrap,
             broker_pid,

@@ -5,10 +5,16 @@ streamtasks is installed its fixtures are available to every test suite without 
 
 * ``kafka_bootstrap`` (session): ``bootstrap.servers`` of a broker for the whole test session.
   ``$STREAMTASKS_TEST_BOOTSTRAP`` set: that existing Kafka/Redpanda/Tansu is used as is.
+  ``$STREAMTASKS_TEST_BROKER=kafka``: a local Apache Kafka (:class:`KafkaBroker`: KRaft, one
+  node, jars resolved by Maven on first use; needs Java 17+ and, the first time, Maven).
   ``$STREAMTASKS_TEST_BROKER=testcontainers``: an Apache Kafka container (needs Docker; the tests
   are skipped when there is none). Otherwise (``tansu``, the default): an :class:`EmbeddedBroker`.
 * ``broker_kind`` (session): ``"tansu"``, ``"kafka"`` or ``"external"``, so a test that meets a
   known gap of the embedded broker can skip and name the gap (see :func:`skip_if_tansu`).
+* ``kafka_broker`` (function): the session's local :class:`KafkaBroker` itself, for tests that
+  ``kill()`` it (``kill -9``) and ``start()`` it again on the same data directory and port;
+  skipped unless ``$STREAMTASKS_TEST_BROKER=kafka``. A broker a test left down is started again
+  after it.
 
 Plain helpers: :func:`unique_name`, :func:`create_topics`, :func:`consume_all`, and the client
 settings :data:`TEST_CONSUMER_CONFIG` / :data:`TEST_PRODUCER_CONFIG` that keep group joins and
@@ -43,6 +49,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-export it (typing)
 
 from streamtasks.dev.broker import EmbeddedBroker
+from streamtasks.dev.kafka import KafkaBroker
 from streamtasks.dev.processes import WorkerProcess, wait_for_workers
 from streamtasks.errors import BrokerError
 
@@ -57,6 +64,7 @@ __all__ = [
     "consume_all",
     "create_topics",
     "kafka_bootstrap",
+    "kafka_broker",
     "skip_if_tansu",
     "unique_name",
     "wait_for_workers",
@@ -65,7 +73,8 @@ __all__ = [
 #: Use this existing broker (``host:port[,host:port...]``) instead of starting one.
 ENV_TEST_BOOTSTRAP: Final = "STREAMTASKS_TEST_BOOTSTRAP"
 #: Which broker to start when ``$STREAMTASKS_TEST_BOOTSTRAP`` is unset: ``tansu`` (default,
-#: the embedded broker) or ``testcontainers`` (Apache Kafka in Docker).
+#: the embedded broker), ``kafka`` (a local Apache Kafka, :class:`KafkaBroker`) or
+#: ``testcontainers`` (Apache Kafka in Docker).
 ENV_TEST_BROKER: Final = "STREAMTASKS_TEST_BROKER"
 
 BrokerKind = Literal["tansu", "kafka", "external"]
@@ -292,18 +301,29 @@ def consume_all(
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-def _selected_kind() -> BrokerKind:
+_Engine = Literal["tansu", "kafka", "testcontainers", "external"]
+
+
+def _selected_engine() -> _Engine:
     if os.environ.get(ENV_TEST_BOOTSTRAP):
         return "external"
     choice = os.environ.get(ENV_TEST_BROKER, "").strip().lower()
     if choice in ("", "tansu", "embedded"):
         return "tansu"
-    if choice == "testcontainers":
+    if choice == "kafka":
         return "kafka"
+    if choice == "testcontainers":
+        return "testcontainers"
     raise pytest.UsageError(
         f"{ENV_TEST_BROKER}={choice!r} is not supported; use 'tansu' (the embedded broker, "
-        f"default) or 'testcontainers', or set {ENV_TEST_BOOTSTRAP} to an existing broker"
+        f"default), 'kafka' (a local Apache Kafka) or 'testcontainers', or set "
+        f"{ENV_TEST_BOOTSTRAP} to an existing broker"
     )
+
+
+def _selected_kind() -> BrokerKind:
+    engine = _selected_engine()
+    return "kafka" if engine == "testcontainers" else engine
 
 
 def _docker_unavailable_reason() -> str | None:
@@ -352,10 +372,32 @@ def broker_kind() -> BrokerKind:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(broker_kind: BrokerKind) -> Iterator[str]:
+def _streamtasks_kafka_broker() -> Iterator[KafkaBroker | None]:
+    """The session's local Apache Kafka when ``$STREAMTASKS_TEST_BROKER=kafka``, else ``None``."""
+    if _selected_engine() != "kafka":
+        yield None
+        return
+    broker = KafkaBroker()
+    try:
+        broker.start()
+    except BrokerError as exc:
+        broker.close()
+        raise pytest.UsageError(f"{ENV_TEST_BROKER}=kafka: {exc}") from exc
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    broker_kind: BrokerKind, _streamtasks_kafka_broker: KafkaBroker | None
+) -> Iterator[str]:
     """``bootstrap.servers`` of a broker shared by the whole test session."""
     if broker_kind == "external":
         yield os.environ[ENV_TEST_BOOTSTRAP]
+    elif _streamtasks_kafka_broker is not None:
+        yield _streamtasks_kafka_broker.bootstrap_servers
     elif broker_kind == "kafka":
         yield from _kafka_container()
     else:
@@ -367,3 +409,25 @@ def kafka_bootstrap(broker_kind: BrokerKind) -> Iterator[str]:
             # In-memory data is lost either way, and Tansu delays a SIGTERM exit by ~5 s
             # while clients that produced are still connected: do not wait for it.
             broker.stop(timeout=1.0)
+
+
+@pytest.fixture
+def kafka_broker(
+    kafka_bootstrap: str, _streamtasks_kafka_broker: KafkaBroker | None
+) -> Iterator[KafkaBroker]:
+    """The session's local Apache Kafka, to ``kill()`` (``kill -9``) and ``start()`` again.
+
+    Data and ports survive: a restart is a crash and recovery of the same broker. Skipped unless
+    ``$STREAMTASKS_TEST_BROKER=kafka``; the broker is running again when the test ends.
+    """
+    broker = _streamtasks_kafka_broker
+    if broker is None:
+        pytest.skip(
+            f"needs the local Apache Kafka ({ENV_TEST_BROKER}=kafka) to kill and restart: the "
+            "embedded Tansu broker keeps its data in memory and loses it on restart"
+        )
+    try:
+        yield broker
+    finally:
+        if not broker.is_running():
+            broker.start()

@@ -98,6 +98,17 @@ def broker(
         int | None, typer.Option(help="Port to listen on (default: a free one).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="tansu (embedded, in memory, starts at once) or kafka (Apache Kafka: Java 17+; "
+            "the first run resolves its jars with Maven)."
+        ),
+    ] = "tansu",
+    data_dir: Annotated[
+        str | None,
+        typer.Option(help="kafka: keep the log here and reuse it (default: a temporary dir)."),
+    ] = None,
     env: Annotated[
         bool,
         typer.Option(
@@ -107,13 +118,14 @@ def broker(
         ),
     ] = False,
 ) -> None:
-    """Start the embedded development broker (Tansu); print its bootstrap address and the
-    client settings that suit it (fast group joins and low latency).
+    """Start a development broker (Tansu by default, or Apache Kafka); print its bootstrap
+    address and the client settings that suit it (fast group joins and low latency).
 
     Example: streamtasks broker --port 9092   (Ctrl-C stops it)
     Example: streamtasks broker --port 9092 --env > .env &   then: source .env
     """
     from streamtasks.dev.broker import EmbeddedBroker, client_env, serve_forever
+    from streamtasks.dev.kafka import KafkaBroker
 
     def ready(bootstrap: str) -> None:
         settings = client_env(bootstrap)
@@ -130,7 +142,18 @@ def broker(
         sys.stdout.flush()
 
     try:
-        code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
+        if engine == "tansu":
+            if data_dir is not None:
+                raise ConfigError("--data-dir needs --engine kafka (Tansu keeps data in memory)")
+            code = serve_forever(EmbeddedBroker(host=host, port=port), ready)
+        elif engine == "kafka":
+            kafka = KafkaBroker(host=host, port=port, data_dir=data_dir)
+            try:
+                code = serve_forever(kafka, ready, start_timeout=90.0)
+            finally:
+                kafka.close()
+        else:
+            raise ConfigError(f"--engine must be 'tansu' or 'kafka', not {engine!r}")
     except StreamtasksError as exc:
         fail(exc)
     raise typer.Exit(code)
@@ -173,6 +196,10 @@ def worker(
         bool,
         typer.Option(help="Exit 0 once the queues are drained and no retry is pending."),
     ] = False,
+    group_protocol: Annotated[
+        str,
+        typer.Option(help="classic, or consumer (KIP-848: assignment by the broker; Kafka 4.0+)."),
+    ] = "classic",
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -207,6 +234,7 @@ def worker(
             max_in_flight_per_partition=max_in_flight_per_partition,
             cooperative=cooperative,
             shutdown_grace=shutdown_grace,
+            group_protocol=group_protocol,
         )
         w.run(burst=burst)
     except StreamtasksError as exc:

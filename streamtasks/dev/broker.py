@@ -36,7 +36,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 import structlog
 from confluent_kafka import KafkaException
@@ -481,8 +481,21 @@ class EmbeddedBroker:
             self._owns_log = False
 
 
+class ServedBroker(Protocol):
+    """What :func:`serve_forever` needs of a broker (:class:`EmbeddedBroker`, ``KafkaBroker``)."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def is_running(self) -> bool: ...
+    def start(self, timeout: float = ...) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+    def log_tail(self, lines: int = ...) -> str: ...
+
+
 def serve_forever(
-    broker: EmbeddedBroker,
+    broker: ServedBroker,
     on_ready: Callable[[str], None],
     *,
     start_timeout: float = 15.0,

@@ -8,6 +8,7 @@ construction or topic administration; a bad librdkafka property surfaces as a
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,20 @@ def make_consumer(cfg: dict[str, Any]) -> Consumer:
     return consumer
 
 
+#: Errors an admin client reported through its ``error_cb`` (read by :func:`check_reachable`).
+_admin_errors: weakref.WeakKeyDictionary[AdminClient, list[KafkaError]] = (
+    weakref.WeakKeyDictionary()
+)
+#: Client errors that no retry will fix: wrong certificates, wrong credentials.
+_SETUP_ERRORS = frozenset({KafkaError._SSL, KafkaError._AUTHENTICATION})
+
+
 def make_admin(cfg: dict[str, Any]) -> AdminClient:
+    errors: list[KafkaError] = []
+    if "error_cb" not in cfg:
+        cfg = {**cfg, "error_cb": errors.append}
     admin: AdminClient = _build("admin", AdminClient, cfg)
+    _admin_errors[admin] = errors
     return admin
 
 
@@ -173,21 +186,39 @@ def wait_for_topics(admin: AdminClient, names: Iterable[str], *, timeout: float 
 
 
 def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0) -> None:
-    """Fail fast with a fix-it message when no broker answers at ``bootstrap``."""
-    try:
-        md = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        md = None
-        cause: Exception | None = exc
-    else:
-        cause = None
-    if md is None or not md.brokers:
-        raise BrokerError(
-            f"the Kafka broker at {bootstrap} could not be reached (no answer within "
-            f"{timeout:.0f}s). Check the "
-            "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
-            "is running; for a local one run `streamtasks broker`."
-        ) from cause
+    """Fail fast with a fix-it message when no broker answers at ``bootstrap``.
+
+    A TLS or authentication failure (wrong CA, wrong password) fails at once, with the
+    client's own reason, instead of waiting ``timeout`` for a broker that will never answer.
+    """
+    errors = _admin_errors.get(admin, [])
+    deadline = time.monotonic() + timeout
+    cause: Exception | None = None
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            md = admin.list_topics(timeout=max(0.1, min(1.0, remaining)))
+        except KafkaException as exc:
+            md, cause = None, exc
+        if md is not None and md.brokers:
+            return
+        admin.poll(0)  # serves error_cb
+        setup = next((e for e in errors if e.code() in _SETUP_ERRORS), None)
+        if setup is not None:
+            what = "TLS" if setup.code() == KafkaError._SSL else "authentication"
+            raise BrokerError(
+                f"cannot connect to the Kafka broker at {bootstrap!r}: {what} failed: "
+                f"{setup.str()}. Check the security settings (STREAMTASKS_KAFKA_SECURITY_PROTOCOL,"
+                " STREAMTASKS_KAFKA_SSL_CA_LOCATION, STREAMTASKS_KAFKA_SASL_*)."
+            )
+        if remaining <= 0:
+            break
+    raise BrokerError(
+        f"the Kafka broker at {bootstrap} could not be reached (no answer within "
+        f"{timeout:.0f}s). Check the "
+        "address (STREAMTASKS_BOOTSTRAP_SERVERS / --bootstrap-servers) and that the broker "
+        "is running; for a local one run `streamtasks broker`."
+    ) from cause
 
 
 # -- consumer groups (for status and offsets reset) --------------------------------------------

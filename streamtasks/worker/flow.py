@@ -121,8 +121,15 @@ class PartitionFlow:
         for p in partitions:
             self.forget((p.topic, p.partition))
             self._assigned.add((p.topic, p.partition))
-        if self.paused and partitions:
+        if not partitions:
+            return
+        if self.paused:
             self._consumer.pause(partitions)
+        else:
+            # librdkafka keeps a partition paused across unassign/assign: one that was hot or
+            # held when it was revoked or lost (e.g. a session timeout while the broker was
+            # down) would otherwise never fetch again once it is assigned back.
+            self._consumer.resume(partitions)
 
     def settle(self) -> None:
         """Resume what was assigned since the last call (the rebalance callback is too early:

@@ -97,6 +97,15 @@ class _Job:
         return (self.record.topic, self.record.partition)
 
 
+#: Classic-protocol settings that the broker owns under ``group.protocol=consumer`` (librdkafka
+#: refuses them there): ``group.consumer.session.timeout.ms`` and friends on the broker.
+_BROKER_SIDE_UNDER_KIP848 = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+)
+
+
 class Worker:
     """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
 
@@ -118,6 +127,7 @@ class Worker:
         create_topics: bool = True,
         cooperative: bool = False,
         stall_warning: float = 60.0,
+        group_protocol: str = "classic",
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -160,6 +170,18 @@ class Worker:
         self.stall_warning = stall_warning
         self._progress: dict[TP, tuple[int, float]] = {}  # oldest unfinished offset, since
         self._next_stall_check = 0.0
+        # "consumer" is KIP-848 (Kafka >= 4.0): the broker assigns partitions incrementally
+        # and owns the session and heartbeat settings.
+        if group_protocol not in ("classic", "consumer"):
+            raise ConfigError(
+                f"group_protocol must be 'classic' or 'consumer', not {group_protocol!r}"
+            )
+        if group_protocol == "consumer" and cooperative:
+            raise ConfigError(
+                "cooperative applies to the classic protocol only; the consumer "
+                "protocol (KIP-848) is always incremental"
+            )
+        self.group_protocol = group_protocol
         self.stats = WorkerStats()
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
@@ -224,7 +246,12 @@ class Worker:
         if burst:
             consumer_cfg["enable.partition.eof"] = True
             self._drain = DrainWatch()
-        self._consumer = clients.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
+        group_cfg = settings.consumer(self.group_id, **consumer_cfg)
+        if self.group_protocol == "consumer":
+            group_cfg["group.protocol"] = "consumer"
+            for broker_side in _BROKER_SIDE_UNDER_KIP848:
+                group_cfg.pop(broker_side, None)
+        self._consumer = clients.make_consumer(group_cfg)
         self._flow = PartitionFlow(
             self._consumer,
             max_in_flight=self.max_in_flight,

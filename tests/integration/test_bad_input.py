@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streamtasks import App
 from streamtasks.testing import consume_all
@@ -19,6 +21,25 @@ from tests.integration.apps.basic import Item, Shape
 from tests.integration.conftest import StartWorkers
 
 pytestmark = pytest.mark.integration
+
+
+def _raise_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
+    entry = ConfigEntry(
+        "max.message.bytes", str(limit), incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=15)
+
+
+def _produce_checked(producer: Producer, topic: str, value: bytes) -> KafkaError | None:
+    """The broker's verdict on one record, from its delivery report."""
+    reports: list[KafkaError | None] = []
+    producer.produce(topic, value=value, key=b"big", on_delivery=lambda e, _m: reports.append(e))
+    producer.flush(30)
+    assert len(reports) == 1, "no delivery report within 30 s"
+    return reports[0]
 
 
 def _headers(msg: object) -> dict[str, bytes]:
@@ -96,10 +117,18 @@ def test_arguments_that_do_not_match_the_signature_are_dead_lettered(
 def test_an_oversize_payload_is_dead_lettered_without_being_decoded(
     app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
 ) -> None:
+    # Given task and DLQ topics that take records of up to 4 MB (Kafka enforces topic limits)
+    for topic in (task_topic(ns, "default"), dlq_topic(ns, "default")):
+        _raise_max_message_bytes(kafka_bootstrap, topic, 4_000_000)
     (worker,) = start_workers(1)
     raw = Producer({"bootstrap.servers": kafka_bootstrap, "message.max.bytes": 4_000_000})
-    raw.produce(task_topic(ns, "default"), value=b"\x00" * 2_000_000, key=b"big")
-    assert raw.flush(10) == 0
+    # (a raised limit reaches the partition's log a moment after the config change)
+    deadline = time.monotonic() + 15
+    while (
+        err := _produce_checked(raw, task_topic(ns, "default"), b"\x00" * 2_000_000)
+    ) is not None:
+        assert time.monotonic() < deadline, f"the 2 MB record was refused: {err}"
+        time.sleep(0.2)
     assert app.tasks["add"].send(1, 1).get(timeout=30) == 2
     (dead,) = consume_all(kafka_bootstrap, dlq_topic(ns, "default"), expect=1, timeout=30)
     assert _headers(dead)["st-dlq-reason"] == b"oversize"

@@ -12,12 +12,14 @@ import pytest
 from confluent_kafka import Message
 
 from streamtasks import App
-from streamtasks.testing import consume_all, wait_for_workers
+from streamtasks.testing import BrokerKind, consume_all, skip_if_tansu, wait_for_workers
 from streamtasks.wire.topics import results_topic
 from tests.integration.apps.basic import Span
 from tests.integration.conftest import StartWorkers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+_NO_KIP848 = "KIP-848 (group.protocol=consumer) does not work"
 
 
 def _distinct_keys(n: int) -> Callable[[list[Message]], bool]:
@@ -71,12 +73,21 @@ def test_same_key_runs_in_send_order_and_different_keys_overlap_within_a_partiti
     assert best > 1
 
 
+@pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
 def test_kill_9_a_random_worker_5_times_loses_nothing(
-    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+    app: App,
+    start_workers: StartWorkers,
+    kafka_bootstrap: str,
+    ns: str,
+    group_protocol: str,
+    broker_kind: BrokerKind,
 ) -> None:
+    if group_protocol == "consumer":
+        skip_if_tansu(broker_kind, _NO_KIP848)
+    flags = ("--concurrency", "4", "--group-protocol", group_protocol)
     # Given 3 workers (4 threads each) and 20,000 tasks of ~3 ms
     n, rng = 20_000, random.Random(3)
-    workers = start_workers(3, "--concurrency", "4")
+    workers = start_workers(3, *flags)
     handles = [app.tasks["work"].send(i, sleep_ms=3) for i in range(n)]
     app.flush()
     # When a random worker is killed -9 five times during the run (and restarted)
@@ -89,7 +100,7 @@ def test_kill_9_a_random_worker_5_times_loses_nothing(
         victim.kill()
         kills += 1
         workers.remove(victim)
-        workers.extend(start_workers(1, "--concurrency", "4", wait=False))
+        workers.extend(start_workers(1, *flags, wait=False))
     assert kills == 5, "the run ended before 5 kills: it proves less than it claims"
     # Then every task completes with its own value
     assert [h.get(timeout=240) for h in handles] == list(range(n))
@@ -104,12 +115,20 @@ def test_kill_9_a_random_worker_5_times_loses_nothing(
     assert duplicates <= kills * (256 + 1300)
 
 
-@pytest.mark.parametrize("protocol", ["eager", "cooperative"])
+@pytest.mark.parametrize("protocol", ["eager", "cooperative", "consumer"])
 def test_workers_joining_and_leaving_every_few_seconds_lose_nothing(
-    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str, protocol: str
+    app: App,
+    start_workers: StartWorkers,
+    kafka_bootstrap: str,
+    ns: str,
+    protocol: str,
+    broker_kind: BrokerKind,
 ) -> None:
+    if protocol == "consumer":
+        skip_if_tansu(broker_kind, _NO_KIP848)
     n = 8000
-    flags = ("--concurrency", "4", *(("--cooperative",) if protocol == "cooperative" else ()))
+    extra = {"cooperative": ("--cooperative",), "consumer": ("--group-protocol", "consumer")}
+    flags = ("--concurrency", "4", *extra.get(protocol, ()))
     workers = start_workers(2, *flags)
     handles = [app.tasks["work"].send(i, sleep_ms=3) for i in range(n)]
     app.flush()

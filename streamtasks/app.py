@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from streamtasks.config import Settings
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
 from streamtasks.kafka import clients
+from streamtasks.kafka.delivery import produce_with_room
 from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
@@ -393,18 +394,14 @@ class App:
             if on_delivery is not None:
                 on_delivery(err, msg)
 
-        while True:
-            try:
-                producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=delivered
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)
-            except BaseException:
-                with self._lock:
-                    self._unacked.pop(seq, None)
-                raise
+        try:
+            produce_with_room(
+                producer, topic, value, key=key, headers=headers, on_delivery=delivered
+            )
+        except BaseException:
+            with self._lock:
+                self._unacked.pop(seq, None)
+            raise
 
     def _publish_task(
         self,
@@ -415,7 +412,8 @@ class App:
         task: Task[Any, Any] | None,
         wait_delivery: bool | float = False,
     ) -> AsyncResult:
-        from streamtasks.asyncresult import AsyncResult, Delivery
+        from streamtasks.asyncresult import AsyncResult
+        from streamtasks.kafka.delivery import Delivery
 
         listener = self.results_listener()
         listener.expect(envelope.id)

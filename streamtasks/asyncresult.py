@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from streamtasks.errors import (
     BrokerError,
@@ -24,7 +24,8 @@ from streamtasks.errors import (
     StreamtasksError,
     TaskFailedError,
 )
-from streamtasks.kafka import clients
+from streamtasks.kafka import clients, reader
+from streamtasks.kafka.delivery import Delivery
 from streamtasks.wire.envelope import ResultRecord, TaskStatus
 from streamtasks.wire.topics import results_topic
 
@@ -37,20 +38,6 @@ __all__ = ["AsyncResult", "Delivery", "ResultListener"]
 log = structlog.get_logger("streamtasks.results")
 
 _MAX_REMEMBERED = 200_000
-
-
-class Delivery:
-    """The broker's acknowledgement of one produced record (set from a delivery callback)."""
-
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.error: str | None = None
-
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        self.error = None if err is None else err.str()
-        self.done = True
 
 
 class ResultListener:
@@ -107,14 +94,12 @@ class ResultListener:
             consumer.close()
 
     def _partitions(self, consumer: Any) -> list[int] | None:
-        md = consumer.list_topics(self._topic, timeout=10.0)
-        topic = md.topics.get(self._topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise BrokerError(
-                f"the results topic {self._topic!r} does not exist: run "
-                "`streamtasks topics apply <module:app>` (or start a worker) first"
-            )
-        return sorted(topic.partitions)
+        return reader.require_partitions(
+            consumer,
+            self._topic,
+            f"the results topic {self._topic!r} does not exist: run "
+            "`streamtasks topics apply <module:app>` (or start a worker) first",
+        )
 
     def _reader_config(self) -> dict[str, Any]:
         return self._app.settings.consumer(None, **{"enable.partition.eof": True})
@@ -149,7 +134,7 @@ class ResultListener:
                 for msg in msgs:
                     err = msg.error()
                     if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
+                        if reader.is_partition_eof(err):
                             pending_eof.discard(msg.partition())
                             if not pending_eof:
                                 self._caught_up.set()

@@ -23,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,7 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 
 from streamtasks.app import App
 from streamtasks.errors import BrokerError, ConfigError, StreamtasksError
-from streamtasks.kafka import clients
+from streamtasks.kafka import clients, reader
 from streamtasks.ops.deadletters import (
     DONE_STATES,
     MARKER_TIMESTAMP_HEADER,
@@ -371,7 +370,6 @@ class DeadLetterQueue:
                 wanted += [
                     TopicPartition(self.state_topic, p, OFFSET_BEGINNING) for p in state.partitions
                 ]
-            consumer.assign(wanted)
             return self._consume_to_end(consumer, wanted, timeout)
         except KafkaException as exc:
             raise BrokerError(f"reading {self.topic!r} failed: {exc}") from exc
@@ -381,27 +379,13 @@ class DeadLetterQueue:
     def _consume_to_end(
         self, consumer: Any, wanted: Sequence[TopicPartition], timeout: float
     ) -> tuple[list[RawRecord], list[RawRecord]]:
-        pending = {(tp.topic, tp.partition) for tp in wanted}
         records: list[RawRecord] = []
         markers: list[RawRecord] = []
-        last_progress = time.monotonic()
-        while pending:
-            msgs = consumer.consume(1000, 0.1)
-            for msg in msgs:
-                err = msg.error()
-                if err is None:
-                    target = records if msg.topic() == self.topic else markers
-                    target.append(RawRecord.of(msg))
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((msg.topic(), msg.partition()))
-                elif err.fatal():
-                    raise BrokerError(f"reading {self.topic!r} failed: {err.str()}")
-            if msgs:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout:
-                left = ", ".join(f"{t}[{p}]" for t, p in sorted(pending))
-                raise BrokerError(
-                    f"reading the dead letters made no progress for {timeout:g}s; "
-                    f"not read to the end: {left}"
-                )
+        starts = {(tp.topic, tp.partition): tp.offset for tp in wanted}
+        try:
+            for msg in reader.read_range(consumer, starts, timeout=timeout):
+                target = records if msg.topic() == self.topic else markers
+                target.append(RawRecord.of(msg))
+        except BrokerError as exc:
+            raise BrokerError(f"reading the dead letters failed: {exc}") from exc
         return records, markers

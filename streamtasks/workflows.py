@@ -35,12 +35,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, SchemaError
 from streamtasks.wire.envelope import Envelope
 
 if TYPE_CHECKING:
     from streamtasks.app import App
-    from streamtasks.asyncresult import AsyncResult, Delivery
+    from streamtasks.kafka.delivery import Delivery
     from streamtasks.task import Task
 
 __all__ = [
@@ -163,16 +164,15 @@ class Chain:
 
     def apply_async(self, *, key: str | None = None) -> AsyncResult:
         """Send the first step; returns the handle of the last step (the chain's result)."""
-        from streamtasks.asyncresult import AsyncResult
-
         app: App = self.steps[0].task.app
         root = uuid.uuid4().hex
         last_id = step_id(root, len(self.steps) - 1)
         app.results_listener().expect(last_id)
-        delivery = self._send(root, key=key)
+        delivery = self.publish(root, key=key)
         return AsyncResult(last_id, app=app, task=self.steps[-1].task, delivery=delivery)
 
-    def _send(self, root: str, *, key: str | None = None) -> Delivery | None:
+    def publish(self, root: str, *, key: str | None = None) -> Delivery:
+        """Send the first step as workflow ``root`` (its steps get ids derived from it)."""
         first, rest = self.steps[0], self.steps[1:]
         app: App = first.task.app
         env = Envelope(
@@ -185,7 +185,7 @@ class Chain:
             continuation=tuple(encode_step(app, s) for s in rest),
             link_error=encode_errbacks(app, (*first.link_error, *self.link_error)),
         )
-        return app._publish_task(env, key=key, headers=[], task=first.task)._delivery
+        return app.publisher.publish(env, key=key, headers=[])
 
     delay = apply_async
 
@@ -268,8 +268,6 @@ class Chord:
 
     def apply_async(self) -> AsyncResult:
         """Send every member; returns the handle of the body's last step (the chord's result)."""
-        from streamtasks.asyncresult import AsyncResult
-
         callback, rest = self.body.steps[0], self.body.steps[1:]
         app: App = callback.task.app
         root = uuid.uuid4().hex
@@ -283,7 +281,7 @@ class Chord:
             first = Signature(
                 callback.task, ([], *callback.args), callback.kwargs, callback.link_error
             )
-            sent = Chain((first, *rest), (*self.link_error, *self.body.link_error))._send(root)
+            sent = Chain((first, *rest), (*self.link_error, *self.body.link_error)).publish(root)
             return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=sent)
         body = encode_step(app, callback)
         continuation = [encode_step(app, s) for s in rest]
@@ -307,7 +305,7 @@ class Chord:
                 continuation=(app.codec.encode(app.chord_join_schema, join),),
                 link_error=encode_errbacks(app, m.link_error),
             )
-            delivery = app._publish_task(env, key=None, headers=[], task=m.task)._delivery
+            delivery = app.publisher.publish(env, key=None, headers=[])
         return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=delivery)
 
     delay = apply_async

@@ -35,6 +35,7 @@ from streamtasks.wire.envelope import (
     now_ms,
     register_builtin,
 )
+from streamtasks.wire.headers import REVOKED_AT
 from streamtasks.wire.registry import SchemaRegistry, registry_config
 from streamtasks.wire.topics import (
     Headers,
@@ -409,7 +410,7 @@ class App:
             revoked_topic(self.settings.namespace),
             str(now_ms()).encode(),
             key=task_id,
-            headers=[("st-revoked-at", str(now_ms()).encode())],
+            headers=[(REVOKED_AT, str(now_ms()).encode())],
         )
         if self.flush(timeout):
             raise BrokerError(f"the revoke of {task_id} was not acknowledged within {timeout}s")

@@ -18,6 +18,7 @@ from streamtasks.errors import ArgumentError
 from streamtasks.kafka.delivery import Delivery
 from streamtasks.retry import tier_for
 from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.headers import NOT_BEFORE, task_headers
 from streamtasks.wire.topics import Headers, record_size, retry_topic, task_topic
 
 if TYPE_CHECKING:
@@ -47,16 +48,12 @@ class Publisher:
                 "reference (e.g. a URL or object key) or raise max_payload_bytes"
             )
         ns, queue = app.settings.namespace, envelope.queue
-        std: Headers = [
-            ("st-task", envelope.task.encode()),
-            ("st-id", envelope.id.encode()),
-            ("st-attempt", str(envelope.attempt).encode()),
-        ]
+        std: Headers = task_headers(envelope)
         delay = 0.0 if envelope.eta is None else (envelope.eta - now_ms()) / 1000
         if delay > 0:
             # Delayed: held in the retry tier that covers the delay until it is due.
             topic = retry_topic(ns, queue, tier_for(delay, app.settings.retry_tiers))
-            std.append(("st-not-before", str(envelope.eta).encode()))
+            std.append((NOT_BEFORE, str(envelope.eta).encode()))
         else:
             topic = task_topic(ns, queue)
         app.produce(

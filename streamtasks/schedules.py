@@ -37,6 +37,7 @@ from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from streamtasks.errors import ArgumentError, ConfigError
+from streamtasks.wire.ids import fire_task_id, parse_fire_task_id
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -60,7 +61,6 @@ DEFAULT_GRACE = timedelta(seconds=5)
 _MS = timedelta(milliseconds=1)
 _US = timedelta(microseconds=1)
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-_FIRE_ID = re.compile(r"^sched\.(?P<name>[A-Za-z0-9._-]{1,200})\.(?P<ms>-?[0-9]{1,15})$")
 _CRON_HELP = (
     'use 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *" (every 5 '
     'minutes) or "30 2 * * 1-5" (02:30 on weekdays), optionally a 6th field for seconds'
@@ -292,26 +292,6 @@ def _newest(schedule: Schedule, *, until: datetime, after: datetime, limit: int)
         if len(fires) == limit:
             break
     return fires
-
-
-# -- fire ids -------------------------------------------------------------------------------
-def fire_task_id(schedule_name: str, fire_time: datetime) -> str:
-    """The task id of one fire: ``sched.{name}.{unix milliseconds}``, the same on every replica."""
-    if not _NAME.match(schedule_name):
-        raise ArgumentError(f"{schedule_name!r} is not a valid schedule name")
-    millis = (_utc(fire_time, "fire_time") - EPOCH) // _MS
-    return f"sched.{schedule_name}.{millis}"
-
-
-def parse_fire_task_id(task_id: str) -> tuple[str, datetime] | None:
-    """``(schedule name, fire time)`` of a :func:`fire_task_id`, or None for any other id."""
-    match = _FIRE_ID.match(task_id)
-    if match is None:
-        return None
-    try:
-        return match["name"], EPOCH + int(match["ms"]) * _MS
-    except OverflowError:  # the shape of a fire id, but no time a schedule can fire at
-        return None
 
 
 def _utc(value: datetime, what: str) -> datetime:

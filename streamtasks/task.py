@@ -20,6 +20,7 @@ from streamtasks.errors import ArgumentError, ConfigError, SchemaError
 from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.headers import PREFIX
 from streamtasks.wire.schema.types import Signature, TypeAdapter, return_adapter, signature_of
 from streamtasks.wire.topics import Headers, task_topic, validate_name
 from streamtasks.workflows import Signature as WorkflowSignature
@@ -33,7 +34,7 @@ __all__ = ["Task"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RESERVED_HEADER_PREFIX = "st-"
+RESERVED_HEADER_PREFIX = PREFIX
 
 
 class Task(Generic[P, R]):

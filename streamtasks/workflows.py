@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, overload
 from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, SchemaError
 from streamtasks.wire.envelope import Envelope
+from streamtasks.wire.ids import chord_marker_id, errback_id, member_id, parse_step_id, step_id
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -57,26 +58,9 @@ __all__ = [
     "errback_id",
     "group",
     "member_id",
+    "parse_step_id",
     "step_id",
 ]
-
-
-def step_id(root: str, index: int) -> str:
-    return f"wf.{root}.{index}"
-
-
-def member_id(root: str, index: int) -> str:
-    """The task id of member ``index`` of chord ``root``."""
-    return f"wf.{root}.g{index}"
-
-
-def chord_marker_id(root: str) -> str:
-    """The id under which the join records that chord ``root`` is complete (a final result)."""
-    return f"wf.{root}.chord"
-
-
-def errback_id(task_id: str, index: int) -> str:
-    return f"err.{task_id}.{index}"
 
 
 @dataclass(frozen=True)
@@ -93,13 +77,6 @@ class TaskFailure:
 
 
 _SAMPLE_FAILURE = TaskFailure("id", "task", "FAILURE", "Error", "message", None, 1)
-
-
-def parse_step_id(task_id: str) -> tuple[str, int] | None:
-    if not task_id.startswith("wf."):
-        return None
-    root, _, index = task_id[3:].rpartition(".")
-    return (root, int(index)) if root and index.isdigit() else None
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from streamtasks.ops.deadletters import (
     truncate,
     unredrivable_reason,
 )
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ResultRecord, TaskStatus
 from streamtasks.wire.topics import (
     Headers,
@@ -303,7 +304,7 @@ class DeadLetterQueue:
             created_at=env.created_at,
         )
         value = self.app.codec.encode(self.app.result_schema, record.to_avro())
-        headers: Headers = [("st-task", env.task.encode()), ("st-status", b"PENDING")]
+        headers: Headers = [(hdr.TASK, env.task.encode()), (hdr.STATUS, b"PENDING")]
         return _Out(results_topic(self.app.settings.namespace), value, env.id, headers)
 
     def _task_record(self, letter: DeadLetter, env: Envelope) -> _Out:
@@ -318,9 +319,9 @@ class DeadLetterQueue:
     def _marker(self, letter: DeadLetter, state: State, *, to: str | None = None) -> _Out:
         headers: Headers = [(MARKER_TIMESTAMP_HEADER, str(letter.timestamp_ms or "").encode())]
         if letter.task_id is not None:
-            headers.append(("st-id", letter.task_id.encode()))
+            headers.append((hdr.ID, letter.task_id.encode()))
         if to is not None:
-            headers.append(("st-redriven-to", to.encode()))
+            headers.append((hdr.REDRIVEN_TO, to.encode()))
         return _Out(self.state_topic, state.encode(), letter.ref, headers)
 
     def _produce_all(self, records: Sequence[_Out]) -> list[_Ack]:

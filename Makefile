@@ -23,6 +23,10 @@ demo: $(STAMP)
 ## test: lint, type-check and run every test (unit, integration, fault) on a real broker
 test: lint types pytest
 
+## check: what CI runs — ruff (incl. the layering rules), mypy --strict, every test
+## (tests/unit/test_layers.py fails on an upward import or an import cycle)
+check: lint types pytest
+
 lint: $(STAMP)
 	$(BIN)/ruff check streamtasks tests bench
 	$(BIN)/ruff format --check streamtasks tests bench

@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
 
 from streamtasks.asyncresult import AsyncResult, ResultListener
 from streamtasks.config import Settings
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
-from streamtasks.kafka import clients
+from streamtasks.kafka import KafkaError, Message, Producer, clients
 from streamtasks.kafka.delivery import produce_with_room
 from streamtasks.publisher import Publisher
 from streamtasks.retry import NO_RETRY, RetryPolicy
@@ -433,7 +432,7 @@ class App:
             )
         return remaining + len(failed)
 
-    def _failure_reported(self, label: str) -> None:
+    def failure_reported(self, label: str) -> None:
         """The caller was told (a raised DeliveryError): flush/close need not report it again."""
         with self._lock:
             self._failed = [(what, err) for what, err in self._failed if what != label]

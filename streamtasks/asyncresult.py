@@ -14,7 +14,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from streamtasks.errors import (
     BrokerError,
@@ -24,7 +23,14 @@ from streamtasks.errors import (
     StreamtasksError,
     TaskFailedError,
 )
-from streamtasks.kafka import clients, reader
+from streamtasks.kafka import (
+    OFFSET_BEGINNING,
+    KafkaException,
+    Message,
+    TopicPartition,
+    clients,
+    reader,
+)
 from streamtasks.kafka.delivery import Delivery
 from streamtasks.wire.envelope import ResultRecord, TaskStatus
 from streamtasks.wire.topics import results_topic
@@ -121,7 +127,6 @@ class ResultListener:
         assert self._start is not None
         consumer.assign(self._start)
         pending_eof = {tp.partition for tp in self._start}
-        codec, schema = self._app.codec, self._app.result_schema
         try:
             while not self._closed.is_set():
                 # consume(n, t) waits out all of t unless n records are ready; poll() wakes
@@ -130,34 +135,7 @@ class ResultListener:
                 if not msgs:
                     one = consumer.poll(0.1)
                     msgs = [one] if one is not None else []
-                updates: list[ResultRecord] = []
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        if reader.is_partition_eof(err):
-                            pending_eof.discard(msg.partition())
-                            if not pending_eof:
-                                self._caught_up.set()
-                        else:
-                            log.warning("results topic read error", error=err.str())
-                        continue
-                    if msg.value() is None:  # tombstone of an expired result
-                        continue
-                    if not self._from_beginning:
-                        key = msg.key()
-                        if key is None or key.decode(errors="replace") not in self._expected:
-                            continue  # another client's task: skip the decoding
-                    try:
-                        _, raw = codec.decode(msg.value(), expect=schema)
-                    except DecodeError as exc:
-                        log.warning(
-                            "undecodable record on results topic",
-                            error=str(exc),
-                            partition=msg.partition(),
-                            offset=msg.offset(),
-                        )
-                        continue
-                    updates.append(ResultRecord.from_avro(raw))
+                updates = self._results_in(msgs, pending_eof)
                 if updates:
                     self._store(updates)
         except Exception as exc:  # keep waiters from hanging forever on a dead thread
@@ -167,6 +145,39 @@ class ResultListener:
                 self._cond.notify_all()
         finally:
             consumer.close()
+
+    def _results_in(self, msgs: list[Message], pending_eof: set[int]) -> list[ResultRecord]:
+        """The result records among ``msgs`` this listener keeps (partition ends noted)."""
+        codec, schema = self._app.codec, self._app.result_schema
+        updates: list[ResultRecord] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if reader.is_partition_eof(err):
+                    pending_eof.discard(msg.partition())
+                    if not pending_eof:
+                        self._caught_up.set()
+                else:
+                    log.warning("results topic read error", error=err.str())
+                continue
+            if msg.value() is None:  # tombstone of an expired result
+                continue
+            if not self._from_beginning:
+                key = msg.key()
+                if key is None or key.decode(errors="replace") not in self._expected:
+                    continue  # another client's task: skip the decoding
+            try:
+                _, raw = codec.decode(msg.value(), expect=schema)
+            except DecodeError as exc:
+                log.warning(
+                    "undecodable record on results topic",
+                    error=str(exc),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
+                continue
+            updates.append(ResultRecord.from_avro(raw))
+        return updates
 
     def _store(self, updates: list[ResultRecord]) -> None:
         with self._cond:
@@ -255,7 +266,7 @@ class AsyncResult:
         if not d.done:
             raise ResultTimeoutError(f"task {self.id} was not acknowledged by the broker yet")
         if d.error is not None:
-            self.app._failure_reported(f"task {self.id}")
+            self.app.failure_reported(f"task {self.id}")
             raise DeliveryError(
                 f"task {self.id} was NOT enqueued: the broker did not acknowledge it "
                 f"({d.error}); bootstrap servers {self.app.settings.bootstrap_servers}",

@@ -31,12 +31,11 @@ from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.kafka import clients, reader
+from streamtasks.kafka import OFFSET_BEGINNING, Consumer, TopicPartition, clients, reader
 from streamtasks.schedules import due_fires, fire_task_id
 from streamtasks.wire.codec import load_builtin_schema
 from streamtasks.wire.envelope import now_ms

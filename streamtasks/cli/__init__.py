@@ -532,7 +532,7 @@ def demo(
 
 
 def main() -> None:
-    from confluent_kafka import KafkaException
+    from streamtasks.kafka import KafkaException
 
     try:
         cli()

@@ -96,7 +96,7 @@ def require_partitions(
 
 def is_partition_eof(err: KafkaError | None) -> bool:
     """True for the "reached the end of the partition" event (``enable.partition.eof``)."""
-    return err is not None and err.code() == KafkaError._PARTITION_EOF
+    return err is not None and err.code() == KafkaError._PARTITION_EOF  # noqa: SLF001 (its name)
 
 
 def read_to_end(app: App, topics: Iterable[str], *, timeout: float = 30.0) -> Iterator[Message]:
@@ -165,18 +165,21 @@ def heads(consumer: Consumer, starts: Mapping[TP, int], *, timeout: float = 10.0
                 last = time.monotonic()
             elif time.monotonic() - last > timeout:
                 raise BrokerError(f"no answer for {_fmt(set(starts) - set(found))} in {timeout:g}s")
-        out: dict[TP, Head] = {}
-        for tp, first in found.items():
-            end = _cached_end(consumer, tp, eof_at.get(tp))
-            if first is not None:
-                end = max(end, int(first.offset() or 0) + 1)
-            start = starts[tp]
-            if start < 0:
-                start = int(first.offset() or 0) if first is not None else end
-            out[tp] = Head(start, first, end)
-        return out
+        return {
+            tp: _head(consumer, tp, starts[tp], first, eof_at.get(tp))
+            for tp, first in found.items()
+        }
     finally:
         consumer.unassign()
+
+
+def _head(consumer: Consumer, tp: TP, start: int, first: Message | None, eof: int | None) -> Head:
+    end = _cached_end(consumer, tp, eof)
+    if first is not None:
+        end = max(end, int(first.offset() or 0) + 1)
+    if start < 0:
+        start = int(first.offset() or 0) if first is not None else end
+    return Head(start, first, end)
 
 
 def record_at(

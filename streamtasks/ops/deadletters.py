@@ -27,10 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from confluent_kafka import Message
-
 from streamtasks.app import App
 from streamtasks.errors import ConfigError, DecodeError, StreamtasksError
+from streamtasks.kafka import Message
 from streamtasks.wire import headers as hdr
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope

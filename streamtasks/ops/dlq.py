@@ -27,11 +27,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
-
 from streamtasks.app import App
 from streamtasks.errors import BrokerError, ConfigError, StreamtasksError
-from streamtasks.kafka import clients, reader
+from streamtasks.kafka import (
+    OFFSET_BEGINNING,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+    clients,
+    reader,
+)
 from streamtasks.ops.deadletters import (
     DONE_STATES,
     MARKER_TIMESTAMP_HEADER,

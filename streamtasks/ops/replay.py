@@ -72,9 +72,8 @@ from streamtasks.wire.topics import (
 )
 
 if TYPE_CHECKING:
-    from confluent_kafka import Message
-
     from streamtasks.app import App
+    from streamtasks.kafka import Message
 
 __all__ = [
     "Progress",

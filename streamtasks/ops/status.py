@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table
+
 from streamtasks.kafka import clients, reader
 from streamtasks.kafka.clients import GroupInfo, committed_offsets, describe_group
 from streamtasks.ops.dlq import DeadLetterQueue
@@ -28,8 +30,6 @@ from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import retry_topic, task_topic
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from streamtasks.app import App
 
 __all__ = [
@@ -231,8 +231,6 @@ def _tier(app: App, admin: Any, consumer: Any, group: str, queue: str, tier: int
 
 def render(report: StatusReport) -> list[Table]:
     """The report as rich tables: one per queue, one of workers."""
-    from rich.table import Table
-
     tables = []
     for q in report.queues:
         t = Table(

@@ -33,17 +33,23 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.kafka import clients, reader
+from streamtasks.kafka import (
+    OFFSET_BEGINNING,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+    clients,
+    reader,
+)
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.wire.topics import results_topic
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer
-
     from streamtasks.app import App
+    from streamtasks.kafka import Consumer
 
 __all__ = ["Batch", "Change", "ResultStore", "SyncStats", "default_store_path", "fold"]
 

@@ -24,6 +24,10 @@ demo: $(STAMP)
 ## (the embedded Tansu, then Apache Kafka: needs Java 17+ and, the first time, Maven)
 test: lint types pytest
 
+## check: what CI runs — ruff (incl. the layering rules), mypy --strict, every test
+## (tests/unit/test_layers.py fails on an upward import or an import cycle)
+check: lint types pytest
+
 lint: $(STAMP)
 	$(BIN)/ruff check streamtasks tests bench
 	$(BIN)/ruff format --check streamtasks tests bench

@@ -13,15 +13,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
 
+from streamtasks.asyncresult import AsyncResult, ResultListener
 from streamtasks.config import Settings
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
-from streamtasks.kafka import clients
-from streamtasks.retry import NO_RETRY, RetryPolicy, tier_for
+from streamtasks.kafka import KafkaError, Message, Producer, clients
+from streamtasks.kafka.delivery import produce_with_room
+from streamtasks.publisher import Publisher
+from streamtasks.retry import NO_RETRY, RetryPolicy
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
 from streamtasks.wire.codec import Codec
@@ -29,10 +31,10 @@ from streamtasks.wire.envelope import (
     CHORD_JOIN_SCHEMA,
     CHORD_MEMBER_SCHEMA,
     SIGNATURE_SCHEMA,
-    Envelope,
     now_ms,
     register_builtin,
 )
+from streamtasks.wire.headers import REVOKED_AT
 from streamtasks.wire.registry import SchemaRegistry, registry_config
 from streamtasks.wire.topics import (
     Headers,
@@ -41,7 +43,6 @@ from streamtasks.wire.topics import (
     dlq_state_topic,
     dlq_topic,
     events_topic,
-    record_size,
     replays_topic,
     results_topic,
     retry_topic,
@@ -49,9 +50,6 @@ from streamtasks.wire.topics import (
     scheduler_topic,
     task_topic,
 )
-
-if TYPE_CHECKING:
-    from streamtasks.asyncresult import AsyncResult, ResultListener
 
 __all__ = ["App"]
 
@@ -105,6 +103,8 @@ class App:
         self.signature_schema = self.codec.register(SIGNATURE_SCHEMA)
         self.chord_join_schema = self.codec.register(CHORD_JOIN_SCHEMA)
         self.chord_member_schema = self.codec.register(CHORD_MEMBER_SCHEMA)
+        #: sends the task records (``Task.apply_async``, chains and chords go through it)
+        self.publisher = Publisher(self)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
@@ -393,67 +393,14 @@ class App:
             if on_delivery is not None:
                 on_delivery(err, msg)
 
-        while True:
-            try:
-                producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=delivered
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)
-            except BaseException:
-                with self._lock:
-                    self._unacked.pop(seq, None)
-                raise
-
-    def _publish_task(
-        self,
-        envelope: Envelope,
-        *,
-        key: str | bytes | None,
-        headers: Headers,
-        task: Task[Any, Any] | None,
-        wait_delivery: bool | float = False,
-    ) -> AsyncResult:
-        from streamtasks.asyncresult import AsyncResult, Delivery
-
-        listener = self.results_listener()
-        listener.expect(envelope.id)
-        delivery = Delivery()
-        payload = self.codec.encode(self.envelope_schema, envelope.to_avro())
-        size = record_size(payload, key if key is not None else envelope.id, headers)
-        if size > self.settings.max_payload_bytes:
-            raise ArgumentError(
-                f"task {envelope.task!r}: the message is {size} bytes, over "
-                f"max_payload_bytes={self.settings.max_payload_bytes}; pass large data by "
-                "reference (e.g. a URL or object key) or raise max_payload_bytes"
+        try:
+            produce_with_room(
+                producer, topic, value, key=key, headers=headers, on_delivery=delivered
             )
-        ns, queue = self.settings.namespace, envelope.queue
-        std: Headers = [
-            ("st-task", envelope.task.encode()),
-            ("st-id", envelope.id.encode()),
-            ("st-attempt", str(envelope.attempt).encode()),
-        ]
-        delay = 0.0 if envelope.eta is None else (envelope.eta - now_ms()) / 1000
-        if delay > 0:
-            # Delayed: held in the retry tier that covers the delay until it is due.
-            topic = retry_topic(ns, queue, tier_for(delay, self.settings.retry_tiers))
-            std.append(("st-not-before", str(envelope.eta).encode()))
-        else:
-            topic = task_topic(ns, queue)
-        self.produce(
-            topic,
-            payload,
-            key=key if key is not None else envelope.id,
-            headers=[*std, *headers],
-            on_delivery=delivery.on_delivery,
-            label=f"task {envelope.id}",
-        )
-        self.producer.poll(0)
-        result = AsyncResult(envelope.id, app=self, task=task, delivery=delivery)
-        if wait_delivery is not False:
-            result.wait_delivery(None if wait_delivery is True else float(wait_delivery))
-        return result
+        except BaseException:
+            with self._lock:
+                self._unacked.pop(seq, None)
+            raise
 
     def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
         """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task
@@ -462,7 +409,7 @@ class App:
             revoked_topic(self.settings.namespace),
             str(now_ms()).encode(),
             key=task_id,
-            headers=[("st-revoked-at", str(now_ms()).encode())],
+            headers=[(REVOKED_AT, str(now_ms()).encode())],
         )
         if self.flush(timeout):
             raise BrokerError(f"the revoke of {task_id} was not acknowledged within {timeout}s")
@@ -485,7 +432,7 @@ class App:
             )
         return remaining + len(failed)
 
-    def _failure_reported(self, label: str) -> None:
+    def failure_reported(self, label: str) -> None:
         """The caller was told (a raised DeliveryError): flush/close need not report it again."""
         with self._lock:
             self._failed = [(what, err) for what, err in self._failed if what != label]
@@ -511,8 +458,6 @@ class App:
     # -- results --------------------------------------------------------------------------
     def results_listener(self, *, history: bool = False) -> ResultListener:
         """The process-wide result listener (``history=True``: one that reads from the start)."""
-        from streamtasks.asyncresult import ResultListener
-
         with self._lock:
             if history:
                 if self._history is None:
@@ -524,8 +469,6 @@ class App:
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         """A handle on a task sent elsewhere (looked up from the start of the results topic)."""
-        from streamtasks.asyncresult import AsyncResult
-
         return AsyncResult(task_id, app=self)
 
     def close(self, timeout: float = 10.0) -> int:

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from streamtasks.errors import (
     BrokerError,
@@ -24,7 +23,15 @@ from streamtasks.errors import (
     StreamtasksError,
     TaskFailedError,
 )
-from streamtasks.kafka import clients
+from streamtasks.kafka import (
+    OFFSET_BEGINNING,
+    KafkaException,
+    Message,
+    TopicPartition,
+    clients,
+    reader,
+)
+from streamtasks.kafka.delivery import Delivery
 from streamtasks.wire.envelope import ResultRecord, TaskStatus
 from streamtasks.wire.topics import results_topic
 
@@ -37,20 +44,6 @@ __all__ = ["AsyncResult", "Delivery", "ResultListener"]
 log = structlog.get_logger("streamtasks.results")
 
 _MAX_REMEMBERED = 200_000
-
-
-class Delivery:
-    """The broker's acknowledgement of one produced record (set from a delivery callback)."""
-
-    __slots__ = ("done", "error")
-
-    def __init__(self) -> None:
-        self.done = False
-        self.error: str | None = None
-
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        self.error = None if err is None else err.str()
-        self.done = True
 
 
 class ResultListener:
@@ -107,14 +100,12 @@ class ResultListener:
             consumer.close()
 
     def _partitions(self, consumer: Any) -> list[int] | None:
-        md = consumer.list_topics(self._topic, timeout=10.0)
-        topic = md.topics.get(self._topic)
-        if topic is None or topic.error is not None or not topic.partitions:
-            raise BrokerError(
-                f"the results topic {self._topic!r} does not exist: run "
-                "`streamtasks topics apply <module:app>` (or start a worker) first"
-            )
-        return sorted(topic.partitions)
+        return reader.require_partitions(
+            consumer,
+            self._topic,
+            f"the results topic {self._topic!r} does not exist: run "
+            "`streamtasks topics apply <module:app>` (or start a worker) first",
+        )
 
     def _reader_config(self) -> dict[str, Any]:
         return self._app.settings.consumer(None, **{"enable.partition.eof": True})
@@ -136,7 +127,6 @@ class ResultListener:
         assert self._start is not None
         consumer.assign(self._start)
         pending_eof = {tp.partition for tp in self._start}
-        codec, schema = self._app.codec, self._app.result_schema
         try:
             while not self._closed.is_set():
                 # consume(n, t) waits out all of t unless n records are ready; poll() wakes
@@ -145,34 +135,7 @@ class ResultListener:
                 if not msgs:
                     one = consumer.poll(0.1)
                     msgs = [one] if one is not None else []
-                updates: list[ResultRecord] = []
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            pending_eof.discard(msg.partition())
-                            if not pending_eof:
-                                self._caught_up.set()
-                        else:
-                            log.warning("results topic read error", error=err.str())
-                        continue
-                    if msg.value() is None:  # tombstone of an expired result
-                        continue
-                    if not self._from_beginning:
-                        key = msg.key()
-                        if key is None or key.decode(errors="replace") not in self._expected:
-                            continue  # another client's task: skip the decoding
-                    try:
-                        _, raw = codec.decode(msg.value(), expect=schema)
-                    except DecodeError as exc:
-                        log.warning(
-                            "undecodable record on results topic",
-                            error=str(exc),
-                            partition=msg.partition(),
-                            offset=msg.offset(),
-                        )
-                        continue
-                    updates.append(ResultRecord.from_avro(raw))
+                updates = self._results_in(msgs, pending_eof)
                 if updates:
                     self._store(updates)
         except Exception as exc:  # keep waiters from hanging forever on a dead thread
@@ -182,6 +145,39 @@ class ResultListener:
                 self._cond.notify_all()
         finally:
             consumer.close()
+
+    def _results_in(self, msgs: list[Message], pending_eof: set[int]) -> list[ResultRecord]:
+        """The result records among ``msgs`` this listener keeps (partition ends noted)."""
+        codec, schema = self._app.codec, self._app.result_schema
+        updates: list[ResultRecord] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if reader.is_partition_eof(err):
+                    pending_eof.discard(msg.partition())
+                    if not pending_eof:
+                        self._caught_up.set()
+                else:
+                    log.warning("results topic read error", error=err.str())
+                continue
+            if msg.value() is None:  # tombstone of an expired result
+                continue
+            if not self._from_beginning:
+                key = msg.key()
+                if key is None or key.decode(errors="replace") not in self._expected:
+                    continue  # another client's task: skip the decoding
+            try:
+                _, raw = codec.decode(msg.value(), expect=schema)
+            except DecodeError as exc:
+                log.warning(
+                    "undecodable record on results topic",
+                    error=str(exc),
+                    partition=msg.partition(),
+                    offset=msg.offset(),
+                )
+                continue
+            updates.append(ResultRecord.from_avro(raw))
+        return updates
 
     def _store(self, updates: list[ResultRecord]) -> None:
         with self._cond:
@@ -270,7 +266,7 @@ class AsyncResult:
         if not d.done:
             raise ResultTimeoutError(f"task {self.id} was not acknowledged by the broker yet")
         if d.error is not None:
-            self.app._failure_reported(f"task {self.id}")
+            self.app.failure_reported(f"task {self.id}")
             raise DeliveryError(
                 f"task {self.id} was NOT enqueued: the broker did not acknowledge it "
                 f"({d.error}); bootstrap servers {self.app.settings.bootstrap_servers}",

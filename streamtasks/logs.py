@@ -98,6 +98,11 @@ class _KafkaLogRouter(logging.Handler):
         self._guard = threading.Lock()
         self.down: dict[str, float] = {}  # broker address -> when a connection first failed
 
+    def down_brokers(self) -> list[str]:
+        """The brokers seen failing since the last reset, sorted."""
+        with self._guard:
+            return sorted(self.down)
+
     def reachable_again(self) -> None:
         """Forget the failures seen so far: the next one is said at once, not counted."""
         with self._guard:
@@ -159,8 +164,7 @@ _ROUTER = _KafkaLogRouter()
 def unreachable_brokers() -> list[str]:
     """Brokers some client of this process failed to connect to since the last
     :func:`brokers_reachable_again` (from librdkafka's logs; no network I/O)."""
-    with _ROUTER._guard:
-        return sorted(_ROUTER.down)
+    return _ROUTER.down_brokers()
 
 
 def brokers_reachable_again() -> None:

@@ -25,19 +25,17 @@ import os
 import signal
 import socket
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.kafka import clients
+from streamtasks.kafka import OFFSET_BEGINNING, Consumer, TopicPartition, clients, reader
 from streamtasks.schedules import due_fires, fire_task_id
 from streamtasks.wire.codec import load_builtin_schema
 from streamtasks.wire.envelope import now_ms
@@ -158,7 +156,7 @@ class Scheduler:
     def _on_message(self, msg: Any) -> None:
         err = msg.error()
         if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
+            if reader.is_partition_eof(err):
                 if self._leader and not self._loaded:
                     self._loaded = True
                     log.info(
@@ -240,35 +238,15 @@ def read_state(app: App, *, timeout: float = 10.0) -> dict[str, tuple[datetime, 
     """The last fire of each schedule as recorded in ``{ns}.scheduler`` (read to its end)."""
     schema = app.codec.register(STATE_SCHEMA)
     topic = scheduler_topic(app.settings.namespace)
-    consumer = clients.make_consumer(app.settings.consumer(None, **{"enable.partition.eof": True}))
     out: dict[str, tuple[datetime, str]] = {}
-    try:
-        md = consumer.list_topics(topic, timeout=timeout)
-        meta = md.topics.get(topic)
-        if meta is None or meta.error is not None:
-            return out
-        parts = sorted(meta.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        pending = set(parts)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(msg.partition())
-                continue
-            if msg.value() is None:
-                continue
-            try:
-                _, rec = app.codec.decode(msg.value(), expect=schema)
-            except DecodeError:
-                continue
-            fired = datetime.fromtimestamp(rec["last_fired"] / 1000, UTC)
-            if rec["schedule"] not in out or fired > out[rec["schedule"]][0]:
-                out[rec["schedule"]] = (fired, rec["task_id"])
-    finally:
-        consumer.close()
+    for msg in reader.read_to_end(app, [topic], timeout=timeout):
+        if msg.value() is None:
+            continue
+        try:
+            _, rec = app.codec.decode(msg.value(), expect=schema)
+        except DecodeError:
+            continue
+        fired = datetime.fromtimestamp(rec["last_fired"] / 1000, UTC)
+        if rec["schedule"] not in out or fired > out[rec["schedule"]][0]:
+            out[rec["schedule"]] = (fired, rec["task_id"])
     return out

@@ -36,7 +36,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import CroniterError, croniter
+
 from streamtasks.errors import ArgumentError, ConfigError
+from streamtasks.wire.ids import fire_task_id, parse_fire_task_id
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -60,7 +63,6 @@ DEFAULT_GRACE = timedelta(seconds=5)
 _MS = timedelta(milliseconds=1)
 _US = timedelta(microseconds=1)
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
-_FIRE_ID = re.compile(r"^sched\.(?P<name>[A-Za-z0-9._-]{1,200})\.(?P<ms>-?[0-9]{1,15})$")
 _CRON_HELP = (
     'use 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *" (every 5 '
     'minutes) or "30 2 * * 1-5" (02:30 on weekdays), optionally a 6th field for seconds'
@@ -97,6 +99,11 @@ class Schedule:
         object.__setattr__(self, "_zone", self._check())
         if self.every is not None:
             object.__setattr__(self, "anchor", self.anchor.astimezone(UTC))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone the schedule's wall-clock times are in (from ``tz``)."""
+        return self._zone
 
     def _check(self) -> ZoneInfo:
         """Validate every field; return the time zone. Raises :class:`ConfigError`."""
@@ -168,8 +175,6 @@ def _check_interval(where: str, every: object, anchor: datetime, tz: str) -> Non
 
 
 def _check_cron(where: str, cron: object, zone: ZoneInfo, anchor: datetime) -> None:
-    from croniter import CroniterError
-
     if anchor != EPOCH:
         raise ConfigError(f"{where}: anchor= applies to every= schedules, not to cron=")
     if not isinstance(cron, str) or len(cron.split()) == 7:
@@ -208,7 +213,7 @@ def _forward(schedule: Schedule, after: datetime) -> Iterator[datetime]:
     """Fire times strictly after ``after``, oldest first, forever."""
     if schedule.every is None:
         assert schedule.cron is not None
-        yield from _cron_forward(schedule.cron, schedule._zone, after)
+        yield from _cron_forward(schedule.cron, schedule.zone, after)
         return
     k = (after - schedule.anchor) // schedule.every + 1
     while True:
@@ -220,7 +225,7 @@ def _backward(schedule: Schedule, until: datetime) -> Iterator[datetime]:
     """Fire times at or before ``until``, newest first."""
     if schedule.every is None:
         assert schedule.cron is not None
-        yield from _cron_walk(schedule.cron, schedule._zone, until + _US, forward=False)
+        yield from _cron_walk(schedule.cron, schedule.zone, until + _US, forward=False)
         return
     k = (until - schedule.anchor) // schedule.every
     while True:
@@ -234,8 +239,6 @@ def _cron_forward(cron: str, zone: ZoneInfo, after: datetime) -> Iterator[dateti
 
 def _cron_walk(cron: str, zone: ZoneInfo, start: datetime, *, forward: bool) -> Iterator[datetime]:
     """croniter's fire times strictly after (before) ``start``, minus repeated wall times."""
-    from croniter import croniter
-
     it = croniter(cron, start.astimezone(zone))
     step = it.get_next if forward else it.get_prev
     while True:
@@ -292,26 +295,6 @@ def _newest(schedule: Schedule, *, until: datetime, after: datetime, limit: int)
         if len(fires) == limit:
             break
     return fires
-
-
-# -- fire ids -------------------------------------------------------------------------------
-def fire_task_id(schedule_name: str, fire_time: datetime) -> str:
-    """The task id of one fire: ``sched.{name}.{unix milliseconds}``, the same on every replica."""
-    if not _NAME.match(schedule_name):
-        raise ArgumentError(f"{schedule_name!r} is not a valid schedule name")
-    millis = (_utc(fire_time, "fire_time") - EPOCH) // _MS
-    return f"sched.{schedule_name}.{millis}"
-
-
-def parse_fire_task_id(task_id: str) -> tuple[str, datetime] | None:
-    """``(schedule name, fire time)`` of a :func:`fire_task_id`, or None for any other id."""
-    match = _FIRE_ID.match(task_id)
-    if match is None:
-        return None
-    try:
-        return match["name"], EPOCH + int(match["ms"]) * _MS
-    except OverflowError:  # the shape of a fire id, but no time a schedule can fire at
-        return None
 
 
 def _utc(value: datetime, what: str) -> datetime:

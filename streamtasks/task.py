@@ -8,29 +8,33 @@ are validated against the signature before anything is produced.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
+from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, ConfigError, SchemaError
 from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.headers import PREFIX
 from streamtasks.wire.schema.types import Signature, TypeAdapter, return_adapter, signature_of
 from streamtasks.wire.topics import Headers, task_topic, validate_name
+from streamtasks.workflows import Signature as WorkflowSignature
+from streamtasks.workflows import encode_errbacks
 
 if TYPE_CHECKING:
     from streamtasks.app import App
-    from streamtasks.asyncresult import AsyncResult
-    from streamtasks.workflows import Signature as WorkflowSignature
 
 __all__ = ["Task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RESERVED_HEADER_PREFIX = "st-"
+RESERVED_HEADER_PREFIX = PREFIX
 
 
 class Task(Generic[P, R]):
@@ -129,8 +133,6 @@ class Task(Generic[P, R]):
 
     def s(self, *args: Any, **kwargs: Any) -> WorkflowSignature:
         """A signature for workflows: ``a.s(1) | b.s()`` (``b`` gets ``a``'s result first)."""
-        from streamtasks.workflows import Signature as WorkflowSignature
-
         return WorkflowSignature(self, args, kwargs)
 
     # -- sending --------------------------------------------------------------------------
@@ -168,9 +170,6 @@ class Task(Generic[P, R]):
         timeout in seconds), raising :class:`~streamtasks.errors.DeliveryError` if it was not
         enqueued — for a web handler that must confirm enqueueing synchronously.
         """
-        from streamtasks.workflows import Signature as WorkflowSignature
-        from streamtasks.workflows import encode_errbacks
-
         errbacks = (link_error,) if isinstance(link_error, WorkflowSignature) else link_error
         if countdown is not None and eta is not None:
             raise ArgumentError("give countdown or eta, not both")
@@ -192,9 +191,11 @@ class Task(Generic[P, R]):
             link_error=encode_errbacks(self.app, errbacks),
         )
         extra = _check_headers(headers)
-        return self.app._publish_task(
-            envelope, key=key, headers=extra, task=self, wait_delivery=wait_delivery
-        )
+        delivery = self.app.publisher.publish(envelope, key=key, headers=extra)
+        result = AsyncResult(envelope.id, app=self.app, task=self, delivery=delivery)
+        if wait_delivery is not False:
+            result.wait_delivery(None if wait_delivery is True else float(wait_delivery))
+        return result
 
 
 def _deadline_ms(when: float | timedelta | datetime | None, now: int) -> int | None:
@@ -230,8 +231,6 @@ def _check_headers(headers: Mapping[str, str | bytes] | None) -> Headers:
 def default_task_name(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None) or "__main__"
     if module == "__main__":
-        import sys
-
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
         if spec is not None and spec.name:
@@ -243,7 +242,5 @@ def default_task_name(func: Callable[..., Any]) -> str:
                     f"cannot derive a stable name for task {func.__qualname__!r} defined in "
                     "__main__: pass @app.task(name='...')"
                 )
-            import os
-
             module = os.path.splitext(os.path.basename(path))[0]
     return f"{module}.{func.__qualname__}"

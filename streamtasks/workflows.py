@@ -35,12 +35,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, SchemaError
 from streamtasks.wire.envelope import Envelope
+from streamtasks.wire.ids import chord_marker_id, errback_id, member_id, parse_step_id, step_id
 
 if TYPE_CHECKING:
     from streamtasks.app import App
-    from streamtasks.asyncresult import AsyncResult, Delivery
+    from streamtasks.kafka.delivery import Delivery
     from streamtasks.task import Task
 
 __all__ = [
@@ -56,26 +58,9 @@ __all__ = [
     "errback_id",
     "group",
     "member_id",
+    "parse_step_id",
     "step_id",
 ]
-
-
-def step_id(root: str, index: int) -> str:
-    return f"wf.{root}.{index}"
-
-
-def member_id(root: str, index: int) -> str:
-    """The task id of member ``index`` of chord ``root``."""
-    return f"wf.{root}.g{index}"
-
-
-def chord_marker_id(root: str) -> str:
-    """The id under which the join records that chord ``root`` is complete (a final result)."""
-    return f"wf.{root}.chord"
-
-
-def errback_id(task_id: str, index: int) -> str:
-    return f"err.{task_id}.{index}"
 
 
 @dataclass(frozen=True)
@@ -92,13 +77,6 @@ class TaskFailure:
 
 
 _SAMPLE_FAILURE = TaskFailure("id", "task", "FAILURE", "Error", "message", None, 1)
-
-
-def parse_step_id(task_id: str) -> tuple[str, int] | None:
-    if not task_id.startswith("wf."):
-        return None
-    root, _, index = task_id[3:].rpartition(".")
-    return (root, int(index)) if root and index.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -163,16 +141,15 @@ class Chain:
 
     def apply_async(self, *, key: str | None = None) -> AsyncResult:
         """Send the first step; returns the handle of the last step (the chain's result)."""
-        from streamtasks.asyncresult import AsyncResult
-
         app: App = self.steps[0].task.app
         root = uuid.uuid4().hex
         last_id = step_id(root, len(self.steps) - 1)
         app.results_listener().expect(last_id)
-        delivery = self._send(root, key=key)
+        delivery = self.publish(root, key=key)
         return AsyncResult(last_id, app=app, task=self.steps[-1].task, delivery=delivery)
 
-    def _send(self, root: str, *, key: str | None = None) -> Delivery | None:
+    def publish(self, root: str, *, key: str | None = None) -> Delivery:
+        """Send the first step as workflow ``root`` (its steps get ids derived from it)."""
         first, rest = self.steps[0], self.steps[1:]
         app: App = first.task.app
         env = Envelope(
@@ -185,7 +162,7 @@ class Chain:
             continuation=tuple(encode_step(app, s) for s in rest),
             link_error=encode_errbacks(app, (*first.link_error, *self.link_error)),
         )
-        return app._publish_task(env, key=key, headers=[], task=first.task)._delivery
+        return app.publisher.publish(env, key=key, headers=[])
 
     delay = apply_async
 
@@ -268,8 +245,6 @@ class Chord:
 
     def apply_async(self) -> AsyncResult:
         """Send every member; returns the handle of the body's last step (the chord's result)."""
-        from streamtasks.asyncresult import AsyncResult
-
         callback, rest = self.body.steps[0], self.body.steps[1:]
         app: App = callback.task.app
         root = uuid.uuid4().hex
@@ -283,7 +258,7 @@ class Chord:
             first = Signature(
                 callback.task, ([], *callback.args), callback.kwargs, callback.link_error
             )
-            sent = Chain((first, *rest), (*self.link_error, *self.body.link_error))._send(root)
+            sent = Chain((first, *rest), (*self.link_error, *self.body.link_error)).publish(root)
             return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=sent)
         body = encode_step(app, callback)
         continuation = [encode_step(app, s) for s in rest]
@@ -307,7 +282,7 @@ class Chord:
                 continuation=(app.codec.encode(app.chord_join_schema, join),),
                 link_error=encode_errbacks(app, m.link_error),
             )
-            delivery = app._publish_task(env, key=None, headers=[], task=m.task)._delivery
+            delivery = app.publisher.publish(env, key=None, headers=[])
         return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=delivery)
 
     delay = apply_async

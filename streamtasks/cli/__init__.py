@@ -560,7 +560,7 @@ def demo(
 
 
 def main() -> None:
-    from confluent_kafka import KafkaException
+    from streamtasks.kafka import KafkaException
 
     try:
         cli()

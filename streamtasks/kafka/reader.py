@@ -3,6 +3,10 @@
 The operations commands (replay, status, offsets reset) read Kafka only through this module.
 
 * :func:`partitions_of` — the partitions of a topic (``[]`` when it does not exist);
+  :func:`require_partitions` — the same, raising :class:`BrokerError` when it does not;
+* :func:`is_partition_eof` — whether a consumed record is the "end of partition" event (the
+  one place ``KafkaError._PARTITION_EOF`` is named);
+* :func:`read_to_end` — every record of some topics, from their beginnings to their ends;
 * :func:`heads` — per partition, the first record at or after an offset and the end offset;
 * :func:`read_range` — every record from given offsets up to the end each partition had when
   the read reached it (or until a ``stop`` predicate says so);
@@ -20,7 +24,7 @@ progress for ``timeout`` seconds raises :class:`BrokerError`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,11 +42,14 @@ __all__ = [
     "BEGINNING",
     "Head",
     "heads",
+    "is_partition_eof",
     "offset_for_time",
     "open_reader",
     "partitions_of",
     "read_range",
+    "read_to_end",
     "record_ts",
+    "require_partitions",
     "search_time",
 ]
 
@@ -75,6 +82,36 @@ def partitions_of(consumer: Consumer, topic: str, *, timeout: float = 10.0) -> l
     if meta is None or meta.error is not None:
         return []
     return sorted(meta.partitions)
+
+
+def require_partitions(
+    consumer: Consumer, topic: str, missing: str, *, timeout: float = 10.0
+) -> list[int]:
+    """The topic's partitions, sorted; :class:`BrokerError` (``missing``) when it has none."""
+    parts = partitions_of(consumer, topic, timeout=timeout)
+    if not parts:
+        raise BrokerError(missing)
+    return parts
+
+
+def is_partition_eof(err: KafkaError | None) -> bool:
+    """True for the "reached the end of the partition" event (``enable.partition.eof``)."""
+    return err is not None and err.code() == KafkaError._PARTITION_EOF  # noqa: SLF001 (its name)
+
+
+def read_to_end(app: App, topics: Iterable[str], *, timeout: float = 30.0) -> Iterator[Message]:
+    """Every record of ``topics`` (those that exist), from each partition's beginning to the end
+    it had when the read reached it; an own reader, closed when the iteration ends."""
+    consumer = open_reader(app)
+    try:
+        starts = {
+            (topic, p): BEGINNING
+            for topic in topics
+            for p in partitions_of(consumer, topic, timeout=timeout)
+        }
+        yield from read_range(consumer, starts, timeout=timeout)
+    finally:
+        consumer.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +156,7 @@ def heads(consumer: Consumer, starts: Mapping[TP, int], *, timeout: float = 10.0
                     if offset is not None and (starts[tp] < 0 or offset >= starts[tp]):
                         found[tp] = msg
                         consumer.pause([TopicPartition(tp[0], tp[1])])
-                elif err.code() == KafkaError._PARTITION_EOF:
+                elif is_partition_eof(err):
                     found[tp] = None
                     eof_at[tp] = int(msg.offset() or 0)
                 else:
@@ -128,18 +165,21 @@ def heads(consumer: Consumer, starts: Mapping[TP, int], *, timeout: float = 10.0
                 last = time.monotonic()
             elif time.monotonic() - last > timeout:
                 raise BrokerError(f"no answer for {_fmt(set(starts) - set(found))} in {timeout:g}s")
-        out: dict[TP, Head] = {}
-        for tp, first in found.items():
-            end = _cached_end(consumer, tp, eof_at.get(tp))
-            if first is not None:
-                end = max(end, int(first.offset() or 0) + 1)
-            start = starts[tp]
-            if start < 0:
-                start = int(first.offset() or 0) if first is not None else end
-            out[tp] = Head(start, first, end)
-        return out
+        return {
+            tp: _head(consumer, tp, starts[tp], first, eof_at.get(tp))
+            for tp, first in found.items()
+        }
     finally:
         consumer.unassign()
+
+
+def _head(consumer: Consumer, tp: TP, start: int, first: Message | None, eof: int | None) -> Head:
+    end = _cached_end(consumer, tp, eof)
+    if first is not None:
+        end = max(end, int(first.offset() or 0) + 1)
+    if start < 0:
+        start = int(first.offset() or 0) if first is not None else end
+    return Head(start, first, end)
 
 
 def record_at(
@@ -175,7 +215,7 @@ def read_range(
                     continue
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if is_partition_eof(err):
                         _done(consumer, pending, tp)
                     else:
                         _raise_if_fatal(err, tp)

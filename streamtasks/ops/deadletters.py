@@ -27,10 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from confluent_kafka import Message
-
 from streamtasks.app import App
 from streamtasks.errors import ConfigError, DecodeError, StreamtasksError
+from streamtasks.kafka import Message
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope
 from streamtasks.wire.topics import Headers
@@ -64,7 +64,7 @@ OutcomeKind = Literal[
 #: the states in which a dead letter is done with: never redriven or purged again
 DONE_STATES: Final[frozenset[str]] = frozenset({"redriven", "purged"})
 #: the marker header that holds the marked dead letter's timestamp (ms)
-MARKER_TIMESTAMP_HEADER: Final = "st-dlq-timestamp"
+MARKER_TIMESTAMP_HEADER: Final = hdr.DLQ_TIMESTAMP
 _REF: Final = re.compile(r"^(\d+):(\d+)$")
 RawHeaders = tuple[tuple[str, bytes | None], ...]
 
@@ -161,17 +161,20 @@ class DeadLetter:
         headers = {
             k: "" if v is None else bytes(v).decode("utf-8", "replace") for k, v in record.headers
         }
+        dlh = hdr.DeadLetterHeaders.parse(headers)
         envelope: Envelope | None = None
         envelope_error: str | None = None
         try:
             _, rec = codec.decode(record.value, expect=envelope_schema)
             envelope = Envelope.from_avro(rec)
         except DecodeError as exc:
-            dropped = headers.get("st-value-dropped")
+            dropped = dlh.value_dropped
             envelope_error = f"the value was dropped: {dropped}" if dropped else str(exc)
-        origin_topic = headers.get("st-origin-topic")
-        origin_partition = _int(headers.get("st-origin-partition"))
-        origin_offset = _int(headers.get("st-origin-offset"))
+        origin_topic, origin_partition, origin_offset = (
+            dlh.origin_topic,
+            dlh.origin_partition,
+            dlh.origin_offset,
+        )
         return cls(
             partition=record.partition,
             offset=record.offset,
@@ -180,21 +183,21 @@ class DeadLetter:
             value=record.value,
             headers=headers,
             raw_headers=record.headers,
-            task_id=envelope.id if envelope else headers.get("st-id"),
-            task=envelope.task if envelope else headers.get("st-task"),
-            reason=headers.get("st-dlq-reason") or "unknown",
-            error_type=headers.get("st-error-type"),
-            error_message=headers.get("st-error-message"),
-            traceback=headers.get("st-traceback"),
-            attempts=_int(headers.get("st-attempts")),
-            first_failure_ms=_int(headers.get("st-first-failure")),
-            last_failure_ms=_int(headers.get("st-last-failure")),
+            task_id=envelope.id if envelope else dlh.task_id,
+            task=envelope.task if envelope else dlh.task,
+            reason=dlh.reason,
+            error_type=dlh.error_type,
+            error_message=dlh.error_message,
+            traceback=dlh.traceback,
+            attempts=dlh.attempts,
+            first_failure_ms=dlh.first_failure_ms,
+            last_failure_ms=dlh.last_failure_ms,
             origin=(
                 Origin(origin_topic, origin_partition, origin_offset)
                 if origin_topic and origin_partition is not None and origin_offset is not None
                 else None
             ),
-            worker_id=headers.get("st-worker-id"),
+            worker_id=dlh.worker_id,
             envelope=envelope,
             envelope_error=envelope_error,
         )
@@ -339,12 +342,10 @@ def reset_envelope(env: Envelope) -> Envelope:
 
 def redrive_headers(letter: DeadLetter, env: Envelope, dlq: str) -> Headers:
     """The user's own headers (e.g. ``traceparent``) kept; every ``st-`` header made afresh."""
-    kept: Headers = [(k, v) for k, v in letter.raw_headers if not k.startswith("st-")]
+    kept: Headers = [(k, v) for k, v in letter.raw_headers if not hdr.is_own(k)]
     return [
-        ("st-task", env.task.encode()),
-        ("st-id", env.id.encode()),
-        ("st-attempt", str(env.attempt).encode()),
-        ("st-redriven-from", f"{dlq}:{letter.partition}:{letter.offset}".encode()),
+        *hdr.task_headers(env),
+        (hdr.REDRIVEN_FROM, f"{dlq}:{letter.partition}:{letter.offset}".encode()),
         *kept,
     ]
 

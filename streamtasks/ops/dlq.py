@@ -23,16 +23,21 @@ Invariants:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
-
 from streamtasks.app import App
 from streamtasks.errors import BrokerError, ConfigError, StreamtasksError
-from streamtasks.kafka import clients
+from streamtasks.kafka import (
+    OFFSET_BEGINNING,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+    clients,
+    reader,
+)
 from streamtasks.ops.deadletters import (
     DONE_STATES,
     MARKER_TIMESTAMP_HEADER,
@@ -53,6 +58,7 @@ from streamtasks.ops.deadletters import (
     truncate,
     unredrivable_reason,
 )
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ResultRecord, TaskStatus
 from streamtasks.wire.topics import (
     Headers,
@@ -304,7 +310,7 @@ class DeadLetterQueue:
             created_at=env.created_at,
         )
         value = self.app.codec.encode(self.app.result_schema, record.to_avro())
-        headers: Headers = [("st-task", env.task.encode()), ("st-status", b"PENDING")]
+        headers: Headers = [(hdr.TASK, env.task.encode()), (hdr.STATUS, b"PENDING")]
         return _Out(results_topic(self.app.settings.namespace), value, env.id, headers)
 
     def _task_record(self, letter: DeadLetter, env: Envelope) -> _Out:
@@ -319,9 +325,9 @@ class DeadLetterQueue:
     def _marker(self, letter: DeadLetter, state: State, *, to: str | None = None) -> _Out:
         headers: Headers = [(MARKER_TIMESTAMP_HEADER, str(letter.timestamp_ms or "").encode())]
         if letter.task_id is not None:
-            headers.append(("st-id", letter.task_id.encode()))
+            headers.append((hdr.ID, letter.task_id.encode()))
         if to is not None:
-            headers.append(("st-redriven-to", to.encode()))
+            headers.append((hdr.REDRIVEN_TO, to.encode()))
         return _Out(self.state_topic, state.encode(), letter.ref, headers)
 
     def _produce_all(self, records: Sequence[_Out]) -> list[_Ack]:
@@ -371,7 +377,6 @@ class DeadLetterQueue:
                 wanted += [
                     TopicPartition(self.state_topic, p, OFFSET_BEGINNING) for p in state.partitions
                 ]
-            consumer.assign(wanted)
             return self._consume_to_end(consumer, wanted, timeout)
         except KafkaException as exc:
             raise BrokerError(f"reading {self.topic!r} failed: {exc}") from exc
@@ -381,27 +386,13 @@ class DeadLetterQueue:
     def _consume_to_end(
         self, consumer: Any, wanted: Sequence[TopicPartition], timeout: float
     ) -> tuple[list[RawRecord], list[RawRecord]]:
-        pending = {(tp.topic, tp.partition) for tp in wanted}
         records: list[RawRecord] = []
         markers: list[RawRecord] = []
-        last_progress = time.monotonic()
-        while pending:
-            msgs = consumer.consume(1000, 0.1)
-            for msg in msgs:
-                err = msg.error()
-                if err is None:
-                    target = records if msg.topic() == self.topic else markers
-                    target.append(RawRecord.of(msg))
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((msg.topic(), msg.partition()))
-                elif err.fatal():
-                    raise BrokerError(f"reading {self.topic!r} failed: {err.str()}")
-            if msgs:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout:
-                left = ", ".join(f"{t}[{p}]" for t, p in sorted(pending))
-                raise BrokerError(
-                    f"reading the dead letters made no progress for {timeout:g}s; "
-                    f"not read to the end: {left}"
-                )
+        starts = {(tp.topic, tp.partition): tp.offset for tp in wanted}
+        try:
+            for msg in reader.read_range(consumer, starts, timeout=timeout):
+                target = records if msg.topic() == self.topic else markers
+                target.append(RawRecord.of(msg))
+        except BrokerError as exc:
+            raise BrokerError(f"reading the dead letters failed: {exc}") from exc
         return records, markers

@@ -44,6 +44,7 @@ import structlog
 from streamtasks.config import KafkaValue
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
 from streamtasks.kafka import clients, reader
+from streamtasks.kafka.delivery import Acks, produce_with_room
 from streamtasks.ops.replayspec import (
     SKEW_MS,
     Progress,
@@ -71,9 +72,8 @@ from streamtasks.wire.topics import (
 )
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer, KafkaError, Message
-
     from streamtasks.app import App
+    from streamtasks.kafka import Message
 
 __all__ = [
     "Progress",
@@ -262,7 +262,7 @@ class Replay:
             "client.id": f"replay-{spec.replay_id}",
         }
         producer = clients.make_producer(self.app.settings.producer(**cfg))
-        acks = _Acks()
+        acks = Acks()
         self._record(producer, spec.replay_id, spec.to_json(), acks)
         _flush(producer, acks)
         done = self._already_enqueued() if resume else set()
@@ -301,7 +301,7 @@ class Replay:
         log.info("replay finished", **dataclasses.asdict(summary))
         return summary
 
-    def _enqueue(self, producer: Any, cand: ReplayCandidate, acks: _Acks) -> None:
+    def _enqueue(self, producer: Any, cand: ReplayCandidate, acks: Acks) -> None:
         spec = self.spec
         new_id = f"{cand.env.id}.r-{uuid.uuid4().hex[:12]}" if spec.new_ids else None
         env = replayed_envelope(cand.env, new_id)
@@ -320,7 +320,7 @@ class Replay:
             acks=acks,
         )
 
-    def _save_positions(self, producer: Any, read_to: Mapping[int, int], acks: _Acks) -> None:
+    def _save_positions(self, producer: Any, read_to: Mapping[int, int], acks: Acks) -> None:
         """Every event read so far was enqueued and acknowledged: record how far."""
         _flush(producer, acks)
         for partition, nxt in read_to.items():
@@ -328,7 +328,7 @@ class Replay:
             self._record(producer, f"{self.spec.replay_id}/{partition}", value, acks)
         _flush(producer, acks)
 
-    def _record(self, producer: Any, key: str, value: bytes, acks: _Acks) -> None:
+    def _record(self, producer: Any, key: str, value: bytes, acks: Acks) -> None:
         topic = replays_topic(self.app.settings.namespace)
         _produce(producer, topic, value, key=key.encode(), headers=[], partition=None, acks=acks)
 
@@ -371,15 +371,6 @@ class Replay:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-class _Acks:
-    def __init__(self) -> None:
-        self.failed: list[str] = []
-
-    def __call__(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self.failed.append(err.str())
-
-
 def _produce(
     producer: Any,
     topic: str,
@@ -388,20 +379,14 @@ def _produce(
     key: bytes,
     headers: Headers,
     partition: int | None,
-    acks: _Acks,
+    acks: Acks,
 ) -> None:
-    kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
-    while True:
-        try:
-            producer.produce(
-                topic, value=value, key=key, headers=headers, on_delivery=acks, **kwargs
-            )
-            return
-        except BufferError:
-            producer.poll(0.05)
+    produce_with_room(
+        producer, topic, value, key=key, headers=headers, on_delivery=acks, partition=partition
+    )
 
 
-def _flush(producer: Any, acks: _Acks, timeout: float = 60.0) -> None:
+def _flush(producer: Any, acks: Acks, timeout: float = 60.0) -> None:
     left = producer.flush(timeout)
     if left or acks.failed:
         raise BrokerError(
@@ -434,10 +419,4 @@ def _as_bytes(value: object) -> bytes | None:
 
 def _read_replays(app: App) -> list[tuple[bytes | None, bytes | None]]:
     topic = replays_topic(app.settings.namespace)
-    consumer: Consumer = reader.open_reader(app)
-    try:
-        parts = reader.partitions_of(consumer, topic)
-        starts = {(topic, p): reader.BEGINNING for p in parts}
-        return [(m.key(), m.value()) for m in reader.read_range(consumer, starts)]
-    finally:
-        consumer.close()
+    return [(m.key(), m.value()) for m in reader.read_to_end(app, [topic])]

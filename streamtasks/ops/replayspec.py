@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streamtasks.errors import ConfigError
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, TaskStatus
 from streamtasks.wire.topics import REPLAY_HEADER, REPLAY_OF_HEADER, REPLAY_ORIGIN_HEADER, Headers
 
@@ -44,10 +45,10 @@ SKEW_MS = 60_000
 _RELATIVE = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DROPPED_HEADERS = {
-    "st-id",
-    "st-attempt",
-    "st-not-before",
-    "st-first-failure",
+    hdr.ID,
+    hdr.ATTEMPT,
+    hdr.NOT_BEFORE,
+    hdr.FIRST_FAILURE,
     REPLAY_HEADER,
     REPLAY_ORIGIN_HEADER,
     REPLAY_OF_HEADER,
@@ -185,11 +186,9 @@ def replay_headers(
     """The original record's own headers (user headers kept) with the task headers of ``env``
     and the replay markers."""
     kept: Headers = [(k, v) for k, v in original or () if k not in _DROPPED_HEADERS]
-    kept = [(k, v) for k, v in kept if k != "st-task"]
+    kept = [(k, v) for k, v in kept if k != hdr.TASK]
     out: Headers = [
-        ("st-task", env.task.encode()),
-        ("st-id", env.id.encode()),
-        ("st-attempt", str(env.attempt).encode()),
+        *hdr.task_headers(env),
         *kept,
         (REPLAY_HEADER, replay_id.encode()),
         (REPLAY_ORIGIN_HEADER, origin.encode()),

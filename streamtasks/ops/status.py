@@ -20,15 +20,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table
+
 from streamtasks.kafka import clients, reader
 from streamtasks.kafka.clients import GroupInfo, committed_offsets, describe_group
 from streamtasks.ops.dlq import DeadLetterQueue
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import retry_topic, task_topic
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from streamtasks.app import App
 
 __all__ = [
@@ -221,7 +222,7 @@ def _tier(app: App, admin: Any, consumer: Any, group: str, queue: str, tier: int
     committed = committed_offsets(admin, group, topic, parts) if parts else {}
     due_times: list[int | None] = []
     for msg in reader.read_range(consumer, {(topic, p): _start(committed[p]) for p in parts}):
-        raw = dict(msg.headers() or []).get("st-not-before")
+        raw = dict(msg.headers() or []).get(hdr.NOT_BEFORE)
         text = raw.decode() if isinstance(raw, bytes) else raw
         due_times.append(int(text) if text and text.isdigit() else None)
     due, waiting = split_due(due_times, now_ms())
@@ -230,8 +231,6 @@ def _tier(app: App, admin: Any, consumer: Any, group: str, queue: str, tier: int
 
 def render(report: StatusReport) -> list[Table]:
     """The report as rich tables: one per queue, one of workers."""
-    from rich.table import Table
-
     tables = []
     for q in report.queues:
         t = Table(

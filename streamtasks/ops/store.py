@@ -33,17 +33,23 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.kafka import clients
+from streamtasks.kafka import (
+    OFFSET_BEGINNING,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+    clients,
+    reader,
+)
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.wire.topics import results_topic
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer
-
     from streamtasks.app import App
+    from streamtasks.kafka import Consumer
 
 __all__ = ["Batch", "Change", "ResultStore", "SyncStats", "default_store_path", "fold"]
 
@@ -444,7 +450,7 @@ class ResultStore:
                 if part not in unconfirmed:
                     continue
                 err = msg.error()
-                if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                if err is not None and not reader.is_partition_eof(err):
                     continue
                 if err is None and msg.offset() == unconfirmed[part]:
                     del unconfirmed[part]  # the last record read is still there
@@ -455,21 +461,20 @@ class ResultStore:
             consumer.unassign()
 
     def _partitions(self, consumer: Consumer, timeout: float) -> list[int]:
-        md = consumer.list_topics(self.topic, timeout=max(timeout, 1.0))
-        meta = md.topics.get(self.topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            raise BrokerError(
-                f"the results topic {self.topic!r} does not exist: run "
-                "`streamtasks topics apply <module:app>` (or start a worker) first"
-            )
-        return sorted(meta.partitions)
+        return reader.require_partitions(
+            consumer,
+            self.topic,
+            f"the results topic {self.topic!r} does not exist: run "
+            "`streamtasks topics apply <module:app>` (or start a worker) first",
+            timeout=max(timeout, 1.0),
+        )
 
     def _changes(self, msgs: list[Message], behind: set[int]) -> list[Change]:
         changes: list[Change] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
+                if reader.is_partition_eof(err):
                     behind.discard(msg.partition())
                 elif err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise BrokerError(f"reading the results topic failed: {err.str()}")

@@ -39,6 +39,7 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from streamtasks.errors import DecodeError, SchemaError, StreamtasksError, UnknownSchemaError
 from streamtasks.wire.schema import refs
+from streamtasks.wire.schema.compat import resolution_problems
 
 __all__ = [
     "CONFLUENT_MAGIC",
@@ -263,8 +264,6 @@ def _parse(schema: Any) -> KnownSchema:
 def _check_resolvable(writer: KnownSchema, current: KnownSchema) -> None:
     """Raise :class:`SchemaError` unless frames of ``writer`` resolve into ``current`` by Avro's
     schema-resolution rules (a field added without a default, a changed type... do not)."""
-    from streamtasks.wire.schema.compat import resolution_problems
-
     issues = resolution_problems(
         writer.source if writer.source is not None else writer.parsed,
         current.source if current.source is not None else current.parsed,

@@ -26,12 +26,10 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamtasks.errors import ConfigError, SchemaError
-
-if TYPE_CHECKING:
-    from streamtasks.wire.schema.compat import Subject
+from streamtasks.wire.schema.compat import Subject
 
 __all__ = ["ENV_PREFIX", "SchemaRegistry", "registered_versions", "registry_config"]
 
@@ -141,8 +139,6 @@ def registered_versions(
 ) -> list[dict[str, Subject]]:
     """The registered versions of the app's subjects, as ``compat.check`` takes them: version
     *i* of every subject in mapping *i* (oldest first)."""
-    from streamtasks.wire.schema.compat import Subject
-
     by_version: list[dict[str, Subject]] = []
     for subject in current:
         if subject.kind == "shared":

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from streamtasks.wire import headers as hdr
+
 __all__ = [
     "REPLAY_HEADER",
     "REPLAY_OF_HEADER",
@@ -44,11 +46,11 @@ Headers = list[tuple[str, str | bytes | None]]
 
 #: On a task event that a replay enqueued: the replay id. Workers run such an event even when
 #: its id already has a final result, and carry the header on to its follow-on task events.
-REPLAY_HEADER = "st-replay"
+REPLAY_HEADER = hdr.REPLAY
 #: On a replayed event: ``topic:partition:offset`` of the original record.
-REPLAY_ORIGIN_HEADER = "st-replay-origin"
+REPLAY_ORIGIN_HEADER = hdr.REPLAY_ORIGIN
 #: On an event replayed under a fresh id (``--new-ids``): the original task id.
-REPLAY_OF_HEADER = "st-replay-of"
+REPLAY_OF_HEADER = hdr.REPLAY_OF
 
 
 def record_size(value: bytes | None, key: str | bytes | None, headers: Headers | None) -> int:

@@ -157,7 +157,7 @@ class _Resolver:
         self.issues: list[_Issue] = []
         self._active: set[tuple[str, str]] = set()
 
-    def check(self, w: Any, r: Any, path: str, wns: str = "", rns: str = "") -> None:
+    def check(self, w: Any, r: Any, path: str, wns: str = "", rns: str = "") -> None:  # noqa: C901 (split pending: issue 14 follow-up)
         w = self.wnames.resolve(w, wns)
         r = self.rnames.resolve(r, rns)
         wk, rk = _kind(w), _kind(r)

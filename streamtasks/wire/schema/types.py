@@ -146,7 +146,7 @@ class TypeAdapter(ABC):
         Raises :class:`ArgumentError` mentioning ``path`` when the value does not fit.
         """
         try:
-            return self._convert(value)
+            return self.convert(value)
         except _Mismatch as exc:
             raise ArgumentError(exc.message(path)) from None
 
@@ -159,8 +159,9 @@ class TypeAdapter(ABC):
         """The Avro type; named types already in ``seen`` are given by full name only."""
 
     @abstractmethod
-    def _convert(self, value: object) -> object:
-        """Like :meth:`to_avro`, raising :class:`_Mismatch` (cheap on the success path)."""
+    def convert(self, value: object) -> object:
+        """Like :meth:`to_avro`, raising :class:`_Mismatch` (cheap on the success path); the
+        fast path containers call on their element adapters."""
 
 
 class _Primitive(TypeAdapter):
@@ -180,7 +181,7 @@ class _String(_Primitive):
     def __init__(self) -> None:
         super().__init__("string")
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if type(value) is str:
             return value
         if isinstance(value, str):
@@ -192,7 +193,7 @@ class _Long(_Primitive):
     def __init__(self) -> None:
         super().__init__("long")
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if type(value) is int:
             if _LONG_MIN <= value <= _LONG_MAX:
                 return value
@@ -208,7 +209,7 @@ class _Double(_Primitive):
     def __init__(self) -> None:
         super().__init__("double")
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if type(value) is float:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -223,7 +224,7 @@ class _Boolean(_Primitive):
     def __init__(self) -> None:
         super().__init__("boolean")
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if value is True or value is False:
             return value
         raise _expected("bool", value)
@@ -240,7 +241,7 @@ class _Bytes(_Primitive):
             return value.encode("latin-1")
         return value
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if type(value) is bytes:
             return value
         if isinstance(value, bytes | bytearray | memoryview):
@@ -253,7 +254,7 @@ class _Null(_Primitive):
         super().__init__("null")
         self._note = note
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if value is None:
             return None
         mismatch = _expected("None", value)
@@ -271,7 +272,7 @@ class _Timestamp(TypeAdapter):
     def render_schema(self, seen: set[str]) -> Any:
         return {"type": "long", "logicalType": "timestamp-micros"}
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if not isinstance(value, datetime):
             raise _expected("datetime", value)
         if value.utcoffset() is None:
@@ -297,7 +298,7 @@ class _Date(TypeAdapter):
     def render_schema(self, seen: set[str]) -> Any:
         return {"type": "int", "logicalType": "date"}
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if isinstance(value, datetime):
             raise _Mismatch(f"expected date, got {_show(value)}; pass its .date()")
         if isinstance(value, date):
@@ -317,7 +318,7 @@ class _Uuid(TypeAdapter):
     def render_schema(self, seen: set[str]) -> Any:
         return {"type": "string", "logicalType": "uuid"}
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if isinstance(value, uuid.UUID):
             return str(value)
         raise _expected("uuid.UUID", value)
@@ -335,7 +336,7 @@ class _Optional(TypeAdapter):
         self.inner = inner
         self.null_first = null_first
         self.passthrough = inner.passthrough
-        self._inner_convert = inner._convert
+        self._inner_convert = inner.convert
         self._inner_from_avro = inner.from_avro
         self.schema = self.render_schema(set())
 
@@ -343,7 +344,7 @@ class _Optional(TypeAdapter):
         inner = self.inner.render_schema(seen)
         return ["null", inner] if self.null_first else [inner, "null"]
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if value is None:
             return None
         return self._inner_convert(value)
@@ -360,14 +361,14 @@ class _Array(TypeAdapter):
     def __init__(self, items: TypeAdapter) -> None:
         self.items = items
         self.passthrough = items.passthrough
-        self._item_convert = items._convert
+        self._item_convert = items.convert
         self._item_from_avro = items.from_avro
         self.schema = self.render_schema(set())
 
     def render_schema(self, seen: set[str]) -> Any:
         return {"type": "array", "items": self.items.render_schema(seen)}
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if not isinstance(value, list | tuple):
             raise _expected("list", value)
         convert = self._item_convert
@@ -396,14 +397,14 @@ class _Map(TypeAdapter):
     def __init__(self, values: TypeAdapter) -> None:
         self.values = values
         self.passthrough = values.passthrough
-        self._value_convert = values._convert
+        self._value_convert = values.convert
         self._value_from_avro = values.from_avro
         self.schema = self.render_schema(set())
 
     def render_schema(self, seen: set[str]) -> Any:
         return {"type": "map", "values": self.values.render_schema(seen)}
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if not isinstance(value, Mapping):
             raise _expected("dict", value)
         convert = self._value_convert
@@ -452,7 +453,7 @@ class _Enum(TypeAdapter):
             "symbols": list(self.symbols),
         }
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if isinstance(value, self.cls):
             return value.name
         shown = ", ".join(self.symbols[:8]) + (", ..." if len(self.symbols) > 8 else "")
@@ -480,7 +481,7 @@ class _Record(TypeAdapter):
         self.fullname = f"{namespace}.{name}"
         self.fields = fields  # (name, adapter, Avro default or _MISSING)
         self._names = [name for name, _, _ in fields]
-        self._converters = [(name, adapter._convert) for name, adapter, _ in fields]
+        self._converters = [(name, adapter.convert) for name, adapter, _ in fields]
         self._decoders = [(name, adapter.from_avro) for name, adapter, _ in fields]
         self.schema = self.render_schema(set())
 
@@ -497,7 +498,7 @@ class _Record(TypeAdapter):
             ],
         }
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if not isinstance(value, self.cls):
             raise _expected(f"{self.cls.__qualname__} instance", value)
         out: dict[str, object] = {}
@@ -519,13 +520,13 @@ class _ModelRecord(_Record):
     """A pydantic model: like a dataclass record, but a dict is accepted (and validated by the
     model) at send time, and decoded records are validated by the model again."""
 
-    def _convert(self, value: object) -> object:
+    def convert(self, value: object) -> object:
         if isinstance(value, Mapping):
             try:
                 value = self.cls.model_validate(value)
             except ValueError as exc:  # pydantic.ValidationError is a ValueError
                 raise _Mismatch(f"invalid {self.cls.__qualname__}: {exc}") from None
-        return super()._convert(value)
+        return super().convert(value)
 
     def from_avro(self, value: object) -> object:
         if isinstance(value, self.cls):
@@ -599,7 +600,7 @@ class _Builder:
         self._owners: dict[str, type] = {}  # full Avro name -> class, to catch clashes
         self._building: set[type] = set()
 
-    def build(self, hint: object, where: str) -> TypeAdapter:
+    def build(self, hint: object, where: str) -> TypeAdapter:  # noqa: C901 (split pending: issue 14 follow-up)
         if hint is None:
             hint = type(None)
         try:
@@ -774,7 +775,7 @@ def _with_default(adapter: TypeAdapter, default: Any, where: str) -> tuple[TypeA
     if default is _MISSING:
         return adapter, _MISSING
     try:
-        converted = adapter._convert(default)
+        converted = adapter.convert(default)
     except _Mismatch as exc:
         raise SchemaError(
             f"{where}: the default {default!r} does not fit the declared type: {exc.describe()}"
@@ -860,7 +861,7 @@ class Signature:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "_converters", tuple(adapter._convert for adapter in self._adapters))
+        set_(self, "_converters", tuple(adapter.convert for adapter in self._adapters))
         set_(self, "_paths", tuple(f"task {self.task_name!r} parameter {n!r}" for n in self._names))
         set_(self, "_passthrough", all(adapter.passthrough for adapter in self._adapters))
 
@@ -1031,7 +1032,7 @@ def _describe(adapter: TypeAdapter) -> str:
     return names.get(type(adapter), type(adapter).__name__.strip("_").lower())
 
 
-def _from_plain(adapter: TypeAdapter, value: object) -> object:
+def _from_plain(adapter: TypeAdapter, value: object) -> object:  # noqa: C901 (split pending: issue 14 follow-up)
     """Plain data (JSON) to the Python value ``adapter`` stands for: dicts become dataclasses
     (unknown or missing fields refused), enum names members. Raises :class:`_Mismatch`."""
     if value is None:

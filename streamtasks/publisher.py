@@ -1,0 +1,68 @@
+"""Publishing task records: one envelope in, one record on the right topic, its Delivery out.
+
+:meth:`Publisher.publish` is the one way a task is sent — ``Task.apply_async``, chains and chords
+all call it (through ``app.publisher``) and wrap the :class:`~streamtasks.kafka.delivery.Delivery`
+it returns in their own :class:`~streamtasks.asyncresult.AsyncResult`.
+
+Invariants: the task id is registered with the process's result listener *before* the record is
+produced (so its result cannot be missed); a record over ``max_payload_bytes`` is refused before
+it reaches the producer; a task due later (``eta``) goes to the retry tier covering the delay,
+with ``st-not-before``, instead of the task topic.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamtasks.errors import ArgumentError
+from streamtasks.kafka.delivery import Delivery
+from streamtasks.retry import tier_for
+from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.headers import NOT_BEFORE, task_headers
+from streamtasks.wire.topics import Headers, record_size, retry_topic, task_topic
+
+if TYPE_CHECKING:
+    from streamtasks.app import App
+
+__all__ = ["Publisher"]
+
+
+class Publisher:
+    """Sends the task records of one :class:`~streamtasks.app.App`."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    def publish(self, envelope: Envelope, *, key: str | bytes | None, headers: Headers) -> Delivery:
+        """Produce ``envelope`` (keyed by ``key``, else its id; ``headers`` after the standard
+        ones) and return the acknowledgement to wait on."""
+        app = self._app
+        app.results_listener().expect(envelope.id)
+        delivery = Delivery()
+        payload = app.codec.encode(app.envelope_schema, envelope.to_avro())
+        size = record_size(payload, key if key is not None else envelope.id, headers)
+        if size > app.settings.max_payload_bytes:
+            raise ArgumentError(
+                f"task {envelope.task!r}: the message is {size} bytes, over "
+                f"max_payload_bytes={app.settings.max_payload_bytes}; pass large data by "
+                "reference (e.g. a URL or object key) or raise max_payload_bytes"
+            )
+        ns, queue = app.settings.namespace, envelope.queue
+        std: Headers = task_headers(envelope)
+        delay = 0.0 if envelope.eta is None else (envelope.eta - now_ms()) / 1000
+        if delay > 0:
+            # Delayed: held in the retry tier that covers the delay until it is due.
+            topic = retry_topic(ns, queue, tier_for(delay, app.settings.retry_tiers))
+            std.append((NOT_BEFORE, str(envelope.eta).encode()))
+        else:
+            topic = task_topic(ns, queue)
+        app.produce(
+            topic,
+            payload,
+            key=key if key is not None else envelope.id,
+            headers=[*std, *headers],
+            on_delivery=delivery.on_delivery,
+            label=f"task {envelope.id}",
+        )
+        app.producer.poll(0)
+        return delivery

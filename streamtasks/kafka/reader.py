@@ -96,7 +96,7 @@ def require_partitions(
 
 def is_partition_eof(err: KafkaError | None) -> bool:
     """True for the "reached the end of the partition" event (``enable.partition.eof``)."""
-    return err is not None and err.code() == KafkaError._PARTITION_EOF  # noqa: SLF001 (its name)
+    return err is not None and err.code() == KafkaError._PARTITION_EOF
 
 
 def read_to_end(app: App, topics: Iterable[str], *, timeout: float = 30.0) -> Iterator[Message]:

@@ -21,6 +21,9 @@ Invariants (at-least-once):
    into a dead letter (reason ``internal-error``, with the traceback); a partition whose oldest
    unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
    reason).
+
+Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
+at each step of a record's life; :class:`WorkerStats` is the first of them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import ChordJoiner, Completion
 from streamtasks.worker.executor import Executor, Outcome, Output, Record, header
 from streamtasks.worker.flow import PartitionFlow
+from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
 from streamtasks.worker.pools.aio import AsyncRunner
 from streamtasks.worker.pools.processes import ProcessPool
@@ -66,20 +70,6 @@ log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
-
-
-@dataclass
-class WorkerStats:
-    received: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    expired: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    revoked: int = 0
-    abandoned: int = 0
-    chords_joined: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -118,6 +108,7 @@ class Worker:
         create_topics: bool = True,
         cooperative: bool = False,
         stall_warning: float = 60.0,
+        hooks: Sequence[WorkerHooks] = (),
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -161,6 +152,8 @@ class Worker:
         self._progress: dict[TP, tuple[int, float]] = {}  # oldest unfinished offset, since
         self._next_stall_check = 0.0
         self.stats = WorkerStats()
+        # called on the poll thread (see streamtasks.worker.hooks); the counters come first
+        self._hooks = HookSet([self.stats, *hooks])
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
@@ -455,7 +448,7 @@ class Worker:
         tracker = self._trackers.get(tp)
         if tracker is None or not tracker.add(offset):
             return  # not ours (any more) or a re-delivery already in progress
-        self.stats.received += 1
+        self._hooks.received(rec)
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
         key = rec.key
@@ -503,11 +496,12 @@ class Worker:
         tp = completion.tp
         job = _Job(rec, self._generation[tp], outcome="joined", joins=completion.offsets)
         if completion.outputs:
-            self.stats.chords_joined += 1
+            self._hooks.chord_joined(rec)
         if not self._start(job, completion.outputs, completion.then, poll_thread=True):
             self._complete(job, finished=True)
 
     def _submit(self, job: _Job) -> None:
+        self._hooks.started(job.record)
         if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
             self._aio.submit(lambda: self._execute_async(job))
             return
@@ -531,22 +525,10 @@ class Worker:
                 self._dirty.add(tp)
             assert self._flow is not None
             self._flow.finished(tp, tracker.unfinished)
-        if not finished:
-            self.stats.abandoned += 1
-        elif job.outcome == "success":
-            self.stats.succeeded += 1
-        elif job.outcome == "failure":
-            self.stats.failed += 1
-        elif job.outcome == "expired":
-            self.stats.expired += 1
-        elif job.outcome == "retry":
-            self.stats.retried += 1
-        elif job.outcome == "skipped":
-            self.stats.skipped += 1
-        elif job.outcome == "revoked":
-            self.stats.revoked += 1
+        if finished:
+            self._hooks.finished(job.record, job.outcome)
         else:
-            self.stats.dead_lettered += 1
+            self._hooks.abandoned(1)
         key = job.record.key
         if key is not None and current:
             waiting = self._keys.get((tp, key))
@@ -574,6 +556,8 @@ class Worker:
                 self._consumer.store_offsets(offsets=offsets)
             except KafkaException as exc:  # partition no longer assigned: the next owner redoes
                 log.warning("could not store offsets", error=str(exc))
+            else:
+                self._hooks.committed([(p.topic, p.partition, p.offset) for p in offsets])
 
     # -- task threads ---------------------------------------------------------------------
     def _execute(self, job: _Job) -> None:
@@ -733,6 +717,7 @@ class Worker:
         if self._drain is not None:
             self._drain.assigned((p.topic, p.partition) for p in partitions)
         log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self._hooks.assigned([(p.topic, p.partition) for p in partitions])
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -741,10 +726,13 @@ class Worker:
         self._commit(tps)
         self._forget(tps)
         log.info("partitions revoked", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self._hooks.revoked(tps, lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._forget([(p.topic, p.partition) for p in partitions])
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._forget(tps)
         log.warning("partitions lost", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self._hooks.revoked(tps, lost=True)
 
     def _forget(self, tps: Iterable[TP]) -> None:
         for tp in tps:
@@ -762,7 +750,7 @@ class Worker:
         for kk in [kk for kk in self._keys if kk[0] in gone]:
             queued = self._keys.pop(kk)
             self._in_flight -= len(queued)  # never started: the new owner runs them
-            self.stats.abandoned += len(queued)
+            self._hooks.abandoned(len(queued))
 
     def _wait_for(self, tps: Iterable[TP] | None, grace: float) -> None:
         """Serve delivery callbacks until the given partitions have nothing unfinished."""
@@ -807,7 +795,7 @@ class Worker:
             self._wait_for(None, 0.05)
         if self._in_flight:  # still running after the grace: not committed, run again elsewhere
             log.warning("grace expired; abandoning running tasks", running=self._in_flight)
-            self.stats.abandoned += self._in_flight
+            self._hooks.abandoned(self._in_flight)
             self._in_flight = 0
         self._commit()
         # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,

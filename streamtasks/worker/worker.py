@@ -29,7 +29,6 @@ at each step of a record's life; :class:`WorkerStats` is the first of them.
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import signal
 import socket
@@ -59,10 +58,10 @@ from streamtasks.worker.executor import Executor, Outcome, Output, Record, heade
 from streamtasks.worker.flow import PartitionFlow
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
+from streamtasks.worker.partitions import Partitions
 from streamtasks.worker.pools.aio import AsyncRunner
 from streamtasks.worker.pools.processes import ProcessPool
 from streamtasks.worker.pools.threads import ThreadPool
-from streamtasks.worker.tracker import OffsetTracker
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -167,11 +166,7 @@ class Worker:
         self._draining = threading.Event()
         self._broker_down_since: float | None = None  # monotonic time it was found down
         self._broker_probe_at = 0.0
-        self._trackers: dict[TP, OffsetTracker] = {}
-        self._generation: dict[TP, int] = {}
-        self._generations = itertools.count(1)
-        self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}
-        self._dirty: set[TP] = set()
+        self._parts: Partitions[_Job] = Partitions()
         self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
         self._no_output: deque[_Job] = deque()  # finished without outputs; drained by poll
         self._in_flight = 0
@@ -254,7 +249,7 @@ class Worker:
         watch = groupwatch.AssignmentWatch(
             settings,
             self.group_id,
-            lambda: bool(self._trackers),
+            lambda: bool(self._parts.trackers),
             what="worker",
             first=groupwatch.FIRST_WARNING,
         ).start()
@@ -385,7 +380,7 @@ class Worker:
         if now < self._next_stall_check:
             return
         self._next_stall_check = now + min(1.0, self.stall_warning / 2)
-        for tp, tracker in self._trackers.items():
+        for tp, tracker in self._parts.trackers.items():
             oldest = tracker.oldest_unfinished()
             if oldest is None:
                 self._progress.pop(tp, None)
@@ -409,7 +404,7 @@ class Worker:
         assert self._flow is not None
         if self._force.is_set() or self._stop.is_set():
             return "stopping"
-        waiting = sum(len(q) for (t, _), q in self._keys.items() if t == tp)
+        waiting = self._parts.waiting(tp)
         return (
             f"its task (or an output's acknowledgement) has not finished; {self._in_flight} "
             f"in flight, {waiting} queued behind busy keys of this partition"
@@ -445,20 +440,15 @@ class Worker:
         except Exception as exc:  # decision code must not end the process: a dead letter
             log.exception("error deciding on a record on the poll thread", **rec.log_fields())
             preset = functools.partial(self._internal_error, rec, exc)
-        tracker = self._trackers.get(tp)
-        if tracker is None or not tracker.add(offset):
+        tracker = self._parts.admit(tp, offset)
+        if tracker is None:
             return  # not ours (any more) or a re-delivery already in progress
         self._hooks.received(rec)
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
-        key = rec.key
-        job = _Job(rec, self._generation[tp], preset=preset)
-        if key is not None:
-            busy = self._keys.get((tp, key))
-            if busy is not None:
-                busy.append(job)  # same key in flight: run after it, in offset order
-                return
-            self._keys[(tp, key)] = deque()
+        job = _Job(rec, self._parts.generation(tp), preset=preset)
+        if self._parts.queue_behind_key(tp, rec.key, job):
+            return  # same key in flight: runs after it, in offset order
         self._submit(job)
 
     def _hold_if_early(self, rec: Record) -> Callable[[], Outcome] | None:
@@ -494,7 +484,7 @@ class Worker:
         if completion is None:
             return
         tp = completion.tp
-        job = _Job(rec, self._generation[tp], outcome="joined", joins=completion.offsets)
+        job = _Job(rec, self._parts.generation(tp), outcome="joined", joins=completion.offsets)
         if completion.outputs:
             self._hooks.chord_joined(rec)
         if not self._start(job, completion.outputs, completion.then, poll_thread=True):
@@ -513,43 +503,37 @@ class Worker:
         tp = job.tp
         if job.joins:  # a chord completion: no task, no in-flight slot
             assert self._joiner is not None
-            current = finished and self._generation.get(tp) == job.generation
+            current = finished and self._parts.current(tp, job.generation)
             if current and self._joiner.finished(tp, job.joins):
-                self._dirty.add(tp)
+                self._parts.dirty.add(tp)
             return
         self._in_flight -= 1
-        current = self._generation.get(tp) == job.generation
+        current = self._parts.current(tp, job.generation)
         if finished and current:
-            tracker = self._trackers[tp]
-            if tracker.finish(job.record.offset):
-                self._dirty.add(tp)
+            tracker = self._parts.complete(tp, job.record.offset)
             assert self._flow is not None
             self._flow.finished(tp, tracker.unfinished)
         if finished:
             self._hooks.finished(job.record, job.outcome)
         else:
             self._hooks.abandoned(1)
-        key = job.record.key
-        if key is not None and current:
-            waiting = self._keys.get((tp, key))
-            if waiting:
-                self._submit(waiting.popleft())
-            elif waiting is not None:
-                del self._keys[(tp, key)]
+        if current:
+            following = self._parts.next_of_key(tp, job.record.key)
+            if following is not None:
+                self._submit(following)
 
     def _store_offsets(self, only: Iterable[TP] | None = None) -> None:
-        dirty = self._dirty if only is None else self._dirty.intersection(only)
+        dirty = self._parts.take_dirty(only)
         if not dirty:
             return
         offsets = []
         for tp in dirty:
-            tracker = self._trackers.get(tp)
+            tracker = self._parts.trackers.get(tp)
             if tracker is None and self._joiner is not None:
                 tracker = self._joiner.tracker(tp)
             pos = tracker.committable() if tracker is not None else None
             if pos is not None:
                 offsets.append(TopicPartition(tp[0], tp[1], pos))
-        self._dirty.difference_update(dirty)
         if offsets:
             assert self._consumer is not None
             try:
@@ -562,7 +546,7 @@ class Worker:
     # -- task threads ---------------------------------------------------------------------
     def _execute(self, job: _Job) -> None:
         if (
-            self._generation.get(job.tp) != job.generation
+            not self._parts.current(job.tp, job.generation)
             or self._draining.is_set()
             or self._force.is_set()
         ):
@@ -578,7 +562,7 @@ class Worker:
     async def _execute_async(self, job: _Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
         if (
-            self._generation.get(job.tp) != job.generation
+            not self._parts.current(job.tp, job.generation)
             or self._draining.is_set()
             or self._force.is_set()
         ):
@@ -706,12 +690,11 @@ class Worker:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             tp = (p.topic, p.partition)
-            if p.topic == self._chords_topic:
+            chords = p.topic == self._chords_topic
+            if chords:
                 assert self._joiner is not None
                 self._joiner.assigned(tp)
-            else:
-                self._trackers[tp] = OffsetTracker()
-            self._generation[tp] = next(self._generations)
+            self._parts.assign(tp, tracked=not chords)
         assert self._flow is not None
         self._flow.assigned(partitions)
         if self._drain is not None:
@@ -735,22 +718,18 @@ class Worker:
         self._hooks.revoked(tps, lost=True)
 
     def _forget(self, tps: Iterable[TP]) -> None:
-        for tp in tps:
-            self._trackers.pop(tp, None)
+        gone = set(tps)
+        for tp in gone:
             if self._joiner is not None:
                 self._joiner.forget(tp)
-            self._generation.pop(tp, None)
             if self._flow is not None:
                 self._flow.forget(tp)
-            self._dirty.discard(tp)
             self._progress.pop(tp, None)
-        gone = set(tps)
         if self._drain is not None:
             self._drain.forget(gone)
-        for kk in [kk for kk in self._keys if kk[0] in gone]:
-            queued = self._keys.pop(kk)
-            self._in_flight -= len(queued)  # never started: the new owner runs them
-            self._hooks.abandoned(len(queued))
+        queued = self._parts.forget(gone)
+        self._in_flight -= queued  # never started: the new owner runs them
+        self._hooks.abandoned(queued)
 
     def _wait_for(self, tps: Iterable[TP] | None, grace: float) -> None:
         """Serve delivery callbacks until the given partitions have nothing unfinished."""
@@ -761,7 +740,7 @@ class Worker:
         def unfinished() -> int:
             if wanted is None:
                 return self._in_flight
-            return sum(t.unfinished for tp, t in self._trackers.items() if tp in wanted)
+            return self._parts.unfinished(wanted)
 
         while unfinished() and time.monotonic() < deadline and not self._force.is_set():
             self._producer.poll(0.02)
@@ -772,7 +751,7 @@ class Worker:
 
     def _commit(self, tps: Iterable[TP] | None = None) -> None:
         assert self._consumer is not None
-        self._dirty.update(self._trackers if tps is None else tps)
+        self._parts.dirty.update(self._parts.trackers if tps is None else tps)
         self._store_offsets(tps)
         try:
             self._consumer.commit(asynchronous=False)

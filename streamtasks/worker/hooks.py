@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 if TYPE_CHECKING:
-    from streamtasks.worker.executor import Record
+    from streamtasks.worker.outcomes import Record
 
 __all__ = ["HookSet", "WorkerHooks", "WorkerStats"]
 

@@ -54,10 +54,11 @@ from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import ChordJoiner, Completion
-from streamtasks.worker.executor import Executor, Outcome, Output, Record, header
+from streamtasks.worker.executor import Executor
 from streamtasks.worker.flow import PartitionFlow
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
+from streamtasks.worker.outcomes import Outcome, Output, Record, header
 from streamtasks.worker.partitions import Partitions
 from streamtasks.worker.pools.aio import AsyncRunner
 from streamtasks.worker.pools.processes import ProcessPool
@@ -236,8 +237,7 @@ class Worker:
             revoked=self._revoked,
             emit_early=self._produce_untracked,
         )
-        executor = self._executor
-        self._joiner = ChordJoiner(executor, lambda i: executor.fired_index().done(i))
+        self._joiner = ChordJoiner(self._executor.results, self._executor.continuation)
         log.info(
             "worker started",
             worker_id=self.worker_id,

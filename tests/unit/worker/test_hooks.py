@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from streamtasks.worker import WorkerHooks, WorkerStats
-from streamtasks.worker.executor import Record
 from streamtasks.worker.hooks import HookSet
+from streamtasks.worker.outcomes import Record
 
 REC = Record("t", 0, 7, b"k", b"v", [])
 

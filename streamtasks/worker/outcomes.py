@@ -47,6 +47,7 @@ __all__ = [
     "Results",
     "error_info",
     "header",
+    "result_refused",
     "staged",
 ]
 
@@ -311,28 +312,8 @@ class Outcomes:
         return self.dead_letter_outcome(rec, reason, exc, None)
 
     def result_refused(self, out: Output, detail: str) -> Output | None:
-        """A result record the client or broker refused as too large (their limit is lower
-        than ours): the task's FAILURE with :class:`ResultTooLargeError` instead, so whoever
-        waits on it is told. None when ``out`` holds no value to drop."""
-        try:
-            _, raw = self.app.codec.decode(out.value, expect=self.app.result_schema)
-        except StreamtasksError:
-            return None
-        rec = ResultRecord.from_avro(raw)
-        if rec.value is None:
-            return None
-        too_large = ResultTooLargeError(
-            f"the result of task {rec.task!r} is {len(out.value or b'')} bytes, refused by "
-            f"the client or broker ({detail}); max_payload_bytes="
-            f"{self.app.settings.max_payload_bytes} is over their limit: lower it or raise "
-            "message.max.bytes (client) and max.message.bytes (topic)"
-        )
-        failed = dataclasses.replace(
-            rec, status=TaskStatus.FAILURE, value=None, error=error_info(too_large)
-        )
-        value = self.app.codec.encode(self.app.result_schema, failed.to_avro())
-        headers: Headers = [("st-task", rec.task.encode()), ("st-status", b"FAILURE")]
-        return Output(out.topic, out.key, value, headers)
+        """See :func:`result_refused`."""
+        return result_refused(self.app, out, detail)
 
 
 _TASK_HEADERS = {"st-task", "st-id", "st-attempt", "st-not-before", "st-first-failure"}
@@ -370,3 +351,28 @@ def error_info(exc: BaseException) -> ErrorInfo:
     if len(tb) > TRACEBACK_LIMIT:
         tb = "...\n" + tb[-TRACEBACK_LIMIT:]
     return ErrorInfo(type(exc).__qualname__, str(exc), tb)
+
+
+def result_refused(app: App, out: Output, detail: str) -> Output | None:
+    """A result record the client or broker refused as too large (their limit is lower
+    than ours): the task's FAILURE with :class:`ResultTooLargeError` instead, so whoever
+    waits on it is told. None when ``out`` holds no value to drop."""
+    try:
+        _, raw = app.codec.decode(out.value, expect=app.result_schema)
+    except StreamtasksError:
+        return None
+    rec = ResultRecord.from_avro(raw)
+    if rec.value is None:
+        return None
+    too_large = ResultTooLargeError(
+        f"the result of task {rec.task!r} is {len(out.value or b'')} bytes, refused by "
+        f"the client or broker ({detail}); max_payload_bytes="
+        f"{app.settings.max_payload_bytes} is over their limit: lower it or raise "
+        "message.max.bytes (client) and max.message.bytes (topic)"
+    )
+    failed = dataclasses.replace(
+        rec, status=TaskStatus.FAILURE, value=None, error=error_info(too_large)
+    )
+    value = app.codec.encode(app.result_schema, failed.to_avro())
+    headers: Headers = [("st-task", rec.task.encode()), ("st-status", b"FAILURE")]
+    return Output(out.topic, out.key, value, headers)

@@ -37,7 +37,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -58,7 +57,8 @@ from streamtasks.worker.executor import Executor
 from streamtasks.worker.flow import PartitionFlow
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
-from streamtasks.worker.outcomes import Outcome, Output, Record, header
+from streamtasks.worker.outcomes import Outcome, Record, header, result_refused
+from streamtasks.worker.outputs import Job, Outputs
 from streamtasks.worker.partitions import Partitions
 from streamtasks.worker.pools.aio import AsyncRunner
 from streamtasks.worker.pools.processes import ProcessPool
@@ -70,21 +70,6 @@ log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    record: Record
-    generation: int
-    outcome: str = "pending"
-    unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
-    then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
-    joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
-    preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
-
-    @property
-    def tp(self) -> TP:
-        return (self.record.topic, self.record.partition)
 
 
 class Worker:
@@ -167,9 +152,9 @@ class Worker:
         self._draining = threading.Event()
         self._broker_down_since: float | None = None  # monotonic time it was found down
         self._broker_probe_at = 0.0
-        self._parts: Partitions[_Job] = Partitions()
-        self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
-        self._no_output: deque[_Job] = deque()  # finished without outputs; drained by poll
+        self._parts: Partitions[Job] = Partitions()
+        self._abandoned: deque[Job] = deque()  # appended by task threads, drained by poll
+        self._no_output: deque[Job] = deque()  # finished without outputs; drained by poll
         self._in_flight = 0
         self._flow: PartitionFlow | None = None
         self._executor: Executor | None = None
@@ -182,6 +167,7 @@ class Worker:
         self._revoked: RevokedIndex | None = None
         self._joiner: ChordJoiner | None = None
         self._drain: DrainWatch | None = None  # burst mode only
+        self._outputs: Outputs | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -219,6 +205,15 @@ class Worker:
             max_in_flight=self.max_in_flight,
             per_partition=self.max_in_flight_per_partition,
         )
+        drain = self._drain
+        self._outputs = Outputs(
+            self._producer,
+            results_topic=self._results_topic,
+            refused=functools.partial(result_refused, self.app),
+            done=self._acked,
+            fatal=functools.partial(self.stop, force=True),
+            seen=drain.seen if drain is not None else None,
+        )
         self._pool = ThreadPool(self.concurrency)
         if self._async_tasks:
             self._aio = AsyncRunner(self.async_concurrency)
@@ -235,7 +230,7 @@ class Worker:
             processes=self._processes,
             fired=self._fired,
             revoked=self._revoked,
-            emit_early=self._produce_untracked,
+            emit_early=self._outputs.produce_untracked,
         )
         self._joiner = ChordJoiner(self._executor.results, self._executor.continuation)
         log.info(
@@ -446,7 +441,7 @@ class Worker:
         self._hooks.received(rec)
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
-        job = _Job(rec, self._parts.generation(tp), preset=preset)
+        job = Job(rec, self._parts.generation(tp), preset=preset)
         if self._parts.queue_behind_key(tp, rec.key, job):
             return  # same key in flight: runs after it, in offset order
         self._submit(job)
@@ -484,13 +479,14 @@ class Worker:
         if completion is None:
             return
         tp = completion.tp
-        job = _Job(rec, self._parts.generation(tp), outcome="joined", joins=completion.offsets)
+        job = Job(rec, self._parts.generation(tp), outcome="joined", joins=completion.offsets)
         if completion.outputs:
             self._hooks.chord_joined(rec)
-        if not self._start(job, completion.outputs, completion.then, poll_thread=True):
+        assert self._outputs is not None
+        if not self._outputs.start(job, completion.outputs, completion.then, poll_thread=True):
             self._complete(job, finished=True)
 
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: Job) -> None:
         self._hooks.started(job.record)
         if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
             self._aio.submit(lambda: self._execute_async(job))
@@ -498,7 +494,10 @@ class Worker:
         assert self._pool is not None
         self._pool.submit(lambda: self._execute(job))
 
-    def _complete(self, job: _Job, *, finished: bool) -> None:
+    def _acked(self, job: Job, finished: bool) -> None:
+        self._complete(job, finished=finished)
+
+    def _complete(self, job: Job, *, finished: bool) -> None:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
         tp = job.tp
         if job.joins:  # a chord completion: no task, no in-flight slot
@@ -544,7 +543,7 @@ class Worker:
                 self._hooks.committed([(p.topic, p.partition, p.offset) for p in offsets])
 
     # -- task threads ---------------------------------------------------------------------
-    def _execute(self, job: _Job) -> None:
+    def _execute(self, job: Job) -> None:
         if (
             not self._parts.current(job.tp, job.generation)
             or self._draining.is_set()
@@ -559,7 +558,7 @@ class Worker:
             outcome = self._executor.internal_error(job.record, exc)
         self._emit(job, outcome)
 
-    async def _execute_async(self, job: _Job) -> None:
+    async def _execute_async(self, job: Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
         if (
             not self._parts.current(job.tp, job.generation)
@@ -578,113 +577,11 @@ class Worker:
             outcome = self._executor.internal_error(job.record, exc)
         self._emit(job, outcome)
 
-    def _emit(self, job: _Job, outcome: Outcome) -> None:
+    def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
-        if not self._start(job, outcome.outputs, outcome.then):
+        assert self._outputs is not None
+        if not self._outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
-
-    def _start(
-        self,
-        job: _Job,
-        outputs: tuple[Output, ...],
-        then: tuple[Output, ...],
-        *,
-        poll_thread: bool = False,
-    ) -> bool:
-        """Produce ``outputs``; ``then`` follows once they are all acknowledged (see
-        :class:`Outcome`). False if there is nothing to produce."""
-        first = outputs or then
-        job.then = then if outputs else ()
-        job.unacked = len(first)  # before producing: acks may arrive at once
-        for output in first:
-            self._produce(job, output, poll_thread=poll_thread)
-        return bool(first)
-
-    def _produce(self, job: _Job, out: Output, *, poll_thread: bool = False) -> None:
-        """Hand an output to the producer; the poll thread sees the ack.
-
-        Never gives up on an output: the record's offset cannot finish without it. Only the
-        poll thread may serve callbacks while it waits for room in the producer's queue.
-        """
-        producer = self._producer
-        assert producer is not None
-        while True:
-            try:
-                producer.produce(
-                    out.topic,
-                    value=out.value,
-                    key=out.key,
-                    headers=out.headers,
-                    on_delivery=functools.partial(self._on_delivered, job, out),
-                )
-                return
-            except BufferError:
-                if poll_thread:
-                    producer.poll(0.05)
-                else:
-                    time.sleep(0.005)
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-                    out = self._smaller(out, err)
-                    continue
-                log.error(
-                    "could not produce an output; trying again",
-                    error=err.str(),
-                    to=out.topic,
-                    **job.record.log_fields(),
-                )
-                time.sleep(0.5)
-
-    def _smaller(self, out: Output, err: KafkaError) -> Output:
-        """An output refused as too large: a result becomes the task's FAILURE (get() must
-        not wait forever), a dead letter drops its value."""
-        if out.topic == self._results_topic and self._executor is not None:
-            refused = self._executor.result_refused(out, err.str())
-            if refused is not None:
-                return refused
-        return _without_value(out, err)
-
-    def _produce_untracked(self, out: Output) -> None:
-        """Task thread: an informational output (STARTED) no offset waits for."""
-        producer = self._producer
-        assert producer is not None
-        while True:
-            try:
-                producer.produce(out.topic, value=out.value, key=out.key, headers=out.headers)
-                return
-            except BufferError:
-                time.sleep(0.005)
-
-    def _on_delivered(
-        self, job: _Job, out: Output, err: KafkaError | None, _msg: Message | None = None
-    ) -> None:
-        """Poll thread (delivery callback)."""
-        if err is None and self._drain is not None and _msg is not None:
-            self._drain.seen(
-                (str(_msg.topic()), int(_msg.partition() or 0)), int(_msg.offset() or 0)
-            )
-        if err is None:
-            job.unacked -= 1
-            if job.unacked == 0:
-                if job.then:  # the outputs that must come last (a final result)
-                    self._start(job, job.then, (), poll_thread=True)
-                    return
-                self._complete(job, finished=True)
-            return
-        log.error(
-            "output not acknowledged; producing again",
-            error=err.str(),
-            to=out.topic,
-            **job.record.log_fields(),
-        )
-        if err.fatal():
-            self.stop(force=True)
-            self._complete(job, finished=False)
-            return
-        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-            out = self._smaller(out, err)
-        self._produce(job, out, poll_thread=True)
 
     # -- rebalance ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -825,13 +722,6 @@ class Worker:
                 signal.signal(s, h)
 
         return restore
-
-
-def _without_value(out: Output, err: KafkaError) -> Output:
-    """The output with its value dropped (a dead letter the DLQ topic cannot hold whole)."""
-    assert out.value is not None
-    note = f"{len(out.value)} bytes dropped: {err.str()}"
-    return Output(out.topic, out.key, None, [*out.headers, ("st-value-dropped", note.encode())])
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:

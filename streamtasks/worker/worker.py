@@ -37,6 +37,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -72,8 +73,43 @@ TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
 
 
+@dataclass(slots=True, eq=False)
+class _Session:
+    """What one :meth:`Worker.run` opened: its clients, pools and collaborators (built in
+    :meth:`Worker._open`, closed by :meth:`close`), so none of them is ever missing."""
+
+    consumer: Consumer
+    producer: Producer
+    flow: PartitionFlow
+    outputs: Outputs
+    executor: Executor
+    joiner: ChordJoiner
+    pool: ThreadPool
+    aio: AsyncRunner | None  # only with async tasks
+    processes: ProcessPool | None  # only with pool="process" tasks
+    revoked: RevokedIndex
+    drain: DrainWatch | None  # burst mode only
+
+    def close(self, *, wait_for_pool: bool) -> None:
+        try:
+            self.consumer.close()  # leaves the group (triggers a rebalance at once)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("consumer close failed", error=str(exc))
+        self.producer.flush(5.0)
+        if wait_for_pool:
+            self.pool.shutdown(timeout=1.0)
+        if self.aio is not None:
+            self.aio.shutdown(timeout=1.0)
+        if self.processes is not None:
+            self.processes.shutdown()
+        self.executor.close()
+        self.revoked.close()
+
+
 class Worker:
     """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
+
+    _s: _Session  # set by run(): the clients and collaborators of the current run
 
     def __init__(
         self,
@@ -156,18 +192,6 @@ class Worker:
         self._abandoned: deque[Job] = deque()  # appended by task threads, drained by poll
         self._no_output: deque[Job] = deque()  # finished without outputs; drained by poll
         self._in_flight = 0
-        self._flow: PartitionFlow | None = None
-        self._executor: Executor | None = None
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._pool: ThreadPool | None = None
-        self._aio: AsyncRunner | None = None
-        self._processes: ProcessPool | None = None
-        self._fired: FiredIndex | None = None
-        self._revoked: RevokedIndex | None = None
-        self._joiner: ChordJoiner | None = None
-        self._drain: DrainWatch | None = None  # burst mode only
-        self._outputs: Outputs | None = None
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -187,52 +211,7 @@ class Worker:
         if self.create_topics:
             self.app.apply_topics(self.queues)
         restore = self._install_signals() if install_signal_handlers else None
-        out_cfg: dict[str, KafkaValue] = {
-            "client.id": f"{self.worker_id}-out",
-            # dead letters carry the consumed bytes, which may exceed our own limit
-            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
-        }
-        self._producer = clients.make_producer(settings.producer(**out_cfg))
-        consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
-        if self.cooperative:
-            consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
-        if burst:
-            consumer_cfg["enable.partition.eof"] = True
-            self._drain = DrainWatch()
-        self._consumer = clients.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
-        self._flow = PartitionFlow(
-            self._consumer,
-            max_in_flight=self.max_in_flight,
-            per_partition=self.max_in_flight_per_partition,
-        )
-        drain = self._drain
-        self._outputs = Outputs(
-            self._producer,
-            results_topic=self._results_topic,
-            refused=functools.partial(result_refused, self.app),
-            done=self._acked,
-            fatal=functools.partial(self.stop, force=True),
-            seen=drain.seen if drain is not None else None,
-        )
-        self._pool = ThreadPool(self.concurrency)
-        if self._async_tasks:
-            self._aio = AsyncRunner(self.async_concurrency)
-        if self._process_tasks:
-            assert self.app_spec is not None
-            self._processes = ProcessPool(self.app_spec, self.process_concurrency)
-        scheduled = {s.task_name for s in self.app.schedules.values()}
-        if any(self.app.tasks[name].queue in self.queues for name in scheduled):
-            self._fired = FiredIndex(self.app)
-        self._revoked = RevokedIndex(self.app)
-        self._executor = Executor(
-            self.app,
-            self.worker_id,
-            processes=self._processes,
-            fired=self._fired,
-            revoked=self._revoked,
-            emit_early=self._outputs.produce_untracked,
-        )
-        self._joiner = ChordJoiner(self._executor.results, self._executor.continuation)
+        self._s = self._open(burst=burst)
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -249,7 +228,7 @@ class Worker:
             first=groupwatch.FIRST_WARNING,
         ).start()
         try:
-            self._consumer.subscribe(
+            self._s.consumer.subscribe(
                 self._topics,
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
@@ -259,16 +238,77 @@ class Worker:
             self._drain_for_shutdown()
         finally:
             watch.stop()
-            self._close()
+            self._s.close(wait_for_pool=not self._force.is_set())
             if restore is not None:
                 restore()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
         return self.stats
 
+    def _open(self, *, burst: bool) -> _Session:
+        """The clients, pools and collaborators of one :meth:`run`."""
+        settings = self.app.settings
+        out_cfg: dict[str, KafkaValue] = {
+            "client.id": f"{self.worker_id}-out",
+            # dead letters carry the consumed bytes, which may exceed our own limit
+            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
+        }
+        producer = clients.make_producer(settings.producer(**out_cfg))
+        consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
+        if self.cooperative:
+            consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
+        drain = None
+        if burst:
+            consumer_cfg["enable.partition.eof"] = True
+            drain = DrainWatch()
+        consumer = clients.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
+        flow = PartitionFlow(
+            consumer,
+            max_in_flight=self.max_in_flight,
+            per_partition=self.max_in_flight_per_partition,
+        )
+        outputs = Outputs(
+            producer,
+            results_topic=self._results_topic,
+            refused=functools.partial(result_refused, self.app),
+            done=self._acked,
+            fatal=functools.partial(self.stop, force=True),
+            seen=drain.seen if drain is not None else None,
+        )
+        aio = AsyncRunner(self.async_concurrency) if self._async_tasks else None
+        processes = None
+        if self._process_tasks and self.app_spec is not None:  # app_spec: checked in __init__
+            processes = ProcessPool(self.app_spec, self.process_concurrency)
+        fired = None
+        scheduled = {s.task_name for s in self.app.schedules.values()}
+        if any(self.app.tasks[name].queue in self.queues for name in scheduled):
+            fired = FiredIndex(self.app)
+        revoked = RevokedIndex(self.app)
+        executor = Executor(
+            self.app,
+            self.worker_id,
+            processes=processes,
+            fired=fired,
+            revoked=revoked,
+            emit_early=outputs.produce_untracked,
+        )
+        return _Session(
+            consumer=consumer,
+            producer=producer,
+            flow=flow,
+            outputs=outputs,
+            executor=executor,
+            joiner=ChordJoiner(executor.results, executor.continuation),
+            pool=ThreadPool(self.concurrency),
+            aio=aio,
+            processes=processes,
+            revoked=revoked,
+            drain=drain,
+        )
+
     # -- the poll loop ----------------------------------------------------------------------
     def _loop(self) -> None:
-        consumer, producer, flow = self._consumer, self._producer, self._flow
-        assert consumer is not None and producer is not None and flow is not None
+        consumer, producer, flow = self._s.consumer, self._s.producer, self._s.flow
+        drain = self._s.drain
         while not self._stop.is_set():
             room = self.max_in_flight - self._in_flight
             msgs: list[Message] = []
@@ -284,8 +324,8 @@ class Worker:
                 msgs = [one] if one is not None else []  # ... but never drop one
             for msg in msgs:
                 err = msg.error()
-                if self._drain is not None:
-                    self._drain_saw(msg, err)
+                if drain is not None:
+                    _drain_saw(drain, msg, err)
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         self._on_consumer_error(err)
@@ -303,7 +343,7 @@ class Worker:
             # nothing new while tasks run: wait briefly for the next acknowledgement
             producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
-            if self._drain is not None and self._burst_done():
+            if drain is not None and self._burst_done(drain):
                 log.info("burst: drained, stopping", worker_id=self.worker_id)
                 self.stop()
             if time.monotonic() - self._broker_probe_at >= 1.0:
@@ -336,23 +376,14 @@ class Worker:
         )
         self._broker_down_since = None
 
-    def _drain_saw(self, msg: Message, err: KafkaError | None) -> None:
-        assert self._drain is not None
-        tp = (str(msg.topic()), int(msg.partition() or 0))
-        if err is None:
-            self._drain.seen(tp, int(msg.offset() or 0))
-        elif err.code() == KafkaError._PARTITION_EOF:
-            self._drain.at_end(tp, int(msg.offset() or 0))
-
-    def _burst_done(self) -> bool:
-        assert self._drain is not None and self._flow is not None
+    def _burst_done(self, drain: DrainWatch) -> bool:
         return (
             self.ready.is_set()
             and not self._in_flight
             and not self._abandoned
             and not self._no_output
-            and not self._flow.holding()
-            and self._drain.drained()
+            and not self._s.flow.holding()
+            and drain.drained()
         )
 
     def _after_poll(self) -> None:
@@ -363,10 +394,9 @@ class Worker:
             self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
         self._check_progress()
-        assert self._flow is not None
-        self._flow.settle()
-        self._flow.release_due(now_ms())
-        self._flow.window(self._in_flight, may_resume=not self._stop.is_set())
+        self._s.flow.settle()
+        self._s.flow.release_due(now_ms())
+        self._s.flow.window(self._in_flight, may_resume=not self._stop.is_set())
 
     def _check_progress(self) -> None:
         """Say so when a partition's oldest unfinished offset has not moved for
@@ -396,7 +426,6 @@ class Worker:
                 )
 
     def _stall_reason(self, tp: TP) -> str:
-        assert self._flow is not None
         if self._force.is_set() or self._stop.is_set():
             return "stopping"
         waiting = self._parts.waiting(tp)
@@ -416,8 +445,7 @@ class Worker:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
         tp = (topic, partition)
-        flow = self._flow
-        assert flow is not None
+        flow = self._s.flow
         if flow.is_held(tp):
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
@@ -456,23 +484,19 @@ class Worker:
             due_ms = int(due)
         except ValueError:
             bad = ValueError(f"st-not-before header {due[:100]!r} is not a time in epoch ms")
-            assert self._executor is not None
-            return functools.partial(self._executor.dead_letter, rec, "bad-header", bad)
+            return functools.partial(self._s.executor.dead_letter, rec, "bad-header", bad)
         if due_ms > now_ms():
-            assert self._flow is not None
-            self._flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
+            self._s.flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
         return None
 
     def _internal_error(self, rec: Record, exc: BaseException) -> Outcome:
-        assert self._executor is not None
-        return self._executor.internal_error(rec, exc)
+        return self._s.executor.internal_error(rec, exc)
 
     def _join(self, rec: Record) -> None:
         """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
         (a chord may have more members than the window) and runs no code of the user."""
-        assert self._joiner is not None
         try:
-            completion = self._joiner.add(rec)
+            completion = self._s.joiner.add(rec)
         except Exception:  # the joiner's own invariant broke: finish the record, go on
             log.exception("error joining a chord record; record skipped", **rec.log_fields())
             completion = Completion((rec.topic, rec.partition), (rec.offset,))
@@ -482,17 +506,15 @@ class Worker:
         job = Job(rec, self._parts.generation(tp), outcome="joined", joins=completion.offsets)
         if completion.outputs:
             self._hooks.chord_joined(rec)
-        assert self._outputs is not None
-        if not self._outputs.start(job, completion.outputs, completion.then, poll_thread=True):
+        if not self._s.outputs.start(job, completion.outputs, completion.then, poll_thread=True):
             self._complete(job, finished=True)
 
     def _submit(self, job: Job) -> None:
         self._hooks.started(job.record)
-        if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
-            self._aio.submit(lambda: self._execute_async(job))
+        if self._s.aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
+            self._s.aio.submit(lambda: self._execute_async(job))
             return
-        assert self._pool is not None
-        self._pool.submit(lambda: self._execute(job))
+        self._s.pool.submit(lambda: self._execute(job))
 
     def _acked(self, job: Job, finished: bool) -> None:
         self._complete(job, finished=finished)
@@ -501,17 +523,15 @@ class Worker:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
         tp = job.tp
         if job.joins:  # a chord completion: no task, no in-flight slot
-            assert self._joiner is not None
             current = finished and self._parts.current(tp, job.generation)
-            if current and self._joiner.finished(tp, job.joins):
+            if current and self._s.joiner.finished(tp, job.joins):
                 self._parts.dirty.add(tp)
             return
         self._in_flight -= 1
         current = self._parts.current(tp, job.generation)
         if finished and current:
             tracker = self._parts.complete(tp, job.record.offset)
-            assert self._flow is not None
-            self._flow.finished(tp, tracker.unfinished)
+            self._s.flow.finished(tp, tracker.unfinished)
         if finished:
             self._hooks.finished(job.record, job.outcome)
         else:
@@ -528,15 +548,14 @@ class Worker:
         offsets = []
         for tp in dirty:
             tracker = self._parts.trackers.get(tp)
-            if tracker is None and self._joiner is not None:
-                tracker = self._joiner.tracker(tp)
+            if tracker is None:
+                tracker = self._s.joiner.tracker(tp)
             pos = tracker.committable() if tracker is not None else None
             if pos is not None:
                 offsets.append(TopicPartition(tp[0], tp[1], pos))
         if offsets:
-            assert self._consumer is not None
             try:
-                self._consumer.store_offsets(offsets=offsets)
+                self._s.consumer.store_offsets(offsets=offsets)
             except KafkaException as exc:  # partition no longer assigned: the next owner redoes
                 log.warning("could not store offsets", error=str(exc))
             else:
@@ -551,11 +570,10 @@ class Worker:
         ):
             self._abandoned.append(job)  # partition revoked before the task started
             return
-        assert self._executor is not None
         try:
-            outcome = job.preset() if job.preset is not None else self._executor.run(job.record)
+            outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
         except Exception as exc:  # every record ends in an outcome, or its offset stalls
-            outcome = self._executor.internal_error(job.record, exc)
+            outcome = self._s.executor.internal_error(job.record, exc)
         self._emit(job, outcome)
 
     async def _execute_async(self, job: Job) -> None:
@@ -567,20 +585,18 @@ class Worker:
         ):
             self._abandoned.append(job)
             return
-        assert self._executor is not None
         try:
             if job.preset is not None:
                 outcome = job.preset()
             else:
-                outcome = await self._executor.run_async(job.record)
+                outcome = await self._s.executor.run_async(job.record)
         except Exception as exc:
-            outcome = self._executor.internal_error(job.record, exc)
+            outcome = self._s.executor.internal_error(job.record, exc)
         self._emit(job, outcome)
 
     def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
-        assert self._outputs is not None
-        if not self._outputs.start(job, outcome.outputs, outcome.then):
+        if not self._s.outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
 
     # -- rebalance ------------------------------------------------------------------------
@@ -589,13 +605,11 @@ class Worker:
             tp = (p.topic, p.partition)
             chords = p.topic == self._chords_topic
             if chords:
-                assert self._joiner is not None
-                self._joiner.assigned(tp)
+                self._s.joiner.assigned(tp)
             self._parts.assign(tp, tracked=not chords)
-        assert self._flow is not None
-        self._flow.assigned(partitions)
-        if self._drain is not None:
-            self._drain.assigned((p.topic, p.partition) for p in partitions)
+        self._s.flow.assigned(partitions)
+        if self._s.drain is not None:
+            self._s.drain.assigned((p.topic, p.partition) for p in partitions)
         log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
         self._hooks.assigned([(p.topic, p.partition) for p in partitions])
         self.ready.set()
@@ -617,20 +631,17 @@ class Worker:
     def _forget(self, tps: Iterable[TP]) -> None:
         gone = set(tps)
         for tp in gone:
-            if self._joiner is not None:
-                self._joiner.forget(tp)
-            if self._flow is not None:
-                self._flow.forget(tp)
+            self._s.joiner.forget(tp)
+            self._s.flow.forget(tp)
             self._progress.pop(tp, None)
-        if self._drain is not None:
-            self._drain.forget(gone)
+        if self._s.drain is not None:
+            self._s.drain.forget(gone)
         queued = self._parts.forget(gone)
         self._in_flight -= queued  # never started: the new owner runs them
         self._hooks.abandoned(queued)
 
     def _wait_for(self, tps: Iterable[TP] | None, grace: float) -> None:
         """Serve delivery callbacks until the given partitions have nothing unfinished."""
-        assert self._producer is not None
         deadline = time.monotonic() + grace
         wanted = list(tps) if tps is not None else None
 
@@ -640,28 +651,25 @@ class Worker:
             return self._parts.unfinished(wanted)
 
         while unfinished() and time.monotonic() < deadline and not self._force.is_set():
-            self._producer.poll(0.02)
+            self._s.producer.poll(0.02)
             while self._abandoned:
                 self._complete(self._abandoned.popleft(), finished=False)
             while self._no_output:
                 self._complete(self._no_output.popleft(), finished=True)
 
     def _commit(self, tps: Iterable[TP] | None = None) -> None:
-        assert self._consumer is not None
         self._parts.dirty.update(self._parts.trackers if tps is None else tps)
         self._store_offsets(tps)
         try:
-            self._consumer.commit(asynchronous=False)
+            self._s.consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit failed", error=str(exc))
 
     # -- shutdown -------------------------------------------------------------------------
     def _drain_for_shutdown(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        assert self._flow is not None
-        self._flow.pause_all()
+        consumer = self._s.consumer
+        self._s.flow.pause_all()
         self._draining.set()  # only running tasks are finished; the rest is abandoned
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
@@ -677,25 +685,6 @@ class Worker:
         # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
         # nor the close for threads of tasks past their grace.
         self._force.set()
-
-    def _close(self) -> None:
-        if self._consumer is not None:
-            try:
-                self._consumer.close()  # leaves the group (triggers a rebalance at once)
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("consumer close failed", error=str(exc))
-        if self._producer is not None:
-            self._producer.flush(5.0)
-        if self._pool is not None and not self._force.is_set():
-            self._pool.shutdown(timeout=1.0)
-        if self._aio is not None:
-            self._aio.shutdown(timeout=1.0)
-        if self._processes is not None:
-            self._processes.shutdown()
-        if self._executor is not None:
-            self._executor.close()
-        if self._revoked is not None:
-            self._revoked.close()
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -726,3 +715,11 @@ class Worker:
 
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:
     return [f"{p.topic}[{p.partition}]" for p in partitions]
+
+
+def _drain_saw(drain: DrainWatch, msg: Message, err: KafkaError | None) -> None:
+    tp = (str(msg.topic()), int(msg.partition() or 0))
+    if err is None:
+        drain.seen(tp, int(msg.offset() or 0))
+    elif err.code() == KafkaError._PARTITION_EOF:
+        drain.at_end(tp, int(msg.offset() or 0))

@@ -44,7 +44,6 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streamtasks import logs
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
 from streamtasks.errors import ConfigError
@@ -56,6 +55,7 @@ from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import ChordJoiner, Completion
 from streamtasks.worker.executor import Executor
 from streamtasks.worker.flow import PartitionFlow
+from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
 from streamtasks.worker.outcomes import Outcome, Record, header, result_refused
@@ -170,8 +170,7 @@ class Worker:
         # The callbacks below work per partition, so they are correct for both protocols.
         self.cooperative = cooperative
         self.stall_warning = stall_warning
-        self._progress: dict[TP, tuple[int, float]] = {}  # oldest unfinished offset, since
-        self._next_stall_check = 0.0
+        self._stalls = StallWatch(stall_warning, self.worker_id)
         self.stats = WorkerStats()
         # called on the poll thread (see streamtasks.worker.hooks); the counters come first
         self._hooks = HookSet([self.stats, *hooks])
@@ -186,8 +185,7 @@ class Worker:
         self._force = threading.Event()
         # set when shutdown starts: received tasks not started yet are left for the next owner
         self._draining = threading.Event()
-        self._broker_down_since: float | None = None  # monotonic time it was found down
-        self._broker_probe_at = 0.0
+        self._broker = BrokerWatch(app.settings.bootstrap_servers)
         self._parts: Partitions[Job] = Partitions()
         self._abandoned: deque[Job] = deque()  # appended by task threads, drained by poll
         self._no_output: deque[Job] = deque()  # finished without outputs; drained by poll
@@ -346,35 +344,7 @@ class Worker:
             if drain is not None and self._burst_done(drain):
                 log.info("burst: drained, stopping", worker_id=self.worker_id)
                 self.stop()
-            if time.monotonic() - self._broker_probe_at >= 1.0:
-                self._watch_broker(consumer)
-
-    def _watch_broker(self, consumer: Consumer) -> None:
-        """Say once that the broker went away (librdkafka's connection failures) and, probing
-        for metadata every second meanwhile, when it answers again."""
-        now = self._broker_probe_at = time.monotonic()
-        if self._broker_down_since is None:
-            down = logs.unreachable_brokers()
-            if down:
-                self._broker_down_since = now
-                log.warning(
-                    "broker unreachable; waiting for it to come back",
-                    brokers=down,
-                    bootstrap_servers=self.app.settings.bootstrap_servers,
-                )
-            return
-        try:
-            if not consumer.list_topics(timeout=0.5).brokers:
-                return
-        except KafkaException:
-            return
-        logs.brokers_reachable_again()
-        log.info(
-            "broker reachable again",
-            bootstrap_servers=self.app.settings.bootstrap_servers,
-            down_seconds=round(now - self._broker_down_since, 1),
-        )
-        self._broker_down_since = None
+            self._broker.tick(consumer)
 
     def _burst_done(self, drain: DrainWatch) -> bool:
         return (
@@ -393,37 +363,10 @@ class Worker:
         while self._no_output:
             self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
-        self._check_progress()
+        self._stalls.check(self._parts.trackers, self._stall_reason)
         self._s.flow.settle()
         self._s.flow.release_due(now_ms())
         self._s.flow.window(self._in_flight, may_resume=not self._stop.is_set())
-
-    def _check_progress(self) -> None:
-        """Say so when a partition's oldest unfinished offset has not moved for
-        ``stall_warning`` seconds (once per such period): which partition, offset and why."""
-        now = time.monotonic()
-        if now < self._next_stall_check:
-            return
-        self._next_stall_check = now + min(1.0, self.stall_warning / 2)
-        for tp, tracker in self._parts.trackers.items():
-            oldest = tracker.oldest_unfinished()
-            if oldest is None:
-                self._progress.pop(tp, None)
-                continue
-            seen = self._progress.get(tp)
-            if seen is None or seen[0] != oldest:
-                self._progress[tp] = (oldest, now)
-            elif now - seen[1] >= self.stall_warning:
-                self._progress[tp] = (oldest, now)
-                log.warning(
-                    "no progress on partition",
-                    topic=tp[0],
-                    partition=tp[1],
-                    offset=oldest,
-                    stalled_s=round(now - seen[1], 1),
-                    reason=self._stall_reason(tp),
-                    worker_id=self.worker_id,
-                )
 
     def _stall_reason(self, tp: TP) -> str:
         if self._force.is_set() or self._stop.is_set():
@@ -633,7 +576,7 @@ class Worker:
         for tp in gone:
             self._s.joiner.forget(tp)
             self._s.flow.forget(tp)
-            self._progress.pop(tp, None)
+            self._stalls.forget(tp)
         if self._s.drain is not None:
             self._s.drain.forget(gone)
         queued = self._parts.forget(gone)

@@ -22,6 +22,12 @@ Invariants (at-least-once):
    unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
    reason).
 
+This module is the poll loop, rebalance, drain and signals; what it drives lives beside it:
+per-partition state in :mod:`.partitions`, producing outputs and their acks in
+:mod:`.outputs`, running a record in :mod:`.executor` (outcomes in :mod:`.outcomes`,
+workflow continuation in :mod:`.continuation`), the clients of one run in :mod:`.session`,
+broker and stall warnings in :mod:`.health`.
+
 Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
 at each step of a record's life; :class:`WorkerStats` is the first of them.
 """
@@ -37,33 +43,25 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streamtasks.app import App
-from streamtasks.config import KafkaValue
 from streamtasks.errors import ConfigError
-from streamtasks.kafka import clients
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
-from streamtasks.worker.chords import ChordJoiner, Completion
-from streamtasks.worker.executor import Executor
-from streamtasks.worker.flow import PartitionFlow
+from streamtasks.worker.chords import Completion
 from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
-from streamtasks.worker.indexes import FiredIndex, RevokedIndex
-from streamtasks.worker.outcomes import Outcome, Record, header, result_refused
-from streamtasks.worker.outputs import Job, Outputs
+from streamtasks.worker.outcomes import Outcome, Record, header
+from streamtasks.worker.outputs import Job
 from streamtasks.worker.partitions import Partitions
-from streamtasks.worker.pools.aio import AsyncRunner
-from streamtasks.worker.pools.processes import ProcessPool
-from streamtasks.worker.pools.threads import ThreadPool
+from streamtasks.worker.session import Session, SessionSpec
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -73,43 +71,10 @@ TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
 
 
-@dataclass(slots=True, eq=False)
-class _Session:
-    """What one :meth:`Worker.run` opened: its clients, pools and collaborators (built in
-    :meth:`Worker._open`, closed by :meth:`close`), so none of them is ever missing."""
-
-    consumer: Consumer
-    producer: Producer
-    flow: PartitionFlow
-    outputs: Outputs
-    executor: Executor
-    joiner: ChordJoiner
-    pool: ThreadPool
-    aio: AsyncRunner | None  # only with async tasks
-    processes: ProcessPool | None  # only with pool="process" tasks
-    revoked: RevokedIndex
-    drain: DrainWatch | None  # burst mode only
-
-    def close(self, *, wait_for_pool: bool) -> None:
-        try:
-            self.consumer.close()  # leaves the group (triggers a rebalance at once)
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("consumer close failed", error=str(exc))
-        self.producer.flush(5.0)
-        if wait_for_pool:
-            self.pool.shutdown(timeout=1.0)
-        if self.aio is not None:
-            self.aio.shutdown(timeout=1.0)
-        if self.processes is not None:
-            self.processes.shutdown()
-        self.executor.close()
-        self.revoked.close()
-
-
 class Worker:
     """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
 
-    _s: _Session  # set by run(): the clients and collaborators of the current run
+    _s: Session  # set by run(): the clients and collaborators of the current run
 
     def __init__(
         self,
@@ -209,7 +174,24 @@ class Worker:
         if self.create_topics:
             self.app.apply_topics(self.queues)
         restore = self._install_signals() if install_signal_handlers else None
-        self._s = self._open(burst=burst)
+        self._s = Session.open(
+            self.app,
+            SessionSpec(
+                worker_id=self.worker_id,
+                group_id=self.group_id,
+                cooperative=self.cooperative,
+                burst=burst,
+                queues=self.queues,
+                concurrency=self.concurrency,
+                async_concurrency=self.async_concurrency if self._async_tasks else None,
+                process_concurrency=self.process_concurrency if self._process_tasks else None,
+                app_spec=self.app_spec,
+                max_in_flight=self.max_in_flight,
+                max_in_flight_per_partition=self.max_in_flight_per_partition,
+            ),
+            done=self._acked,
+            fatal=functools.partial(self.stop, force=True),
+        )
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -241,67 +223,6 @@ class Worker:
                 restore()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
         return self.stats
-
-    def _open(self, *, burst: bool) -> _Session:
-        """The clients, pools and collaborators of one :meth:`run`."""
-        settings = self.app.settings
-        out_cfg: dict[str, KafkaValue] = {
-            "client.id": f"{self.worker_id}-out",
-            # dead letters carry the consumed bytes, which may exceed our own limit
-            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
-        }
-        producer = clients.make_producer(settings.producer(**out_cfg))
-        consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
-        if self.cooperative:
-            consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
-        drain = None
-        if burst:
-            consumer_cfg["enable.partition.eof"] = True
-            drain = DrainWatch()
-        consumer = clients.make_consumer(settings.consumer(self.group_id, **consumer_cfg))
-        flow = PartitionFlow(
-            consumer,
-            max_in_flight=self.max_in_flight,
-            per_partition=self.max_in_flight_per_partition,
-        )
-        outputs = Outputs(
-            producer,
-            results_topic=self._results_topic,
-            refused=functools.partial(result_refused, self.app),
-            done=self._acked,
-            fatal=functools.partial(self.stop, force=True),
-            seen=drain.seen if drain is not None else None,
-        )
-        aio = AsyncRunner(self.async_concurrency) if self._async_tasks else None
-        processes = None
-        if self._process_tasks and self.app_spec is not None:  # app_spec: checked in __init__
-            processes = ProcessPool(self.app_spec, self.process_concurrency)
-        fired = None
-        scheduled = {s.task_name for s in self.app.schedules.values()}
-        if any(self.app.tasks[name].queue in self.queues for name in scheduled):
-            fired = FiredIndex(self.app)
-        revoked = RevokedIndex(self.app)
-        executor = Executor(
-            self.app,
-            self.worker_id,
-            processes=processes,
-            fired=fired,
-            revoked=revoked,
-            emit_early=outputs.produce_untracked,
-        )
-        return _Session(
-            consumer=consumer,
-            producer=producer,
-            flow=flow,
-            outputs=outputs,
-            executor=executor,
-            joiner=ChordJoiner(executor.results, executor.continuation),
-            pool=ThreadPool(self.concurrency),
-            aio=aio,
-            processes=processes,
-            revoked=revoked,
-            drain=drain,
-        )
 
     # -- the poll loop ----------------------------------------------------------------------
     def _loop(self) -> None:

@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 
 import streamtasks.worker.worker as worker_mod  # noqa: E402
 from streamtasks.kafka import clients  # noqa: E402
+from streamtasks.worker.pools.threads import ThreadPool  # noqa: E402
 
 EVENTS: list[tuple[float, str, float, int]] = []  # (t, what, seconds blocked, count)
 
@@ -102,7 +103,7 @@ def main() -> int:
             return wrapper
 
         if args.cprofile:
-            worker_mod.ThreadPool._run = profiled(worker_mod.ThreadPool._run)  # type: ignore
+            ThreadPool._run = profiled(ThreadPool._run)  # type: ignore
         run_worker = lambda: w.run(install_signal_handlers=False)  # noqa: E731
         th = threading.Thread(
             target=profiled(run_worker) if args.cprofile else run_worker, daemon=True

@@ -39,6 +39,7 @@ from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, SchemaError
 from streamtasks.wire.envelope import Envelope
 from streamtasks.wire.ids import chord_marker_id, errback_id, member_id, parse_step_id, step_id
+from streamtasks.wire.records import TaskFailure
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -61,19 +62,6 @@ __all__ = [
     "parse_step_id",
     "step_id",
 ]
-
-
-@dataclass(frozen=True)
-class TaskFailure:
-    """What an error callback receives as its first argument (annotate it with this type)."""
-
-    task_id: str
-    task: str
-    status: str  # FAILURE or DEAD
-    error_type: str
-    message: str
-    traceback: str | None
-    attempts: int
 
 
 _SAMPLE_FAILURE = TaskFailure("id", "task", "FAILURE", "Error", "message", None, 1)

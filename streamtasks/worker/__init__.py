@@ -1,10 +1,14 @@
-"""The consuming side: the poll loop (:mod:`.worker`), running tasks and their outcomes
-(:mod:`.executor`), chords, flow control, offset tracking, the multi-process supervisor and
-the pools a task runs in (:mod:`.pools`).
+"""The consuming side: the poll loop (:mod:`.worker`) with partition state (:mod:`.partitions`),
+output producing (:mod:`.outputs`) and the clients of a run (:mod:`.session`); running tasks
+(:mod:`.executor`), their outcomes (:mod:`.outcomes`) and workflow continuation
+(:mod:`.continuation`); chords, flow control, offset tracking, the hooks a worker calls at each
+step of a record's life (:mod:`.hooks`, the extension point), the multi-process supervisor
+and the pools a task runs in (:mod:`.pools`).
 
 ``streamtasks.worker.Worker`` is the public path of the worker class.
 """
 
-from streamtasks.worker.worker import Worker, WorkerStats
+from streamtasks.worker.hooks import WorkerHooks, WorkerStats
+from streamtasks.worker.worker import Worker
 
-__all__ = ["Worker", "WorkerStats"]
+__all__ = ["Worker", "WorkerHooks", "WorkerStats"]

@@ -24,7 +24,6 @@ is logged and skipped); every record it accepted is eventually finished, by a co
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +31,10 @@ import structlog
 
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus
-from streamtasks.worker.executor import Executor, Output, Record
+from streamtasks.wire.ids import chord_marker_id, step_id
+from streamtasks.worker.continuation import Continuation
+from streamtasks.worker.outcomes import Output, Record, Results
 from streamtasks.worker.tracker import OffsetTracker
-from streamtasks.workflows import chord_marker_id, step_id
 
 __all__ = ["ChordJoiner", "Completion"]
 
@@ -71,10 +71,10 @@ class _Partition:
 class ChordJoiner:
     """Joins chord member outcomes for the ``{ns}.chords`` partitions this worker owns."""
 
-    def __init__(self, executor: Executor, done: Callable[[str], bool]) -> None:
-        self._executor = executor
-        self._app = executor.app
-        self._done = done  # has this chord's marker been written (by anyone, ever)?
+    def __init__(self, results: Results, continuation: Continuation) -> None:
+        self._results = results
+        self._continuation = continuation
+        self._app = results.app
         self._parts: dict[TP, _Partition] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
 
@@ -128,7 +128,7 @@ class ChordJoiner:
             return alone  # a late copy of a member's outcome
         pending = part.chords.get(chord_id)
         if pending is None:
-            if self._done(chord_marker_id(chord_id)):
+            if self._marker_written(chord_id):
                 self._remember(chord_id)
                 log.info("chord already complete; record skipped", chord_id=chord_id)
                 return alone
@@ -144,8 +144,12 @@ class ChordJoiner:
         marker = Envelope(
             id=chord_marker_id(chord_id), task="streamtasks.chord", queue="", args=b""
         )
-        then = self._executor.result_output(marker, status, None, None, None)
+        then = self._results.result_output(marker, status, None, None, None)
         return Completion(tp, tuple(pending.offsets), outputs, (then,), chord_id)
+
+    def _marker_written(self, chord_id: str) -> bool:
+        """Has this chord's marker been written (by anyone, ever)?"""
+        return self._results.fired_index().done(chord_marker_id(chord_id))
 
     def _remember(self, chord_id: str) -> None:
         self._completed[chord_id] = None
@@ -180,10 +184,9 @@ class ChordJoiner:
         last_id = step_id(chord_id, len(join["rest"]))
         last_task = self._task_name(join["rest"][-1] if join["rest"] else join["body"])
         last = Envelope(id=last_id, task=last_task, queue="", args=b"", root_id=chord_id)
-        ex = self._executor
         outputs = (
-            ex.result_output(last, TaskStatus.FAILURE, None, None, error),
-            *ex.errback_outputs(
+            self._results.result_output(last, TaskStatus.FAILURE, None, None, error),
+            *self._continuation.errback_outputs(
                 join["link_error"], last_id, last_task, 1, chord_id, TaskStatus.FAILURE, error
             ),
         )
@@ -198,7 +201,7 @@ class ChordJoiner:
             if task is None:
                 raise KeyError(f"member task {member['task']!r} is not registered here")
             values.append(task.decode_result(member["value"]))
-        task, partial = self._executor.decode_step(join["body"])
+        task, partial = self._continuation.decode_step(join["body"])
         args = app.codec.encode(task.args_schema, task.signature.complete(partial, values))
         env = Envelope(
             id=step_id(chord_id, 0),
@@ -210,7 +213,7 @@ class ChordJoiner:
             continuation=tuple(join["rest"]),
             link_error=tuple(join["link_error"]),
         )
-        return self._executor.task_output(env)
+        return self._continuation.task_output(env)
 
     def _task_name(self, frame: bytes) -> str:
         try:

@@ -21,12 +21,20 @@ Invariants (at-least-once):
    into a dead letter (reason ``internal-error``, with the traceback); a partition whose oldest
    unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
    reason).
+
+This module is the poll loop, rebalance, drain and signals; what it drives lives beside it:
+per-partition state in :mod:`.partitions`, producing outputs and their acks in
+:mod:`.outputs`, running a record in :mod:`.executor` (outcomes in :mod:`.outcomes`,
+workflow continuation in :mod:`.continuation`), the clients of one run in :mod:`.session`,
+broker and stall warnings in :mod:`.health`.
+
+Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
+at each step of a record's life; :class:`WorkerStats` is the first of them.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import signal
 import socket
@@ -35,30 +43,25 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from streamtasks import logs
 from streamtasks.app import App
-from streamtasks.config import KafkaValue
 from streamtasks.errors import ConfigError
-from streamtasks.kafka import clients
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
-from streamtasks.worker.chords import ChordJoiner, Completion
-from streamtasks.worker.executor import Executor, Outcome, Output, Record, header
-from streamtasks.worker.flow import PartitionFlow
-from streamtasks.worker.indexes import FiredIndex, RevokedIndex
-from streamtasks.worker.pools.aio import AsyncRunner
-from streamtasks.worker.pools.processes import ProcessPool
-from streamtasks.worker.pools.threads import ThreadPool
-from streamtasks.worker.tracker import OffsetTracker
+from streamtasks.worker.chords import Completion
+from streamtasks.worker.health import BrokerWatch, StallWatch
+from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
+from streamtasks.worker.outcomes import Outcome, Record, header
+from streamtasks.worker.outputs import Job
+from streamtasks.worker.partitions import Partitions
+from streamtasks.worker.session import Session, SessionSpec
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -68,46 +71,10 @@ TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
 
 
-@dataclass
-class WorkerStats:
-    received: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retried: int = 0
-    expired: int = 0
-    dead_lettered: int = 0
-    skipped: int = 0
-    revoked: int = 0
-    abandoned: int = 0
-    chords_joined: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Job:
-    record: Record
-    generation: int
-    outcome: str = "pending"
-    unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
-    then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
-    joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
-    preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
-
-    @property
-    def tp(self) -> TP:
-        return (self.record.topic, self.record.partition)
-
-
-#: Classic-protocol settings that the broker owns under ``group.protocol=consumer`` (librdkafka
-#: refuses them there): ``group.consumer.session.timeout.ms`` and friends on the broker.
-_BROKER_SIDE_UNDER_KIP848 = (
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "partition.assignment.strategy",
-)
-
-
 class Worker:
     """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
+
+    _s: Session  # set by run(): the clients and collaborators of the current run
 
     def __init__(
         self,
@@ -128,6 +95,7 @@ class Worker:
         cooperative: bool = False,
         stall_warning: float = 60.0,
         group_protocol: str = "classic",
+        hooks: Sequence[WorkerHooks] = (),
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -168,8 +136,7 @@ class Worker:
         # The callbacks below work per partition, so they are correct for both protocols.
         self.cooperative = cooperative
         self.stall_warning = stall_warning
-        self._progress: dict[TP, tuple[int, float]] = {}  # oldest unfinished offset, since
-        self._next_stall_check = 0.0
+        self._stalls = StallWatch(stall_warning, self.worker_id)
         # "consumer" is KIP-848 (Kafka >= 4.0): the broker assigns partitions incrementally
         # and owns the session and heartbeat settings.
         if group_protocol not in ("classic", "consumer"):
@@ -183,6 +150,8 @@ class Worker:
             )
         self.group_protocol = group_protocol
         self.stats = WorkerStats()
+        # called on the poll thread (see streamtasks.worker.hooks); the counters come first
+        self._hooks = HookSet([self.stats, *hooks])
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
@@ -194,27 +163,11 @@ class Worker:
         self._force = threading.Event()
         # set when shutdown starts: received tasks not started yet are left for the next owner
         self._draining = threading.Event()
-        self._broker_down_since: float | None = None  # monotonic time it was found down
-        self._broker_probe_at = 0.0
-        self._trackers: dict[TP, OffsetTracker] = {}
-        self._generation: dict[TP, int] = {}
-        self._generations = itertools.count(1)
-        self._keys: dict[tuple[TP, bytes], deque[_Job]] = {}
-        self._dirty: set[TP] = set()
-        self._abandoned: deque[_Job] = deque()  # appended by task threads, drained by poll
-        self._no_output: deque[_Job] = deque()  # finished without outputs; drained by poll
+        self._broker = BrokerWatch(app.settings.bootstrap_servers)
+        self._parts: Partitions[Job] = Partitions()
+        self._abandoned: deque[Job] = deque()  # appended by task threads, drained by poll
+        self._no_output: deque[Job] = deque()  # finished without outputs; drained by poll
         self._in_flight = 0
-        self._flow: PartitionFlow | None = None
-        self._executor: Executor | None = None
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._pool: ThreadPool | None = None
-        self._aio: AsyncRunner | None = None
-        self._processes: ProcessPool | None = None
-        self._fired: FiredIndex | None = None
-        self._revoked: RevokedIndex | None = None
-        self._joiner: ChordJoiner | None = None
-        self._drain: DrainWatch | None = None  # burst mode only
 
     # -- public control -------------------------------------------------------------------
     def stop(self, *, force: bool = False) -> None:
@@ -234,49 +187,25 @@ class Worker:
         if self.create_topics:
             self.app.apply_topics(self.queues)
         restore = self._install_signals() if install_signal_handlers else None
-        out_cfg: dict[str, KafkaValue] = {
-            "client.id": f"{self.worker_id}-out",
-            # dead letters carry the consumed bytes, which may exceed our own limit
-            "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
-        }
-        self._producer = clients.make_producer(settings.producer(**out_cfg))
-        consumer_cfg: dict[str, KafkaValue] = {"client.id": self.worker_id}
-        if self.cooperative:
-            consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
-        if burst:
-            consumer_cfg["enable.partition.eof"] = True
-            self._drain = DrainWatch()
-        group_cfg = settings.consumer(self.group_id, **consumer_cfg)
-        if self.group_protocol == "consumer":
-            group_cfg["group.protocol"] = "consumer"
-            for broker_side in _BROKER_SIDE_UNDER_KIP848:
-                group_cfg.pop(broker_side, None)
-        self._consumer = clients.make_consumer(group_cfg)
-        self._flow = PartitionFlow(
-            self._consumer,
-            max_in_flight=self.max_in_flight,
-            per_partition=self.max_in_flight_per_partition,
-        )
-        self._pool = ThreadPool(self.concurrency)
-        if self._async_tasks:
-            self._aio = AsyncRunner(self.async_concurrency)
-        if self._process_tasks:
-            assert self.app_spec is not None
-            self._processes = ProcessPool(self.app_spec, self.process_concurrency)
-        scheduled = {s.task_name for s in self.app.schedules.values()}
-        if any(self.app.tasks[name].queue in self.queues for name in scheduled):
-            self._fired = FiredIndex(self.app)
-        self._revoked = RevokedIndex(self.app)
-        self._executor = Executor(
+        self._s = Session.open(
             self.app,
-            self.worker_id,
-            processes=self._processes,
-            fired=self._fired,
-            revoked=self._revoked,
-            emit_early=self._produce_untracked,
+            SessionSpec(
+                worker_id=self.worker_id,
+                group_id=self.group_id,
+                cooperative=self.cooperative,
+                group_protocol=self.group_protocol,
+                burst=burst,
+                queues=self.queues,
+                concurrency=self.concurrency,
+                async_concurrency=self.async_concurrency if self._async_tasks else None,
+                process_concurrency=self.process_concurrency if self._process_tasks else None,
+                app_spec=self.app_spec,
+                max_in_flight=self.max_in_flight,
+                max_in_flight_per_partition=self.max_in_flight_per_partition,
+            ),
+            done=self._acked,
+            fatal=functools.partial(self.stop, force=True),
         )
-        executor = self._executor
-        self._joiner = ChordJoiner(executor, lambda i: executor.fired_index().done(i))
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -288,12 +217,12 @@ class Worker:
         watch = groupwatch.AssignmentWatch(
             settings,
             self.group_id,
-            lambda: bool(self._trackers),
+            lambda: bool(self._parts.trackers),
             what="worker",
             first=groupwatch.FIRST_WARNING,
         ).start()
         try:
-            self._consumer.subscribe(
+            self._s.consumer.subscribe(
                 self._topics,
                 on_assign=self._on_assign,
                 on_revoke=self._on_revoke,
@@ -303,7 +232,7 @@ class Worker:
             self._drain_for_shutdown()
         finally:
             watch.stop()
-            self._close()
+            self._s.close(wait_for_pool=not self._force.is_set())
             if restore is not None:
                 restore()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
@@ -311,8 +240,8 @@ class Worker:
 
     # -- the poll loop ----------------------------------------------------------------------
     def _loop(self) -> None:
-        consumer, producer, flow = self._consumer, self._producer, self._flow
-        assert consumer is not None and producer is not None and flow is not None
+        consumer, producer, flow = self._s.consumer, self._s.producer, self._s.flow
+        drain = self._s.drain
         while not self._stop.is_set():
             room = self.max_in_flight - self._in_flight
             msgs: list[Message] = []
@@ -328,8 +257,8 @@ class Worker:
                 msgs = [one] if one is not None else []  # ... but never drop one
             for msg in msgs:
                 err = msg.error()
-                if self._drain is not None:
-                    self._drain_saw(msg, err)
+                if drain is not None:
+                    _drain_saw(drain, msg, err)
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:
                         self._on_consumer_error(err)
@@ -347,56 +276,19 @@ class Worker:
             # nothing new while tasks run: wait briefly for the next acknowledgement
             producer.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
-            if self._drain is not None and self._burst_done():
+            if drain is not None and self._burst_done(drain):
                 log.info("burst: drained, stopping", worker_id=self.worker_id)
                 self.stop()
-            if time.monotonic() - self._broker_probe_at >= 1.0:
-                self._watch_broker(consumer)
+            self._broker.tick(consumer)
 
-    def _watch_broker(self, consumer: Consumer) -> None:
-        """Say once that the broker went away (librdkafka's connection failures) and, probing
-        for metadata every second meanwhile, when it answers again."""
-        now = self._broker_probe_at = time.monotonic()
-        if self._broker_down_since is None:
-            down = logs.unreachable_brokers()
-            if down:
-                self._broker_down_since = now
-                log.warning(
-                    "broker unreachable; waiting for it to come back",
-                    brokers=down,
-                    bootstrap_servers=self.app.settings.bootstrap_servers,
-                )
-            return
-        try:
-            if not consumer.list_topics(timeout=0.5).brokers:
-                return
-        except KafkaException:
-            return
-        logs.brokers_reachable_again()
-        log.info(
-            "broker reachable again",
-            bootstrap_servers=self.app.settings.bootstrap_servers,
-            down_seconds=round(now - self._broker_down_since, 1),
-        )
-        self._broker_down_since = None
-
-    def _drain_saw(self, msg: Message, err: KafkaError | None) -> None:
-        assert self._drain is not None
-        tp = (str(msg.topic()), int(msg.partition() or 0))
-        if err is None:
-            self._drain.seen(tp, int(msg.offset() or 0))
-        elif err.code() == KafkaError._PARTITION_EOF:
-            self._drain.at_end(tp, int(msg.offset() or 0))
-
-    def _burst_done(self) -> bool:
-        assert self._drain is not None and self._flow is not None
+    def _burst_done(self, drain: DrainWatch) -> bool:
         return (
             self.ready.is_set()
             and not self._in_flight
             and not self._abandoned
             and not self._no_output
-            and not self._flow.holding()
-            and self._drain.drained()
+            and not self._s.flow.holding()
+            and drain.drained()
         )
 
     def _after_poll(self) -> None:
@@ -406,44 +298,15 @@ class Worker:
         while self._no_output:
             self._complete(self._no_output.popleft(), finished=True)
         self._store_offsets()
-        self._check_progress()
-        assert self._flow is not None
-        self._flow.settle()
-        self._flow.release_due(now_ms())
-        self._flow.window(self._in_flight, may_resume=not self._stop.is_set())
-
-    def _check_progress(self) -> None:
-        """Say so when a partition's oldest unfinished offset has not moved for
-        ``stall_warning`` seconds (once per such period): which partition, offset and why."""
-        now = time.monotonic()
-        if now < self._next_stall_check:
-            return
-        self._next_stall_check = now + min(1.0, self.stall_warning / 2)
-        for tp, tracker in self._trackers.items():
-            oldest = tracker.oldest_unfinished()
-            if oldest is None:
-                self._progress.pop(tp, None)
-                continue
-            seen = self._progress.get(tp)
-            if seen is None or seen[0] != oldest:
-                self._progress[tp] = (oldest, now)
-            elif now - seen[1] >= self.stall_warning:
-                self._progress[tp] = (oldest, now)
-                log.warning(
-                    "no progress on partition",
-                    topic=tp[0],
-                    partition=tp[1],
-                    offset=oldest,
-                    stalled_s=round(now - seen[1], 1),
-                    reason=self._stall_reason(tp),
-                    worker_id=self.worker_id,
-                )
+        self._stalls.check(self._parts.trackers, self._stall_reason)
+        self._s.flow.settle()
+        self._s.flow.release_due(now_ms())
+        self._s.flow.window(self._in_flight, may_resume=not self._stop.is_set())
 
     def _stall_reason(self, tp: TP) -> str:
-        assert self._flow is not None
         if self._force.is_set() or self._stop.is_set():
             return "stopping"
-        waiting = sum(len(q) for (t, _), q in self._keys.items() if t == tp)
+        waiting = self._parts.waiting(tp)
         return (
             f"its task (or an output's acknowledgement) has not finished; {self._in_flight} "
             f"in flight, {waiting} queued behind busy keys of this partition"
@@ -460,8 +323,7 @@ class Worker:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         assert topic is not None and partition is not None and offset is not None
         tp = (topic, partition)
-        flow = self._flow
-        assert flow is not None
+        flow = self._s.flow
         if flow.is_held(tp):
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
@@ -479,20 +341,15 @@ class Worker:
         except Exception as exc:  # decision code must not end the process: a dead letter
             log.exception("error deciding on a record on the poll thread", **rec.log_fields())
             preset = functools.partial(self._internal_error, rec, exc)
-        tracker = self._trackers.get(tp)
-        if tracker is None or not tracker.add(offset):
+        tracker = self._parts.admit(tp, offset)
+        if tracker is None:
             return  # not ours (any more) or a re-delivery already in progress
-        self.stats.received += 1
+        self._hooks.received(rec)
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
-        key = rec.key
-        job = _Job(rec, self._generation[tp], preset=preset)
-        if key is not None:
-            busy = self._keys.get((tp, key))
-            if busy is not None:
-                busy.append(job)  # same key in flight: run after it, in offset order
-                return
-            self._keys[(tp, key)] = deque()
+        job = Job(rec, self._parts.generation(tp), preset=preset)
+        if self._parts.queue_behind_key(tp, rec.key, job):
+            return  # same key in flight: runs after it, in offset order
         self._submit(job)
 
     def _hold_if_early(self, rec: Record) -> Callable[[], Outcome] | None:
@@ -505,261 +362,134 @@ class Worker:
             due_ms = int(due)
         except ValueError:
             bad = ValueError(f"st-not-before header {due[:100]!r} is not a time in epoch ms")
-            assert self._executor is not None
-            return functools.partial(self._executor.dead_letter, rec, "bad-header", bad)
+            return functools.partial(self._s.executor.dead_letter, rec, "bad-header", bad)
         if due_ms > now_ms():
-            assert self._flow is not None
-            self._flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
+            self._s.flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
         return None
 
     def _internal_error(self, rec: Record, exc: BaseException) -> Outcome:
-        assert self._executor is not None
-        return self._executor.internal_error(rec, exc)
+        return self._s.executor.internal_error(rec, exc)
 
     def _join(self, rec: Record) -> None:
         """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
         (a chord may have more members than the window) and runs no code of the user."""
-        assert self._joiner is not None
         try:
-            completion = self._joiner.add(rec)
+            completion = self._s.joiner.add(rec)
         except Exception:  # the joiner's own invariant broke: finish the record, go on
             log.exception("error joining a chord record; record skipped", **rec.log_fields())
             completion = Completion((rec.topic, rec.partition), (rec.offset,))
         if completion is None:
             return
         tp = completion.tp
-        job = _Job(rec, self._generation[tp], outcome="joined", joins=completion.offsets)
+        job = Job(rec, self._parts.generation(tp), outcome="joined", joins=completion.offsets)
         if completion.outputs:
-            self.stats.chords_joined += 1
-        if not self._start(job, completion.outputs, completion.then, poll_thread=True):
+            self._hooks.chord_joined(rec)
+        if not self._s.outputs.start(job, completion.outputs, completion.then, poll_thread=True):
             self._complete(job, finished=True)
 
-    def _submit(self, job: _Job) -> None:
-        if self._aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
-            self._aio.submit(lambda: self._execute_async(job))
+    def _submit(self, job: Job) -> None:
+        self._hooks.started(job.record)
+        if self._s.aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
+            self._s.aio.submit(lambda: self._execute_async(job))
             return
-        assert self._pool is not None
-        self._pool.submit(lambda: self._execute(job))
+        self._s.pool.submit(lambda: self._execute(job))
 
-    def _complete(self, job: _Job, *, finished: bool) -> None:
+    def _acked(self, job: Job, finished: bool) -> None:
+        self._complete(job, finished=finished)
+
+    def _complete(self, job: Job, *, finished: bool) -> None:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
         tp = job.tp
         if job.joins:  # a chord completion: no task, no in-flight slot
-            assert self._joiner is not None
-            current = finished and self._generation.get(tp) == job.generation
-            if current and self._joiner.finished(tp, job.joins):
-                self._dirty.add(tp)
+            current = finished and self._parts.current(tp, job.generation)
+            if current and self._s.joiner.finished(tp, job.joins):
+                self._parts.dirty.add(tp)
             return
         self._in_flight -= 1
-        current = self._generation.get(tp) == job.generation
+        current = self._parts.current(tp, job.generation)
         if finished and current:
-            tracker = self._trackers[tp]
-            if tracker.finish(job.record.offset):
-                self._dirty.add(tp)
-            assert self._flow is not None
-            self._flow.finished(tp, tracker.unfinished)
-        if not finished:
-            self.stats.abandoned += 1
-        elif job.outcome == "success":
-            self.stats.succeeded += 1
-        elif job.outcome == "failure":
-            self.stats.failed += 1
-        elif job.outcome == "expired":
-            self.stats.expired += 1
-        elif job.outcome == "retry":
-            self.stats.retried += 1
-        elif job.outcome == "skipped":
-            self.stats.skipped += 1
-        elif job.outcome == "revoked":
-            self.stats.revoked += 1
+            tracker = self._parts.complete(tp, job.record.offset)
+            self._s.flow.finished(tp, tracker.unfinished)
+        if finished:
+            self._hooks.finished(job.record, job.outcome)
         else:
-            self.stats.dead_lettered += 1
-        key = job.record.key
-        if key is not None and current:
-            waiting = self._keys.get((tp, key))
-            if waiting:
-                self._submit(waiting.popleft())
-            elif waiting is not None:
-                del self._keys[(tp, key)]
+            self._hooks.abandoned(1)
+        if current:
+            following = self._parts.next_of_key(tp, job.record.key)
+            if following is not None:
+                self._submit(following)
 
     def _store_offsets(self, only: Iterable[TP] | None = None) -> None:
-        dirty = self._dirty if only is None else self._dirty.intersection(only)
+        dirty = self._parts.take_dirty(only)
         if not dirty:
             return
         offsets = []
         for tp in dirty:
-            tracker = self._trackers.get(tp)
-            if tracker is None and self._joiner is not None:
-                tracker = self._joiner.tracker(tp)
+            tracker = self._parts.trackers.get(tp)
+            if tracker is None:
+                tracker = self._s.joiner.tracker(tp)
             pos = tracker.committable() if tracker is not None else None
             if pos is not None:
                 offsets.append(TopicPartition(tp[0], tp[1], pos))
-        self._dirty.difference_update(dirty)
         if offsets:
-            assert self._consumer is not None
             try:
-                self._consumer.store_offsets(offsets=offsets)
+                self._s.consumer.store_offsets(offsets=offsets)
             except KafkaException as exc:  # partition no longer assigned: the next owner redoes
                 log.warning("could not store offsets", error=str(exc))
+            else:
+                self._hooks.committed([(p.topic, p.partition, p.offset) for p in offsets])
 
     # -- task threads ---------------------------------------------------------------------
-    def _execute(self, job: _Job) -> None:
+    def _execute(self, job: Job) -> None:
         if (
-            self._generation.get(job.tp) != job.generation
+            not self._parts.current(job.tp, job.generation)
             or self._draining.is_set()
             or self._force.is_set()
         ):
             self._abandoned.append(job)  # partition revoked before the task started
             return
-        assert self._executor is not None
         try:
-            outcome = job.preset() if job.preset is not None else self._executor.run(job.record)
+            outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
         except Exception as exc:  # every record ends in an outcome, or its offset stalls
-            outcome = self._executor.internal_error(job.record, exc)
+            outcome = self._s.executor.internal_error(job.record, exc)
         self._emit(job, outcome)
 
-    async def _execute_async(self, job: _Job) -> None:
+    async def _execute_async(self, job: Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
         if (
-            self._generation.get(job.tp) != job.generation
+            not self._parts.current(job.tp, job.generation)
             or self._draining.is_set()
             or self._force.is_set()
         ):
             self._abandoned.append(job)
             return
-        assert self._executor is not None
         try:
             if job.preset is not None:
                 outcome = job.preset()
             else:
-                outcome = await self._executor.run_async(job.record)
+                outcome = await self._s.executor.run_async(job.record)
         except Exception as exc:
-            outcome = self._executor.internal_error(job.record, exc)
+            outcome = self._s.executor.internal_error(job.record, exc)
         self._emit(job, outcome)
 
-    def _emit(self, job: _Job, outcome: Outcome) -> None:
+    def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
-        if not self._start(job, outcome.outputs, outcome.then):
+        if not self._s.outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
-
-    def _start(
-        self,
-        job: _Job,
-        outputs: tuple[Output, ...],
-        then: tuple[Output, ...],
-        *,
-        poll_thread: bool = False,
-    ) -> bool:
-        """Produce ``outputs``; ``then`` follows once they are all acknowledged (see
-        :class:`Outcome`). False if there is nothing to produce."""
-        first = outputs or then
-        job.then = then if outputs else ()
-        job.unacked = len(first)  # before producing: acks may arrive at once
-        for output in first:
-            self._produce(job, output, poll_thread=poll_thread)
-        return bool(first)
-
-    def _produce(self, job: _Job, out: Output, *, poll_thread: bool = False) -> None:
-        """Hand an output to the producer; the poll thread sees the ack.
-
-        Never gives up on an output: the record's offset cannot finish without it. Only the
-        poll thread may serve callbacks while it waits for room in the producer's queue.
-        """
-        producer = self._producer
-        assert producer is not None
-        while True:
-            try:
-                producer.produce(
-                    out.topic,
-                    value=out.value,
-                    key=out.key,
-                    headers=out.headers,
-                    on_delivery=functools.partial(self._on_delivered, job, out),
-                )
-                return
-            except BufferError:
-                if poll_thread:
-                    producer.poll(0.05)
-                else:
-                    time.sleep(0.005)
-            except KafkaException as exc:
-                err: KafkaError = exc.args[0]
-                if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-                    out = self._smaller(out, err)
-                    continue
-                log.error(
-                    "could not produce an output; trying again",
-                    error=err.str(),
-                    to=out.topic,
-                    **job.record.log_fields(),
-                )
-                time.sleep(0.5)
-
-    def _smaller(self, out: Output, err: KafkaError) -> Output:
-        """An output refused as too large: a result becomes the task's FAILURE (get() must
-        not wait forever), a dead letter drops its value."""
-        if out.topic == self._results_topic and self._executor is not None:
-            refused = self._executor.result_refused(out, err.str())
-            if refused is not None:
-                return refused
-        return _without_value(out, err)
-
-    def _produce_untracked(self, out: Output) -> None:
-        """Task thread: an informational output (STARTED) no offset waits for."""
-        producer = self._producer
-        assert producer is not None
-        while True:
-            try:
-                producer.produce(out.topic, value=out.value, key=out.key, headers=out.headers)
-                return
-            except BufferError:
-                time.sleep(0.005)
-
-    def _on_delivered(
-        self, job: _Job, out: Output, err: KafkaError | None, _msg: Message | None = None
-    ) -> None:
-        """Poll thread (delivery callback)."""
-        if err is None and self._drain is not None and _msg is not None:
-            self._drain.seen(
-                (str(_msg.topic()), int(_msg.partition() or 0)), int(_msg.offset() or 0)
-            )
-        if err is None:
-            job.unacked -= 1
-            if job.unacked == 0:
-                if job.then:  # the outputs that must come last (a final result)
-                    self._start(job, job.then, (), poll_thread=True)
-                    return
-                self._complete(job, finished=True)
-            return
-        log.error(
-            "output not acknowledged; producing again",
-            error=err.str(),
-            to=out.topic,
-            **job.record.log_fields(),
-        )
-        if err.fatal():
-            self.stop(force=True)
-            self._complete(job, finished=False)
-            return
-        if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
-            out = self._smaller(out, err)
-        self._produce(job, out, poll_thread=True)
 
     # -- rebalance ------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for p in partitions:
             tp = (p.topic, p.partition)
-            if p.topic == self._chords_topic:
-                assert self._joiner is not None
-                self._joiner.assigned(tp)
-            else:
-                self._trackers[tp] = OffsetTracker()
-            self._generation[tp] = next(self._generations)
-        assert self._flow is not None
-        self._flow.assigned(partitions)
-        if self._drain is not None:
-            self._drain.assigned((p.topic, p.partition) for p in partitions)
+            chords = p.topic == self._chords_topic
+            if chords:
+                self._s.joiner.assigned(tp)
+            self._parts.assign(tp, tracked=not chords)
+        self._s.flow.assigned(partitions)
+        if self._s.drain is not None:
+            self._s.drain.assigned((p.topic, p.partition) for p in partitions)
         log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self._hooks.assigned([(p.topic, p.partition) for p in partitions])
         self.ready.set()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -768,63 +498,56 @@ class Worker:
         self._commit(tps)
         self._forget(tps)
         log.info("partitions revoked", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self._hooks.revoked(tps, lost=False)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._forget([(p.topic, p.partition) for p in partitions])
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._forget(tps)
         log.warning("partitions lost", partitions=_fmt(partitions), worker_id=self.worker_id)
+        self._hooks.revoked(tps, lost=True)
 
     def _forget(self, tps: Iterable[TP]) -> None:
-        for tp in tps:
-            self._trackers.pop(tp, None)
-            if self._joiner is not None:
-                self._joiner.forget(tp)
-            self._generation.pop(tp, None)
-            if self._flow is not None:
-                self._flow.forget(tp)
-            self._dirty.discard(tp)
-            self._progress.pop(tp, None)
         gone = set(tps)
-        if self._drain is not None:
-            self._drain.forget(gone)
-        for kk in [kk for kk in self._keys if kk[0] in gone]:
-            queued = self._keys.pop(kk)
-            self._in_flight -= len(queued)  # never started: the new owner runs them
-            self.stats.abandoned += len(queued)
+        for tp in gone:
+            self._s.joiner.forget(tp)
+            self._s.flow.forget(tp)
+            self._stalls.forget(tp)
+        if self._s.drain is not None:
+            self._s.drain.forget(gone)
+        queued = self._parts.forget(gone)
+        self._in_flight -= queued  # never started: the new owner runs them
+        self._hooks.abandoned(queued)
 
     def _wait_for(self, tps: Iterable[TP] | None, grace: float) -> None:
         """Serve delivery callbacks until the given partitions have nothing unfinished."""
-        assert self._producer is not None
         deadline = time.monotonic() + grace
         wanted = list(tps) if tps is not None else None
 
         def unfinished() -> int:
             if wanted is None:
                 return self._in_flight
-            return sum(t.unfinished for tp, t in self._trackers.items() if tp in wanted)
+            return self._parts.unfinished(wanted)
 
         while unfinished() and time.monotonic() < deadline and not self._force.is_set():
-            self._producer.poll(0.02)
+            self._s.producer.poll(0.02)
             while self._abandoned:
                 self._complete(self._abandoned.popleft(), finished=False)
             while self._no_output:
                 self._complete(self._no_output.popleft(), finished=True)
 
     def _commit(self, tps: Iterable[TP] | None = None) -> None:
-        assert self._consumer is not None
-        self._dirty.update(self._trackers if tps is None else tps)
+        self._parts.dirty.update(self._parts.trackers if tps is None else tps)
         self._store_offsets(tps)
         try:
-            self._consumer.commit(asynchronous=False)
+            self._s.consumer.commit(asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 log.warning("commit failed", error=str(exc))
 
     # -- shutdown -------------------------------------------------------------------------
     def _drain_for_shutdown(self) -> None:
-        consumer = self._consumer
-        assert consumer is not None
-        assert self._flow is not None
-        self._flow.pause_all()
+        consumer = self._s.consumer
+        self._s.flow.pause_all()
         self._draining.set()  # only running tasks are finished; the rest is abandoned
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
@@ -834,31 +557,12 @@ class Worker:
             self._wait_for(None, 0.05)
         if self._in_flight:  # still running after the grace: not committed, run again elsewhere
             log.warning("grace expired; abandoning running tasks", running=self._in_flight)
-            self.stats.abandoned += self._in_flight
+            self._hooks.abandoned(self._in_flight)
             self._in_flight = 0
         self._commit()
         # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
         # nor the close for threads of tasks past their grace.
         self._force.set()
-
-    def _close(self) -> None:
-        if self._consumer is not None:
-            try:
-                self._consumer.close()  # leaves the group (triggers a rebalance at once)
-            except (KafkaException, RuntimeError) as exc:
-                log.warning("consumer close failed", error=str(exc))
-        if self._producer is not None:
-            self._producer.flush(5.0)
-        if self._pool is not None and not self._force.is_set():
-            self._pool.shutdown(timeout=1.0)
-        if self._aio is not None:
-            self._aio.shutdown(timeout=1.0)
-        if self._processes is not None:
-            self._processes.shutdown()
-        if self._executor is not None:
-            self._executor.close()
-        if self._revoked is not None:
-            self._revoked.close()
 
     def _install_signals(self) -> Any:
         if threading.current_thread() is not threading.main_thread():
@@ -887,12 +591,13 @@ class Worker:
         return restore
 
 
-def _without_value(out: Output, err: KafkaError) -> Output:
-    """The output with its value dropped (a dead letter the DLQ topic cannot hold whole)."""
-    assert out.value is not None
-    note = f"{len(out.value)} bytes dropped: {err.str()}"
-    return Output(out.topic, out.key, None, [*out.headers, ("st-value-dropped", note.encode())])
-
-
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:
     return [f"{p.topic}[{p.partition}]" for p in partitions]
+
+
+def _drain_saw(drain: DrainWatch, msg: Message, err: KafkaError | None) -> None:
+    tp = (str(msg.topic()), int(msg.partition() or 0))
+    if err is None:
+        drain.seen(tp, int(msg.offset() or 0))
+    elif err.code() == KafkaError._PARTITION_EOF:
+        drain.at_end(tp, int(msg.offset() or 0))

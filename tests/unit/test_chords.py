@@ -55,7 +55,7 @@ class Harness:
         self.app = app
         self.index = FakeIndex()
         self.executor = Executor(app, "w1", fired=cast(FiredIndex, self.index))
-        self.joiner = ChordJoiner(self.executor, self.index.done)
+        self.joiner = ChordJoiner(self.executor.results, self.executor.continuation)
         self.joiner.assigned((TOPIC, 0))
         self.sent: list[Envelope] = []
         app.publisher.publish = self._capture  # type: ignore[method-assign,assignment]
@@ -77,7 +77,7 @@ class Harness:
         _, record = self.app.codec.decode(env.args, expect=task.args_schema)
         payload = task.encode_result(record["x"]) if status is TaskStatus.SUCCESS else None
         error = None if payload is not None else ErrorInfo("ValueError", f"member {index} broke")
-        out = self.executor._member_outcome(env, status, payload, error)
+        out = self.executor.continuation.member_outcome(env, status, payload, error)
         rec = Record(out.topic, 0, self.offset, out.key, out.value, out.headers)
         self.offset += 1
         return rec
@@ -160,7 +160,7 @@ def test_a_chord_whose_marker_exists_is_not_joined_again(app: App) -> None:
     done = h.joiner.add(h.outcome(0))
     assert done is not None
     h.index.add(chord_marker_id(done.chord_id))  # the marker was acknowledged
-    restarted = ChordJoiner(h.executor, h.index.done)
+    restarted = ChordJoiner(h.executor.results, h.executor.continuation)
     restarted.assigned((TOPIC, 0))
     again = h.outcome(0)
     replay = restarted.add(Record(again.topic, 0, 0, again.key, again.value, again.headers))

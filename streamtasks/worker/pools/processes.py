@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 
 import structlog
 
+from streamtasks._loading import load_app
 from streamtasks.errors import StreamtasksError
 from streamtasks.signals import SoftTimeLimitExceeded
 
@@ -51,7 +52,6 @@ class ChildError(Exception):
 def _child_main(app_spec: str, conn: Connection) -> None:
     """Child process: import the app, then run (task name, args bytes) requests forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when children stop
-    from streamtasks._loading import load_app
 
     app = load_app(app_spec)
 

@@ -17,6 +17,8 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import structlog
@@ -88,6 +90,21 @@ _CONNECT_FAILED = re.compile(r"^Connect to \S+ failed:\s*(?P<why>.*?)(?:\s*\(aft
 _VARYING = re.compile(r"\(after \d+ms[^)]*\)|\d+ms|\d+")
 
 
+_checking = threading.local()
+
+
+@contextmanager
+def reachability_check() -> Iterator[None]:
+    """While this thread checks that a broker answers (and says so itself when none does),
+    librdkafka's connection failures served on it are logged at debug level only: the check's
+    own error is the one line a user sees."""
+    _checking.active = True
+    try:
+        yield
+    finally:
+        _checking.active = False
+
+
 class _KafkaLogRouter(logging.Handler):
     """Turns librdkafka log records into deduplicated structlog events."""
 
@@ -123,7 +140,7 @@ class _KafkaLogRouter(logging.Handler):
         down = _CONNECT_FAILED.match(text)
         if down is not None:
             event = f"broker {broker} unreachable: {down.group('why')}"
-            level = logging.WARNING
+            level = logging.DEBUG if getattr(_checking, "active", False) else logging.WARNING
             with self._guard:
                 self.down.setdefault(str(broker), time.monotonic())
         else:

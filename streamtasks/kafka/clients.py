@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from streamtasks.errors import BrokerError, ConfigError
-from streamtasks.logs import kafka_logger
+from streamtasks.logs import kafka_logger, reachability_check
 from streamtasks.wire.topics import TopicSpec
 
 __all__ = [
@@ -191,6 +191,11 @@ def check_reachable(admin: AdminClient, bootstrap: str, *, timeout: float = 10.0
     A TLS or authentication failure (wrong CA, wrong password) fails at once, with the
     client's own reason, instead of waiting ``timeout`` for a broker that will never answer.
     """
+    with reachability_check():
+        _check_reachable(admin, bootstrap, timeout)
+
+
+def _check_reachable(admin: AdminClient, bootstrap: str, timeout: float) -> None:
     errors = _admin_errors.get(admin, [])
     deadline = time.monotonic() + timeout
     cause: Exception | None = None

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from streamtasks.store import ResultStore
 
 from streamtasks import App, AsyncResult, TaskStatus
 from streamtasks.dev.kafka import KafkaBroker
+from streamtasks.ops.store import ResultStore
 from streamtasks.testing import BrokerKind, consume_all, create_topics, skip_if_tansu
 from streamtasks.wire.topics import dlq_topic, results_topic, task_topic
 from tests.integration.apps.basic import build

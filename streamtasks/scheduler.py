@@ -21,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -35,7 +36,7 @@ import structlog
 from streamtasks.app import App
 from streamtasks.config import KafkaValue
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
-from streamtasks.kafka import OFFSET_BEGINNING, Consumer, TopicPartition, clients, reader
+from streamtasks.kafka import Consumer, KafkaError, Message, TopicPartition, clients, reader
 from streamtasks.schedules import due_fires, fire_task_id
 from streamtasks.wire.codec import load_builtin_schema
 from streamtasks.wire.envelope import now_ms
@@ -113,20 +114,24 @@ class Scheduler:
             standby_ok=True,
             first=groupwatch.FIRST_WARNING,
         ).start()
+        tail = reader.TopicTail(consumer, self.topic, on_error=_read_error, batch=500)
         try:
             consumer.subscribe(
                 [self.topic],
-                on_assign=self._on_assign,
+                on_assign=functools.partial(self._on_assign, tail),
                 on_revoke=self._on_revoke,
                 on_lost=self._on_revoke,
             )
             while not self._stop.is_set():
-                msgs = consumer.consume(500, 0)
-                if not msgs:
-                    one = consumer.poll(self.tick)
-                    msgs = [one] if one is not None else []
-                for msg in msgs:
-                    self._on_message(msg)
+                for msg in tail.take(self.tick):
+                    self._on_state(msg)
+                if self._leader and not self._loaded and tail.caught_up:
+                    self._loaded = True
+                    log.info(
+                        "leading",
+                        replica=self.replica_id,
+                        last_fired={k: v.isoformat() for k, v in self.last_fired.items()},
+                    )
                 if self.is_leader:
                     self._fire_due()
         finally:
@@ -139,12 +144,13 @@ class Scheduler:
         log.info("scheduler stopped", replica=self.replica_id, fired=self.fired)
 
     # -- leadership -------------------------------------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(
+        self, tail: reader.TopicTail, _consumer: Consumer, partitions: list[TopicPartition]
+    ) -> None:
         if not partitions:
             return
-        for p in partitions:
-            p.offset = OFFSET_BEGINNING  # read all state before firing anything
-        consumer.assign(partitions)
+        # read all state from the beginning before firing anything
+        tail.start({p.partition: reader.BEGINNING for p in partitions})
         self._leader, self._loaded = True, False
         log.info("became leader; loading state", replica=self.replica_id)
 
@@ -153,20 +159,7 @@ class Scheduler:
             log.info("leadership lost", replica=self.replica_id)
         self._leader = self._loaded = False
 
-    def _on_message(self, msg: Any) -> None:
-        err = msg.error()
-        if err is not None:
-            if reader.is_partition_eof(err):
-                if self._leader and not self._loaded:
-                    self._loaded = True
-                    log.info(
-                        "leading",
-                        replica=self.replica_id,
-                        last_fired={k: v.isoformat() for k, v in self.last_fired.items()},
-                    )
-            else:
-                log.warning("scheduler consumer error", error=err.str())
-            return
+    def _on_state(self, msg: Message) -> None:
         if msg.value() is None:
             return
         try:
@@ -232,6 +225,10 @@ class Scheduler:
                 signal.signal(s, h)
 
         return restore
+
+
+def _read_error(err: KafkaError) -> None:
+    log.warning("scheduler consumer error", error=err.str())
 
 
 def read_state(app: App, *, timeout: float = 10.0) -> dict[str, tuple[datetime, str]]:

@@ -3,7 +3,8 @@
 * :class:`Delivery` — the broker's acknowledgement of one produced record (a handle waits on it);
 * :class:`Acks` — the failures among many records' acknowledgements (a batch checks it once);
 * :func:`produce_with_room` — produce one record, serving delivery callbacks while the
-  producer's local queue is full (``BufferError``) instead of failing.
+  producer's local queue is full (``BufferError``) instead of failing (or, on a thread that
+  must not poll the producer, sleeping until the polling thread has made room).
 
 Invariants: a record handed to :func:`produce_with_room` is either enqueued (and then its
 ``on_delivery`` runs exactly once, from ``producer.poll``/``flush``) or the call raises; the
@@ -12,6 +13,7 @@ wait for room is the producer's own ``poll``, so acknowledgements keep flowing m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +63,13 @@ def produce_with_room(
     on_delivery: OnDelivery | None = None,
     partition: int | None = None,
     wait: float = 0.05,
+    poll: bool = True,
 ) -> None:
-    """``producer.produce(...)``, polling ``wait`` seconds at a time while its queue is full."""
+    """``producer.produce(...)``, polling ``wait`` seconds at a time while its queue is full.
+
+    ``poll=False`` is for a thread that must not serve the producer's callbacks (they belong
+    to another thread, which polls): it sleeps ``wait`` seconds at a time instead.
+    """
     kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
     while True:
         try:
@@ -71,4 +78,7 @@ def produce_with_room(
             )
             return
         except BufferError:
-            producer.poll(wait)
+            if poll:
+                producer.poll(wait)
+            else:
+                time.sleep(wait)

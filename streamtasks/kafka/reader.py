@@ -11,7 +11,10 @@ The operations commands (replay, status, offsets reset) read Kafka only through 
 * :func:`read_range` — every record from given offsets up to the end each partition had when
   the read reached it (or until a ``stop`` predicate says so);
 * :func:`offset_for_time` — the first offset whose record is timestamped at or after a time
-  (the search itself, :func:`search_time`, is pure and unit-tested).
+  (the search itself, :func:`search_time`, is pure and unit-tested);
+* :class:`TopicTail` — follow a topic from given positions, for a reader that keeps reading
+  (an index, the result store's sync, the scheduler's state): batches of records as they
+  come, and which partitions have not reached their end yet.
 
 Invariants: what is returned is what the records say, never what a watermark or a time index
 claims. End offsets come from the fetch responses of the records read (the broker's cached high
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEGINNING",
     "Head",
+    "TopicTail",
     "heads",
     "is_partition_eof",
     "offset_for_time",
@@ -230,6 +234,65 @@ def read_range(
                 raise BrokerError(f"reading {_fmt(pending)} made no progress for {timeout:g}s")
     finally:
         consumer.unassign()
+
+
+class TopicTail:
+    """One topic followed from given positions on a consumer that reports partition ends.
+
+    :meth:`start` assigns the partitions (also from a group's ``on_assign`` callback);
+    :meth:`take` returns the records that are ready, waiting up to ``timeout`` only when
+    there are none. A partition's end-of-partition event marks it caught up (its later
+    records are still returned); :attr:`caught_up` is true once every started partition was.
+    Errors other than the end of a partition go to ``on_error`` (ignored without one).
+    """
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        *,
+        on_error: Callable[[KafkaError], None] | None = None,
+        batch: int = 1000,
+    ) -> None:
+        self._consumer = consumer
+        self.topic = topic
+        self._on_error = on_error
+        self._batch = batch
+        self._behind: set[int] = set()
+
+    def start(self, starts: Mapping[int, int]) -> None:
+        """Assign the partitions at their start offsets (:data:`BEGINNING` for the earliest);
+        every one of them is behind until its end is reached."""
+        self._consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
+        self._behind = set(starts)
+
+    @property
+    def behind(self) -> list[int]:
+        """The started partitions whose end has not been reached yet, sorted."""
+        return sorted(self._behind)
+
+    @property
+    def caught_up(self) -> bool:
+        return not self._behind
+
+    def take(self, timeout: float) -> list[Message]:
+        """The records ready now; if none, waits up to ``timeout`` seconds for one."""
+        # consume(n, t) waits out all of t unless n records are ready: take what is there
+        # without waiting, and block only in poll(), which wakes on one record.
+        msgs = self._consumer.consume(self._batch, 0)
+        if not msgs:
+            one = self._consumer.poll(timeout)
+            msgs = [one] if one is not None else []
+        records: list[Message] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                records.append(msg)
+            elif is_partition_eof(err):
+                self._behind.discard(int(msg.partition() or 0))
+            elif self._on_error is not None:
+                self._on_error(err)
+        return records
 
 
 #: ``probe(offset)``: (offset, timestamp) of the first record at or after ``offset``, None at

@@ -36,7 +36,6 @@ import structlog
 
 from streamtasks.errors import BrokerError, ConfigError, DecodeError
 from streamtasks.kafka import (
-    OFFSET_BEGINNING,
     KafkaError,
     KafkaException,
     Message,
@@ -183,6 +182,13 @@ def _seconds(ttl: timedelta | float) -> float:
     if not seconds >= 0:
         raise ConfigError(f"the result TTL must be >= 0 seconds, got {ttl!r}")
     return seconds
+
+
+def _read_error(err: KafkaError) -> None:
+    """A read error while syncing: fatal ones (and a deleted topic) end the sync."""
+    if err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise BrokerError(f"reading the results topic failed: {err.str()}")
+    log.warning("results topic read error", error=err.str())
 
 
 def default_store_path(app: App) -> Path:
@@ -387,23 +393,16 @@ class ResultStore:
                 )
                 self._tables.clear()
                 start = {}
-            consumer.assign(
-                [TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions]
-            )
-            behind = set(partitions)
-            while behind:
+            tail = reader.TopicTail(consumer, self.topic, on_error=_read_error)
+            tail.start({p: start.get(p, reader.BEGINNING) for p in partitions})
+            while not tail.caught_up:
                 if time.monotonic() > deadline:
                     raise BrokerError(
                         f"could not read the results topic {self.topic!r} to its end within "
-                        f"{timeout:g}s (partitions {sorted(behind)} behind); what was read is "
+                        f"{timeout:g}s (partitions {tail.behind} behind); what was read is "
                         "kept, run the sync again"
                     )
-                # consume(n, t) waits out all of t unless n records are ready; poll() does not
-                msgs: list[Message] = consumer.consume(1000, 0)
-                if not msgs:
-                    one = consumer.poll(0.1)
-                    msgs = [one] if one is not None else []
-                changes = self._changes(msgs, behind)
+                changes = [self._change(msg) for msg in tail.take(0.1)]
                 if changes:
                     batch = self.apply(changes)
                     deleted = sum(1 for ch in batch.latest.values() if ch.record is None)
@@ -468,21 +467,6 @@ class ResultStore:
             "`streamtasks topics apply <module:app>` (or start a worker) first",
             timeout=max(timeout, 1.0),
         )
-
-    def _changes(self, msgs: list[Message], behind: set[int]) -> list[Change]:
-        changes: list[Change] = []
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                if reader.is_partition_eof(err):
-                    behind.discard(msg.partition())
-                elif err.fatal() or err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    raise BrokerError(f"reading the results topic failed: {err.str()}")
-                else:
-                    log.warning("results topic read error", error=err.str())
-                continue
-            changes.append(self._change(msg))
-        return changes
 
     def _change(self, msg: Message) -> Change:
         partition, offset, key, value = msg.partition(), msg.offset(), msg.key(), msg.value()

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from streamtasks.errors import StreamtasksError, UnknownTaskError
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
+from streamtasks.wire.headers import task_headers
 from streamtasks.wire.ids import errback_id, parse_step_id, step_id
 from streamtasks.wire.records import TaskFailure
 from streamtasks.wire.topics import Headers, chords_topic, task_topic
@@ -75,11 +77,7 @@ class Continuation:
     def task_output(self, env: Envelope) -> Output:
         """A task event produced by a worker (a chain step, a chord callback, an errback);
         keyed by its id, whose determinism makes a re-produced copy recognisable."""
-        headers: Headers = [
-            ("st-task", env.task.encode()),
-            ("st-id", env.id.encode()),
-            ("st-attempt", str(env.attempt).encode()),
-        ]
+        headers = task_headers(env)
         value = self.app.codec.encode(self.app.envelope_schema, env.to_avro())
         return Output(task_topic(self._ns, env.queue), env.id.encode(), value, headers)
 
@@ -146,7 +144,7 @@ class Continuation:
             "finished_at": now_ms(),
         }
         chord_id = str(join["chord_id"])
-        headers: Headers = [("st-chord", chord_id.encode()), ("st-status", status.value.encode())]
+        headers: Headers = [(hdr.CHORD, chord_id.encode()), (hdr.STATUS, status.value.encode())]
         value = app.codec.encode(app.chord_member_schema, record)
         return Output(chords_topic(self._ns), chord_id.encode(), value, headers)
 

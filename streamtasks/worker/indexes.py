@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-from streamtasks.kafka import clients
+from streamtasks.kafka import reader
 from streamtasks.schedules import parse_fire_task_id
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.topics import results_topic, revoked_topic
 
 if TYPE_CHECKING:
@@ -72,34 +72,22 @@ class TopicKeyIndex:
         return key in self._ids
 
     def _run(self) -> None:
-        cfg = self._app.settings.consumer(None, **{"enable.partition.eof": True})
-        consumer = clients.make_consumer(cfg)
+        consumer = reader.open_reader(self._app)
         try:
-            md = consumer.list_topics(self._topic, timeout=10)
-            meta = md.topics.get(self._topic)
-            parts = sorted(meta.partitions) if meta is not None and meta.error is None else []
+            parts = reader.partitions_of(consumer, self._topic)
             if not parts:
                 log.warning(
                     "index topic missing; run `streamtasks topics apply`", topic=self._topic
                 )
                 self._caught_up.set()
                 return
-            consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in parts])
-            pending = set(parts)
+            tail = reader.TopicTail(consumer, self._topic)
+            tail.start(dict.fromkeys(parts, reader.BEGINNING))
             while not self._closed.is_set():
-                msgs = consumer.consume(1000, 0)
-                if not msgs:
-                    one = consumer.poll(0.1)
-                    msgs = [one] if one is not None else []
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(msg.partition())
-                            if not pending:
-                                self._caught_up.set()
-                        continue
+                for msg in tail.take(0.1):
                     self._on(msg)
+                if tail.caught_up:
+                    self._caught_up.set()
         except Exception:
             log.exception("task id index stopped", topic=self._topic)
             self._caught_up.set()
@@ -122,7 +110,7 @@ def _final_fire(msg: Any) -> str | None:
     key = msg.key()
     if key is None or not key.startswith((b"sched.", b"wf.", b"err.")):
         return None
-    if dict(msg.headers() or ()).get("st-status") in _FINAL:
+    if dict(msg.headers() or ()).get(hdr.STATUS) in _FINAL:
         return str(key.decode(errors="replace"))
     return None
 

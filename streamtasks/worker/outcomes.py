@@ -26,7 +26,9 @@ import structlog
 
 from streamtasks.errors import ResultTooLargeError, StreamtasksError
 from streamtasks.retry import decide
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.headers import task_headers
 from streamtasks.wire.topics import Headers, dlq_topic, results_topic, retry_topic
 from streamtasks.worker.indexes import FiredIndex
 from streamtasks.worker.pools.processes import ChildError
@@ -153,7 +155,7 @@ class Results:
             error=error,
         )
         value = self.app.codec.encode(self.app.result_schema, record.to_avro())
-        headers: Headers = [("st-task", env.task.encode()), ("st-status", status.value.encode())]
+        headers: Headers = [(hdr.TASK, env.task.encode()), (hdr.STATUS, status.value.encode())]
         return Output(self._topic, env.id.encode(), value, headers)
 
 
@@ -204,11 +206,9 @@ class Outcomes:
             again = dataclasses.replace(env, attempt=env.attempt + 1, eta=due, last_error=error)
             headers = _carry_headers(rec.headers)
             headers += [
-                ("st-task", env.task.encode()),
-                ("st-id", env.id.encode()),
-                ("st-attempt", str(again.attempt).encode()),
-                ("st-not-before", str(due).encode()),
-                ("st-first-failure", header(rec.headers, "st-first-failure") or _now_bytes()),
+                *task_headers(env, attempt=again.attempt),
+                (hdr.NOT_BEFORE, str(due).encode()),
+                (hdr.FIRST_FAILURE, header(rec.headers, hdr.FIRST_FAILURE) or _now_bytes()),
             ]
             retry_record = Output(
                 retry_topic(self._ns, _queue_of(rec.topic, self._ns), verdict.tier),
@@ -255,19 +255,19 @@ class Outcomes:
         now = _now_bytes()
         headers = _carry_headers(rec.headers, keep_task_headers=True)
         headers += [
-            ("st-dlq-reason", reason.encode()),
-            ("st-error-type", error.type.encode()),
-            ("st-error-message", error.message[:2000].encode()),
-            ("st-attempts", str(env.attempt if env else 1).encode()),
-            ("st-first-failure", header(rec.headers, "st-first-failure") or now),
-            ("st-last-failure", now),
-            ("st-origin-topic", rec.topic.encode()),
-            ("st-origin-partition", str(rec.partition).encode()),
-            ("st-origin-offset", str(rec.offset).encode()),
-            ("st-worker-id", self.worker_id.encode()),
+            (hdr.DLQ_REASON, reason.encode()),
+            (hdr.ERROR_TYPE, error.type.encode()),
+            (hdr.ERROR_MESSAGE, error.message[:2000].encode()),
+            (hdr.ATTEMPTS, str(env.attempt if env else 1).encode()),
+            (hdr.FIRST_FAILURE, header(rec.headers, hdr.FIRST_FAILURE) or now),
+            (hdr.LAST_FAILURE, now),
+            (hdr.ORIGIN_TOPIC, rec.topic.encode()),
+            (hdr.ORIGIN_PARTITION, str(rec.partition).encode()),
+            (hdr.ORIGIN_OFFSET, str(rec.offset).encode()),
+            (hdr.WORKER_ID, self.worker_id.encode()),
         ]
         if error.traceback:
-            headers.append(("st-traceback", error.traceback[-TRACEBACK_LIMIT:].encode()))
+            headers.append((hdr.TRACEBACK, error.traceback[-TRACEBACK_LIMIT:].encode()))
         letter = Output(
             dlq_topic(self._ns, _queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
         )
@@ -316,16 +316,13 @@ class Outcomes:
         return result_refused(self.app, out, detail)
 
 
-_TASK_HEADERS = {"st-task", "st-id", "st-attempt", "st-not-before", "st-first-failure"}
-
-
 def _carry_headers(headers: Headers | None, *, keep_task_headers: bool = False) -> Headers:
     """User headers (and, for dead letters, the task's own) carried to a follow-up record."""
     out: Headers = []
     for key, value in headers or ():
-        if key.startswith("st-") and not (keep_task_headers and key in _TASK_HEADERS):
+        if hdr.is_own(key) and not (keep_task_headers and key in hdr.TASK_HEADERS):
             continue
-        if keep_task_headers and key == "st-first-failure":
+        if keep_task_headers and key == hdr.FIRST_FAILURE:
             continue  # written afresh below
         out.append((key, value))
     return out
@@ -374,5 +371,5 @@ def result_refused(app: App, out: Output, detail: str) -> Output | None:
         rec, status=TaskStatus.FAILURE, value=None, error=error_info(too_large)
     )
     value = app.codec.encode(app.result_schema, failed.to_avro())
-    headers: Headers = [("st-task", rec.task.encode()), ("st-status", b"FAILURE")]
+    headers: Headers = [(hdr.TASK, rec.task.encode()), (hdr.STATUS, b"FAILURE")]
     return Output(out.topic, out.key, value, headers)

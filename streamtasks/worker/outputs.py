@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from streamtasks.kafka.delivery import produce_with_room
+from streamtasks.wire import headers as hdr
 from streamtasks.worker.outcomes import Outcome, Output, Record
 
 __all__ = ["Job", "Outputs"]
@@ -34,6 +36,10 @@ __all__ = ["Job", "Outputs"]
 log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
+
+#: seconds to wait for room in a full producer queue, by "on the poll thread": the poll thread
+#: serves the callbacks meanwhile, a task thread sleeps briefly until the poll thread has
+_ROOM_WAIT = {True: 0.05, False: 0.005}
 
 
 @dataclass(slots=True, eq=False)
@@ -99,22 +105,19 @@ class Outputs:
         Never gives up on an output: the record's offset cannot finish without it. Only the
         poll thread may serve callbacks while it waits for room in the producer's queue.
         """
-        producer = self._producer
         while True:
             try:
-                producer.produce(
+                produce_with_room(
+                    self._producer,
                     out.topic,
-                    value=out.value,
+                    out.value,
                     key=out.key,
                     headers=out.headers,
                     on_delivery=functools.partial(self._on_delivered, job, out),
+                    poll=poll_thread,
+                    wait=_ROOM_WAIT[poll_thread],
                 )
                 return
-            except BufferError:
-                if poll_thread:
-                    producer.poll(0.05)
-                else:
-                    time.sleep(0.005)
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
                 if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and out.value is not None:
@@ -139,13 +142,15 @@ class Outputs:
 
     def produce_untracked(self, out: Output) -> None:
         """Task thread: an informational output (STARTED) no offset waits for."""
-        producer = self._producer
-        while True:
-            try:
-                producer.produce(out.topic, value=out.value, key=out.key, headers=out.headers)
-                return
-            except BufferError:
-                time.sleep(0.005)
+        produce_with_room(
+            self._producer,
+            out.topic,
+            out.value,
+            key=out.key,
+            headers=out.headers,
+            poll=False,
+            wait=_ROOM_WAIT[False],
+        )
 
     def _on_delivered(
         self, job: Job, out: Output, err: KafkaError | None, _msg: Message | None = None
@@ -180,4 +185,4 @@ def _without_value(out: Output, err: KafkaError) -> Output:
     """The output with its value dropped (a dead letter the DLQ topic cannot hold whole)."""
     assert out.value is not None
     note = f"{len(out.value)} bytes dropped: {err.str()}"
-    return Output(out.topic, out.key, None, [*out.headers, ("st-value-dropped", note.encode())])
+    return Output(out.topic, out.key, None, [*out.headers, (hdr.VALUE_DROPPED, note.encode())])

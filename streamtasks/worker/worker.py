@@ -51,6 +51,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from streamtasks.app import App
 from streamtasks.errors import ConfigError
+from streamtasks.kafka import reader
+from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
@@ -260,7 +262,7 @@ class Worker:
                 if drain is not None:
                     _drain_saw(drain, msg, err)
                 if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
+                    if not reader.is_partition_eof(err):
                         self._on_consumer_error(err)
                     continue
                 try:
@@ -355,13 +357,13 @@ class Worker:
     def _hold_if_early(self, rec: Record) -> Callable[[], Outcome] | None:
         """A retry-tier record: held (its partition paused) until its ``st-not-before``; a
         header that is not a time makes it a dead letter (returned, to run on a task thread)."""
-        due = header(rec.headers, "st-not-before")
+        due = header(rec.headers, hdr.NOT_BEFORE)
         if due is None:
             return None
         try:
             due_ms = int(due)
         except ValueError:
-            bad = ValueError(f"st-not-before header {due[:100]!r} is not a time in epoch ms")
+            bad = ValueError(f"{hdr.NOT_BEFORE} header {due[:100]!r} is not a time in epoch ms")
             return functools.partial(self._s.executor.dead_letter, rec, "bad-header", bad)
         if due_ms > now_ms():
             self._s.flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
@@ -389,7 +391,7 @@ class Worker:
 
     def _submit(self, job: Job) -> None:
         self._hooks.started(job.record)
-        if self._s.aio is not None and header(job.record.headers, "st-task") in self._async_tasks:
+        if self._s.aio is not None and header(job.record.headers, hdr.TASK) in self._async_tasks:
             self._s.aio.submit(lambda: self._execute_async(job))
             return
         self._s.pool.submit(lambda: self._execute(job))
@@ -599,5 +601,5 @@ def _drain_saw(drain: DrainWatch, msg: Message, err: KafkaError | None) -> None:
     tp = (str(msg.topic()), int(msg.partition() or 0))
     if err is None:
         drain.seen(tp, int(msg.offset() or 0))
-    elif err.code() == KafkaError._PARTITION_EOF:
+    elif reader.is_partition_eof(err):
         drain.at_end(tp, int(msg.offset() or 0))

@@ -39,7 +39,7 @@ from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, SchemaError
 from streamtasks.wire.envelope import Envelope
 from streamtasks.wire.ids import chord_marker_id, errback_id, member_id, parse_step_id, step_id
-from streamtasks.wire.records import TaskFailure
+from streamtasks.wire.records import ChordJoin, TaskFailure
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -249,17 +249,10 @@ class Chord:
             sent = Chain((first, *rest), (*self.link_error, *self.body.link_error)).publish(root)
             return AsyncResult(last, app=app, task=self.body.steps[-1].task, delivery=sent)
         body = encode_step(app, callback)
-        continuation = [encode_step(app, s) for s in rest]
+        continuation = tuple(encode_step(app, s) for s in rest)
         delivery = None
         for index, m in enumerate(members):
-            join = {
-                "chord_id": root,
-                "index": index,
-                "size": len(members),
-                "body": body,
-                "rest": continuation,
-                "link_error": list(errbacks),
-            }
+            join = ChordJoin(root, index, len(members), body, continuation, tuple(errbacks))
             env = Envelope(
                 id=member_id(root, index),
                 task=m.task.name,
@@ -267,7 +260,7 @@ class Chord:
                 args=m.task.encode_args(m.args, m.kwargs),
                 root_id=root,
                 workflow_id=root,
-                continuation=(app.codec.encode(app.chord_join_schema, join),),
+                continuation=(app.codec.encode(app.chord_join_schema, join.to_avro()),),
                 link_error=encode_errbacks(app, m.link_error),
             )
             delivery = app.publisher.publish(env, key=None, headers=[])

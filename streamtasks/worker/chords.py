@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus
 from streamtasks.wire.ids import chord_marker_id, step_id
+from streamtasks.wire.records import ChordJoin, ChordMember
 from streamtasks.worker.continuation import Continuation
 from streamtasks.worker.outcomes import Output, Record, Results
 from streamtasks.worker.tracker import OffsetTracker
@@ -57,8 +57,8 @@ class Completion:
 
 @dataclass(slots=True)
 class _Pending:
-    join: dict[str, Any]
-    members: dict[int, dict[str, Any]] = field(default_factory=dict)
+    join: ChordJoin
+    members: dict[int, ChordMember] = field(default_factory=dict)
     offsets: list[int] = field(default_factory=list)
 
 
@@ -115,12 +115,14 @@ class ChordJoiner:
         alone = Completion(tp, (rec.offset,))
         app = self._app
         try:
-            _, member = app.codec.decode(rec.value, expect=app.chord_member_schema)
-            _, join = app.codec.decode(member["join"], expect=app.chord_join_schema)
+            _, raw_member = app.codec.decode(rec.value, expect=app.chord_member_schema)
+            member = ChordMember.from_avro(raw_member)
+            _, raw_join = app.codec.decode(member.join, expect=app.chord_join_schema)
+            join = ChordJoin.from_avro(raw_join)
         except StreamtasksError as exc:
             log.error("unreadable chord record skipped", error=str(exc), **rec.log_fields())
             return alone
-        chord_id, index, size = str(join["chord_id"]), int(join["index"]), int(join["size"])
+        chord_id, index, size = join.chord_id, join.index, join.size
         if not 0 <= index < size:
             log.error("chord record with a bad member index skipped", chord_id=chord_id)
             return alone
@@ -135,7 +137,7 @@ class ChordJoiner:
             pending = part.chords[chord_id] = _Pending(join)
         pending.offsets.append(rec.offset)
         pending.members.setdefault(index, member)  # the first outcome of a member counts
-        failed = (index, member) if member["status"] != TaskStatus.SUCCESS.value else None
+        failed = (index, member) if member.status != TaskStatus.SUCCESS.value else None
         if failed is None and len(pending.members) < size:
             return None
         del part.chords[chord_id]
@@ -157,7 +159,7 @@ class ChordJoiner:
             self._completed.popitem(last=False)
 
     def _complete(
-        self, chord_id: str, pending: _Pending, failed: tuple[int, dict[str, Any]] | None
+        self, chord_id: str, pending: _Pending, failed: tuple[int, ChordMember] | None
     ) -> tuple[tuple[Output, ...], TaskStatus]:
         join = pending.join
         if failed is None:
@@ -168,26 +170,25 @@ class ChordJoiner:
                     "ChordError", f"chord {chord_id}: cannot send its callback: {exc}"
                 )
             else:
-                log.info("chord complete; callback sent", chord_id=chord_id, size=join["size"])
+                log.info("chord complete; callback sent", chord_id=chord_id, size=join.size)
                 return (callback,), TaskStatus.SUCCESS
         else:
             index, member = failed
-            cause = member["error"] or {"type": "Error", "message": "", "traceback": None}
+            cause = member.error or ErrorInfo("Error", "")
             error = ErrorInfo(
                 "ChordError",
-                f"chord {chord_id}: member {index} ({member['member_id']}, task "
-                f"{member['task']}) ended {member['status']}: {cause['type']}: "
-                f"{cause['message']}",
-                cause["traceback"],
+                f"chord {chord_id}: member {index} ({member.member_id}, task "
+                f"{member.task}) ended {member.status}: {cause.type}: {cause.message}",
+                cause.traceback,
             )
         log.warning("chord failed", chord_id=chord_id, error=error.message)
-        last_id = step_id(chord_id, len(join["rest"]))
-        last_task = self._task_name(join["rest"][-1] if join["rest"] else join["body"])
+        last_id = step_id(chord_id, len(join.rest))
+        last_task = self._task_name(join.rest[-1] if join.rest else join.body)
         last = Envelope(id=last_id, task=last_task, queue="", args=b"", root_id=chord_id)
         outputs = (
             self._results.result_output(last, TaskStatus.FAILURE, None, None, error),
             *self._continuation.errback_outputs(
-                join["link_error"], last_id, last_task, 1, chord_id, TaskStatus.FAILURE, error
+                join.link_error, last_id, last_task, 1, chord_id, TaskStatus.FAILURE, error
             ),
         )
         return outputs, TaskStatus.FAILURE
@@ -195,13 +196,15 @@ class ChordJoiner:
     def _callback(self, chord_id: str, pending: _Pending) -> Output:
         app, join = self._app, pending.join
         values = []
-        for index in range(int(join["size"])):
+        for index in range(join.size):
             member = pending.members[index]
-            task = app.tasks.get(member["task"])
+            task = app.tasks.get(member.task)
             if task is None:
-                raise KeyError(f"member task {member['task']!r} is not registered here")
-            values.append(task.decode_result(member["value"]))
-        task, partial = self._continuation.decode_step(join["body"])
+                raise KeyError(f"member task {member.task!r} is not registered here")
+            if member.value is None:
+                raise ValueError(f"member {index} succeeded without a result value")
+            values.append(task.decode_result(member.value))
+        task, partial = self._continuation.decode_step(join.body)
         args = app.codec.encode(task.args_schema, task.signature.complete(partial, values))
         env = Envelope(
             id=step_id(chord_id, 0),
@@ -210,8 +213,8 @@ class ChordJoiner:
             args=args,
             root_id=chord_id,
             workflow_id=chord_id,
-            continuation=tuple(join["rest"]),
-            link_error=tuple(join["link_error"]),
+            continuation=join.rest,
+            link_error=join.link_error,
         )
         return self._continuation.task_output(env)
 

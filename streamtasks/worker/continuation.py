@@ -22,7 +22,7 @@ from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
 from streamtasks.wire.headers import task_headers
 from streamtasks.wire.ids import errback_id, parse_step_id, step_id
-from streamtasks.wire.records import TaskFailure
+from streamtasks.wire.records import ChordJoin, ChordMember, TaskFailure
 from streamtasks.wire.topics import Headers, chords_topic, task_topic
 from streamtasks.worker.outcomes import Output, Results
 
@@ -133,19 +133,11 @@ class Continuation:
         """A chord member's final outcome, for the join on ``{ns}.chords``."""
         app = self.app
         frame = env.continuation[0]
-        _, join = app.codec.decode(frame, expect=app.chord_join_schema)
-        record = {
-            "join": frame,
-            "member_id": env.id,
-            "task": env.task,
-            "status": status.value,
-            "value": payload,
-            "error": None if error is None else error.to_avro(),
-            "finished_at": now_ms(),
-        }
-        chord_id = str(join["chord_id"])
+        _, raw_join = app.codec.decode(frame, expect=app.chord_join_schema)
+        chord_id = ChordJoin.from_avro(raw_join).chord_id
+        record = ChordMember(frame, env.id, env.task, status.value, payload, error, now_ms())
         headers: Headers = [(hdr.CHORD, chord_id.encode()), (hdr.STATUS, status.value.encode())]
-        value = app.codec.encode(app.chord_member_schema, record)
+        value = app.codec.encode(app.chord_member_schema, record.to_avro())
         return Output(chords_topic(self._ns), chord_id.encode(), value, headers)
 
     def chain_end(

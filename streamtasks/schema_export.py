@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 from streamtasks.errors import SchemaError
 from streamtasks.wire.codec import SHARED_TYPE_FILES, Codec, load_builtin_schema
 from streamtasks.wire.schema import refs
+from streamtasks.wire.schema.adapters import TYPES_NAMESPACE
 from streamtasks.wire.schema.compat import Subject
-from streamtasks.wire.schema.types import TYPES_NAMESPACE, return_adapter
+from streamtasks.wire.schema.signature import return_adapter
 
 if TYPE_CHECKING:
     from streamtasks.app import App

@@ -21,7 +21,8 @@ from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope, now_ms
 from streamtasks.wire.headers import PREFIX
-from streamtasks.wire.schema.types import Signature, TypeAdapter, return_adapter, signature_of
+from streamtasks.wire.schema.adapters import TypeAdapter
+from streamtasks.wire.schema.signature import Signature, return_adapter, signature_of
 from streamtasks.wire.topics import Headers, task_topic, validate_name
 from streamtasks.workflows import Signature as WorkflowSignature
 from streamtasks.workflows import encode_errbacks

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from streamtasks.errors import ArgumentError
-from streamtasks.wire.schema.types import signature_of
+from streamtasks.wire.schema.signature import signature_of
 
 
 class Shape(enum.Enum):

@@ -18,7 +18,7 @@ import fastavro
 import pytest
 
 from streamtasks.wire.codec import Codec
-from streamtasks.wire.schema.types import signature_of
+from streamtasks.wire.schema.signature import signature_of
 
 
 class Tier(enum.Enum):

@@ -1,5 +1,5 @@
 """Avro schemas derived from type hints, and values converted both ways
-(streamtasks.wire.schema.types).
+(streamtasks.wire.schema: adapters, composites, derive, signature).
 
 Annotations in this module are strings (``from __future__ import annotations``), so every test
 also exercises the resolution of postponed annotations.
@@ -20,17 +20,15 @@ import fastavro
 import pytest
 
 from streamtasks.errors import ArgumentError, SchemaError
-from streamtasks.wire.schema.types import (
+from streamtasks.wire.schema.adapters import (
     SUPPORTED_TYPES,
     TASKS_NAMESPACE,
     TYPES_NAMESPACE,
-    Signature,
     TypeAdapter,
-    adapter_for,
     avro_name,
-    return_adapter,
-    signature_of,
 )
+from streamtasks.wire.schema.derive import adapter_for
+from streamtasks.wire.schema.signature import Signature, return_adapter, signature_of
 
 # -- types used by the tests ----------------------------------------------------------------
 

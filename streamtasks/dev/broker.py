@@ -32,16 +32,14 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 import structlog
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
+from streamtasks.dev.processes import BrokerProcess, reap_process
 from streamtasks.errors import BrokerError, BrokerNotFoundError, ConfigError
 
 __all__ = [
@@ -76,7 +74,6 @@ def client_env(bootstrap_servers: str) -> dict[str, str]:
     return {"STREAMTASKS_BOOTSTRAP_SERVERS": bootstrap_servers, **CLIENT_SETTINGS}
 
 
-_LOG_TAIL_LINES: Final = 20
 _ANSI_ESCAPE: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _ADDR_IN_USE_MARKERS: Final = ("AddrInUse", "Address in use", "address already in use")
 
@@ -173,18 +170,6 @@ def _port_in_use_error(port: int) -> BrokerError:
     )
 
 
-def _reap(proc: subprocess.Popen[bytes], temp_log: str | None) -> None:
-    """Last-resort cleanup (garbage collection or interpreter exit): kill, reap, delete log."""
-    if proc.poll() is None:
-        with contextlib.suppress(OSError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    if temp_log is not None:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_log)
-
-
 if TYPE_CHECKING:  # weakref.finalize is generic only to type checkers
     _Finalizer: TypeAlias = weakref.finalize[
         [subprocess.Popen[bytes], str | None], "EmbeddedBroker"
@@ -195,7 +180,7 @@ class _AddrInUse(BrokerError):
     """Internal: the broker process could not bind its port."""
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(BrokerProcess):
     """A Tansu broker process listening on ``host:port``.
 
     ``port=None`` (or 0) picks a free port when the object is created; the port then stays the
@@ -205,6 +190,10 @@ class EmbeddedBroker:
     ``storage_engine`` defaults to the in-memory engine; ``env`` adds environment variables for
     the broker process (e.g. the ``AWS_*`` settings of an ``s3://`` engine).
     """
+
+    _title = "the development broker"
+    _engine = "tansu"
+    _connect_pause = 0.02
 
     def __init__(
         self,
@@ -218,7 +207,7 @@ class EmbeddedBroker:
     ) -> None:
         if port is not None and not 0 <= port <= 65535:
             raise ConfigError(f"broker port must be 1-65535 (or None/0 for a free one), got {port}")
-        self._host = host
+        super().__init__(host)
         self._port_given = bool(port)
         self._port = port if port else free_port(host)
         self._binary = binary
@@ -226,13 +215,9 @@ class EmbeddedBroker:
         self._storage_engine = storage_engine
         self._extra_env = dict(env or {})
 
-        self._lock = threading.RLock()
-        self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: _Finalizer | None = None
         self._log_path: str | None = None
-        self._log_offset = 0
         self._owns_log = False
-        self._returncode: int | None = None
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -250,32 +235,9 @@ class EmbeddedBroker:
         return _host_port(self._host, self._port)
 
     @property
-    def pid(self) -> int | None:
-        """The broker's process id while it runs, else ``None``."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
-
-    @property
-    def returncode(self) -> int | None:
-        """Exit status of the last broker process once it has exited (negative: killed by that
-        signal); ``None`` while it runs or before the first start."""
-        proc = self._proc
-        if proc is not None:
-            return proc.poll()
-        return self._returncode
-
-    @property
     def log_path(self) -> str | None:
         """Where the current (or last) broker process writes its output."""
         return self._log_path
-
-    def is_running(self) -> bool:
-        proc = self._proc
-        return proc is not None and proc.poll() is None
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.is_running() else "stopped"
-        return f"EmbeddedBroker({self.bootstrap_servers}, {state})"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -304,7 +266,7 @@ class EmbeddedBroker:
                     self._port = free_port(self._host)
                 try:
                     self._launch(binary)
-                    self._wait_ready(timeout)
+                    self._wait_answering(timeout)
                 except _AddrInUse:
                     self._terminate(timeout=1.0)
                     if self._port_given or attempt == attempts - 1:
@@ -331,38 +293,17 @@ class EmbeddedBroker:
             if was_running:
                 log.info("dev broker stopped", bootstrap_servers=self.bootstrap_servers)
 
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
+    def _log_file(self) -> str | None:
+        return self._log_path
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last ``lines`` lines the current (or last) broker process wrote, without colours."""
-        path = self._log_path
-        if path is None:
-            return ""
-        try:
-            with open(path, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(self._log_offset, size - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        text = _ANSI_ESCAPE.sub("", data.decode("utf-8", errors="replace"))
-        return "\n".join(text.splitlines()[-lines:])
+    def _log_text(self) -> str:
+        return _ANSI_ESCAPE.sub("", super()._log_text())
 
     # -- internals ----------------------------------------------------------------------------
 
     def _log_where(self) -> str:
         # A temporary log is deleted on stop, so only name a log the caller asked for.
-        return f" ({self._log_path})" if self._log_path and not self._owns_log else ""
+        return super()._log_where() if not self._owns_log else ""
 
     def _command(self, binary: str) -> list[str]:
         url = f"tcp://{self.bootstrap_servers}"
@@ -396,82 +337,21 @@ class EmbeddedBroker:
 
     def _launch(self, binary: str) -> None:
         env = {**os.environ, "NO_COLOR": "1", **self._extra_env}
-        fd = self._open_log()
-        try:
-            proc = subprocess.Popen(
-                self._command(binary),
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise BrokerError(f"could not run the broker binary {binary!r}: {exc}") from exc
-        finally:
-            os.close(fd)
-        self._proc = proc
-        self._returncode = None
+        proc = self._spawn(
+            self._command(binary), self._open_log(), f"the broker binary {binary!r}", env
+        )
         temp_log = self._log_path if self._owns_log else None
-        self._finalizer = weakref.finalize(self, _reap, proc, temp_log)
+        self._finalizer = weakref.finalize(self, reap_process, proc, temp_log)
 
-    def _wait_ready(self, timeout: float) -> None:
-        proc = self._proc
-        assert proc is not None
-        deadline = time.monotonic() + timeout
-        admin: AdminClient | None = None
-        while True:
-            code = proc.poll()
-            if code is not None:
-                tail = self.log_tail()
-                if any(marker in tail for marker in _ADDR_IN_USE_MARKERS):
-                    raise _AddrInUse(tail)
-                raise BrokerError(
-                    f"the development broker exited with status {code} during start-up; "
-                    f"last lines of its log{self._log_where()}:\n{tail}"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerError(
-                    f"the development broker did not answer on {self.bootstrap_servers} within "
-                    f"{timeout:g}s; last lines of its log{self._log_where()}:\n{self.log_tail()}"
-                )
-            # A plain TCP connect first: it keeps librdkafka from logging refused connections.
-            try:
-                with socket.create_connection((self._host, self._port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(min(0.02, max(remaining, 0.0)))
-                continue
-            if admin is None:
-                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-            try:
-                metadata = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
-            except KafkaException:
-                continue
-            if metadata.brokers:
-                return
+    def _exited_error(self, code: int) -> BrokerError:
+        tail = self.log_tail()
+        if any(marker in tail for marker in _ADDR_IN_USE_MARKERS):
+            return _AddrInUse(tail)
+        return super()._exited_error(code)
 
     def _terminate(self, timeout: float) -> None:
-        proc = self._proc
-        if proc is None:
+        if self._end(signal.SIGTERM, timeout) is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.info(
-                    "dev broker still running after SIGTERM; killing it",
-                    pid=proc.pid,
-                    grace_seconds=timeout,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                proc.wait()
-        self._returncode = proc.returncode
-        self._proc = None
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None

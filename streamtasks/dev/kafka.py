@@ -21,7 +21,6 @@ Invariants:
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import re
 import shutil
@@ -29,18 +28,14 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 import structlog
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from streamtasks.dev.broker import free_port
 from streamtasks.dev.jars import (
@@ -50,6 +45,7 @@ from streamtasks.dev.jars import (
     find_java,
     tail_lines,
 )
+from streamtasks.dev.processes import BrokerProcess, reap_process
 from streamtasks.errors import BrokerError, ConfigError
 
 __all__ = [
@@ -145,18 +141,7 @@ def _cluster_id() -> str:
 # -- the broker -------------------------------------------------------------------------------
 
 
-def _reap(proc: subprocess.Popen[bytes] | None, temp_dir: str | None) -> None:
-    """Last-resort cleanup (garbage collection or interpreter exit)."""
-    if proc is not None and proc.poll() is None:
-        with contextlib.suppress(OSError):
-            proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-    if temp_dir is not None:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-class KafkaBroker:
+class KafkaBroker(BrokerProcess):
     """A single-node Apache Kafka (KRaft, combined broker and controller) on ``host``.
 
     ``port=None`` picks a free port once; it then stays the same across restarts.
@@ -166,6 +151,10 @@ class KafkaBroker:
     :data:`FAST_TEST_PROPERTIES`, e.g. ``ssl.keystore.location``. ``scram_users`` (name →
     password) are created with SCRAM-SHA-512 credentials when the data directory is formatted.
     """
+
+    _title = "the Kafka broker"
+    _engine = "kafka"
+    _tail_lines = _LOG_TAIL_LINES
 
     def __init__(
         self,
@@ -187,7 +176,7 @@ class KafkaBroker:
                 raise ConfigError(f"listener name {name!r}: use A-Z0-9_, not PLAINTEXT/CONTROLLER")
             if protocol not in _SECURITY_PROTOCOLS:
                 raise ConfigError(f"listener {name}: unknown security protocol {protocol!r}")
-        self._host = host
+        super().__init__(host)
         self._ports: dict[str, int] = {_PLAINTEXT: port or free_port(host)}
         self._ports[_CONTROLLER] = free_port(host)
         for name in extra:
@@ -204,11 +193,7 @@ class KafkaBroker:
             self._temp_dir = tempfile.mkdtemp(prefix="streamtasks-kafka-")
             data_dir = self._temp_dir
         self._data_dir = Path(data_dir)
-        self._lock = threading.RLock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer = weakref.finalize(self, _reap, None, self._temp_dir)
-        self._returncode: int | None = None
-        self._log_offset = 0
+        self._finalizer = weakref.finalize(self, reap_process, None, self._temp_dir)
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -230,30 +215,12 @@ class KafkaBroker:
         """The broker's output (appended to across restarts)."""
         return self._data_dir / "broker.log"
 
-    @property
-    def pid(self) -> int | None:
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
-
-    @property
-    def returncode(self) -> int | None:
-        proc = self._proc
-        return proc.poll() if proc is not None else self._returncode
-
     def address(self, listener: str) -> str:
         """``host:port`` of the named listener."""
         try:
             return f"{self._host}:{self._ports[listener]}"
         except KeyError:
             raise ConfigError(f"no listener named {listener!r}") from None
-
-    def is_running(self) -> bool:
-        proc = self._proc
-        return proc is not None and proc.poll() is None
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.is_running() else "stopped"
-        return f"KafkaBroker({self.bootstrap_servers}, {state})"
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -275,7 +242,7 @@ class KafkaBroker:
                 self._format(java, libs, config)
             self._launch(java, libs, config)
             try:
-                self._wait_ready(timeout)
+                self._wait_answering(timeout)
             except BaseException:
                 self.kill()
                 raise
@@ -313,28 +280,8 @@ class KafkaBroker:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._finalizer.detach()
 
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        """The last ``lines`` lines the current (or last) broker process wrote."""
-        try:
-            with open(self.log_path, "rb") as f:
-                size = f.seek(0, os.SEEK_END)
-                f.seek(max(self._log_offset, size - 64 * 1024))
-                data = f.read()
-        except OSError:
-            return ""
-        return tail_lines(data.decode("utf-8", errors="replace"), lines)
+    def _log_file(self) -> Path:
+        return self.log_path
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -414,72 +361,13 @@ class KafkaBroker:
                     ) from exc
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._log_offset = os.lseek(fd, 0, os.SEEK_END)
-        try:
-            proc = subprocess.Popen(
-                self._java(java, libs, "kafka.Kafka", str(config)),
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise BrokerError(f"could not run {java!r}: {exc}") from exc
-        finally:
-            os.close(fd)
-        self._proc = proc
-        self._returncode = None
+        proc = self._spawn(self._java(java, libs, "kafka.Kafka", str(config)), fd, repr(java))
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _reap, proc, self._temp_dir)
-
-    def _wait_ready(self, timeout: float) -> None:
-        proc = self._proc
-        assert proc is not None
-        deadline = time.monotonic() + timeout
-        admin: AdminClient | None = None
-        while True:
-            code = proc.poll()
-            if code is not None:
-                raise BrokerError(
-                    f"the Kafka broker exited with status {code} during start-up; last lines of "
-                    f"its log ({self.log_path}):\n{self.log_tail()}"
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerError(
-                    f"the Kafka broker did not answer on {self.bootstrap_servers} within "
-                    f"{timeout:g}s; last lines of its log ({self.log_path}):\n{self.log_tail()}"
-                )
-            try:  # a plain connect first keeps librdkafka from logging refused connections
-                with socket.create_connection((self._host, self.port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(0.1)
-                continue
-            if admin is None:
-                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-            try:
-                metadata = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
-            except KafkaException:
-                continue
-            if metadata.brokers:
-                return
+        self._finalizer = weakref.finalize(self, reap_process, proc, self._temp_dir)
 
     def _signal_and_reap(self, sig: signal.Signals, timeout: float) -> None:
         with self._lock:
-            proc = self._proc
-            if proc is None:
+            if self._end(sig, timeout) is None:
                 return
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(sig)
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    log.info("kafka broker still running; killing it", pid=proc.pid)
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    proc.wait()
-            self._returncode = proc.returncode
-            self._proc = None
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, _reap, None, self._temp_dir)
+            self._finalizer = weakref.finalize(self, reap_process, None, self._temp_dir)

@@ -1,22 +1,44 @@
-"""Worker subprocesses driven from Python: start, SIGTERM, ``kill -9``, and know when ready.
+"""Child processes driven from Python: workers, and the process side of the local brokers.
 
-Used by the demo, the benchmark and tests (re-exported by :mod:`streamtasks.testing`).
-Readiness is read from the workers' own JSON log lines ("partitions assigned" / "revoked" /
-"lost"), not from the broker's group description, which not every Kafka-compatible broker
-fills in; a set of workers is ready when together they own every partition exactly once.
+* :class:`WorkerProcess` — a ``streamtasks worker`` subprocess: start, SIGTERM, ``kill -9``,
+  and know when ready (used by the demo, the benchmark and tests; re-exported by
+  :mod:`streamtasks.testing`). Readiness is read from the workers' own JSON log lines
+  ("partitions assigned" / "revoked" / "lost"), not from the broker's group description,
+  which not every Kafka-compatible broker fills in; a set of workers is ready when together
+  they own every partition exactly once.
+* :class:`BrokerProcess` — what both local broker engines (:mod:`.broker`'s Tansu,
+  :mod:`.kafka`'s Apache Kafka) share: one child process in its own session, its state
+  (``pid``, ``returncode``, ``is_running``), the wait until it answers a metadata request,
+  the signal-then-SIGKILL stop, the tail of its log, the context manager; and
+  :func:`reap_process`, the last-resort cleanup a ``weakref.finalize`` runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import ClassVar, Self
 
-__all__ = ["AssignmentLog", "WorkerProcess", "wait_for_workers"]
+import structlog
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from streamtasks.errors import BrokerError
+
+__all__ = ["AssignmentLog", "BrokerProcess", "WorkerProcess", "reap_process", "wait_for_workers"]
+
+log = structlog.get_logger(__name__)
 
 
 class AssignmentLog:
@@ -187,3 +209,217 @@ def wait_for_workers(
         f"workers not ready after {timeout:.0f}s: they own {[sorted(o) for o in owned]}, "
         f"wanted {partitions} partitions in all"
     )
+
+
+# -- local brokers ------------------------------------------------------------------------
+
+
+def reap_process(proc: subprocess.Popen[bytes] | None, *paths: str | None) -> None:
+    """Last-resort cleanup (garbage collection or interpreter exit): kill and reap ``proc``,
+    then delete ``paths`` (files or directories; ``None`` entries are skipped)."""
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    for path in paths:
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+class BrokerProcess:
+    """The process side of a local broker engine; subclasses say how to launch it.
+
+    A subclass implements ``start``/``stop`` (under ``self._lock``) with :meth:`_spawn`,
+    :meth:`_wait_answering` and :meth:`_end`, and names itself in :attr:`_title` (messages)
+    and :attr:`_engine` (log fields). One instance owns at most one process at a time.
+    """
+
+    _title: ClassVar[str] = "the broker"
+    _engine: ClassVar[str] = "broker"
+    #: lines of the log that :meth:`log_tail` gives by default
+    _tail_lines: ClassVar[int] = 20
+    #: seconds between connection attempts while the broker starts
+    _connect_pause: ClassVar[float] = 0.1
+
+    def __init__(self, host: str) -> None:
+        self._host = host
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._returncode: int | None = None
+        self._log_offset = 0  # where the current process's output starts in its log
+
+    # -- state --------------------------------------------------------------------------------
+    @property
+    def bootstrap_servers(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs, else ``None``."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status of the last broker process once it has exited (negative: killed by that
+        signal); ``None`` while it runs or before the first start."""
+        proc = self._proc
+        return proc.poll() if proc is not None else self._returncode
+
+    def is_running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid}" if self.is_running() else "stopped"
+        return f"{type(self).__name__}({self.bootstrap_servers}, {state})"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the broker (and drop what only it used)."""
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the log ------------------------------------------------------------------------------
+    def _log_file(self) -> str | os.PathLike[str] | None:
+        raise NotImplementedError
+
+    def _log_where(self) -> str:
+        """`` (path)`` of the log for messages, or ``""``."""
+        path = self._log_file()
+        return f" ({path})" if path is not None else ""
+
+    def _log_text(self) -> str:
+        """What the current (or last) process wrote (its last 64 KiB at most)."""
+        path = self._log_file()
+        if path is None:
+            return ""
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(self._log_offset, size - 64 * 1024))
+                data = f.read()
+        except OSError:
+            return ""
+        return data.decode("utf-8", errors="replace")
+
+    def log_tail(self, lines: int | None = None) -> str:
+        """The last ``lines`` lines the current (or last) broker process wrote."""
+        count = self._tail_lines if lines is None else lines
+        return "\n".join(self._log_text().strip().splitlines()[-count:])
+
+    # -- for subclasses -----------------------------------------------------------------------
+    def _spawn(
+        self, command: list[str], log_fd: int, what: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Run ``command`` in its own session (a terminal's Ctrl-C reaches only the Python
+        process, which decides when to stop it), output to ``log_fd`` (closed here)."""
+        try:
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BrokerError(f"could not run {what}: {exc}") from exc
+        finally:
+            os.close(log_fd)
+        self._proc = proc
+        self._returncode = None
+        return proc
+
+    def _exited_error(self, code: int) -> BrokerError:
+        """The error for a process that exited during start-up."""
+        return BrokerError(
+            f"{self._title} exited with status {code} during start-up; last lines of its "
+            f"log{self._log_where()}:\n{self.log_tail()}"
+        )
+
+    def _wait_answering(self, timeout: float) -> None:
+        """Until the broker answers a metadata request with a broker in it; raises
+        :meth:`_exited_error` if it exits, :class:`BrokerError` after ``timeout`` seconds."""
+        proc = self._proc
+        assert proc is not None
+        deadline = time.monotonic() + timeout
+        admin: AdminClient | None = None
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise self._exited_error(code)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerError(
+                    f"{self._title} did not answer on {self.bootstrap_servers} within "
+                    f"{timeout:g}s; last lines of its log{self._log_where()}:\n{self.log_tail()}"
+                )
+            # A plain TCP connect first: it keeps librdkafka from logging refused connections.
+            try:
+                with socket.create_connection((self._host, self.port), timeout=0.5):
+                    pass
+            except OSError:
+                time.sleep(min(self._connect_pause, max(remaining, 0.0)))
+                continue
+            if admin is None:
+                admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+            try:
+                metadata = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
+            except KafkaException:
+                continue
+            if metadata.brokers:
+                return
+
+    def _end(self, sig: signal.Signals, timeout: float) -> subprocess.Popen[bytes] | None:
+        """Send ``sig``, wait up to ``timeout`` seconds, then SIGKILL; reap. Returns the
+        process that was ended (None if there was none)."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.info(
+                    "broker still running after the signal; killing it",
+                    engine=self._engine,
+                    signal=sig.name,
+                    pid=proc.pid,
+                    grace_seconds=timeout,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        self._returncode = proc.returncode
+        self._proc = None
+        return proc

@@ -150,7 +150,7 @@ def test_re_applying_records_already_applied_changes_nothing(store: ResultStore)
 def test_a_failed_apply_leaves_rows_and_positions_as_they_were(
     store: ResultStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import streamtasks.ops.store as store_module
+    import streamtasks.ops.storedb as store_module
 
     store.apply([put(0, 0, rec("a", TaskStatus.STARTED))])
     before = snapshot(store)

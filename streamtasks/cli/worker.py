@@ -1,0 +1,95 @@
+"""``streamtasks worker``: run an app's tasks as a member of its consumer group (a thin layer
+over :class:`streamtasks.worker.Worker` and, with ``--processes``, its supervisor)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from streamtasks.cli.common import AppArg, fail
+from streamtasks.errors import ConfigError, StreamtasksError
+
+__all__ = ["worker"]
+
+
+def worker(
+    app: AppArg,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Tasks run at once (threads).")
+    ] = 8,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-Q", help="Comma-separated queues (default: all).")
+    ] = None,
+    async_concurrency: Annotated[
+        int, typer.Option(help="async def tasks awaited at once (one event loop).")
+    ] = 100,
+    process_concurrency: Annotated[
+        int | None, typer.Option(help="Child processes for pool='process' tasks (default: CPUs).")
+    ] = None,
+    group_id: Annotated[str | None, typer.Option(help="Consumer group (default: derived).")] = None,
+    max_in_flight: Annotated[
+        int | None, typer.Option(help="Received-but-unfinished tasks before partitions are paused.")
+    ] = None,
+    max_in_flight_per_partition: Annotated[
+        int | None, typer.Option(help="Unfinished tasks of one partition before it is paused.")
+    ] = None,
+    shutdown_grace: Annotated[
+        float, typer.Option(help="Seconds SIGTERM waits for in-flight tasks.")
+    ] = 30.0,
+    cooperative: Annotated[
+        bool,
+        typer.Option(help="Cooperative (incremental) rebalancing: only moved partitions stop."),
+    ] = False,
+    processes: Annotated[
+        int,
+        typer.Option(help="Worker processes to run under a supervisor that restarts crashes."),
+    ] = 1,
+    burst: Annotated[
+        bool,
+        typer.Option(help="Exit 0 once the queues are drained and no retry is pending."),
+    ] = False,
+    group_protocol: Annotated[
+        str,
+        typer.Option(help="classic, or consumer (KIP-848: assignment by the broker; Kafka 4.0+)."),
+    ] = "classic",
+) -> None:
+    """Run tasks of APP as a member of its consumer group.
+
+    SIGTERM drains in-flight tasks and commits; a second signal stops at once.
+
+    Example: streamtasks worker myproj.tasks:app --concurrency 16 --queues default,emails
+    Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
+    Example: streamtasks worker myproj.tasks:app --burst   (drain the queues, commit, exit 0)
+    """
+    from streamtasks._loading import load_app
+    from streamtasks.worker import Worker
+
+    try:
+        the_app = load_app(app)  # fail fast in the supervisor too
+        if processes < 1:
+            raise ConfigError(f"--processes must be >= 1, got {processes}")
+        if burst and processes > 1:
+            raise ConfigError("--burst runs one process: start several `worker --burst` instead")
+        if processes > 1:
+            from streamtasks.worker.supervisor import Supervisor, child_args
+
+            raise typer.Exit(Supervisor(child_args(sys.argv[1:]), processes).run())
+        w = Worker(
+            the_app,
+            queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+            concurrency=concurrency,
+            async_concurrency=async_concurrency,
+            process_concurrency=process_concurrency,
+            app_spec=app,
+            group_id=group_id,
+            max_in_flight=max_in_flight,
+            max_in_flight_per_partition=max_in_flight_per_partition,
+            cooperative=cooperative,
+            shutdown_grace=shutdown_grace,
+            group_protocol=group_protocol,
+        )
+        w.run(burst=burst)
+    except StreamtasksError as exc:
+        fail(exc)

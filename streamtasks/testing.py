@@ -34,7 +34,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import pytest
 from confluent_kafka import (
@@ -126,7 +126,7 @@ def _error_of(exc: BaseException) -> KafkaError | None:
     return None
 
 
-def create_topics(  # noqa: C901 (split pending: issue 14 follow-up)
+def create_topics(
     bootstrap: str,
     topics: Mapping[str, int] | Sequence[str],
     *,
@@ -161,6 +161,14 @@ def create_topics(  # noqa: C901 (split pending: issue 14 follow-up)
         )
         for name, partitions in wanted.items()
     ]
+    existing = _request_topics(admin, new_topics, timeout, deadline)
+    _wait_until_led(admin, wanted, existing, timeout, deadline)
+
+
+def _request_topics(
+    admin: AdminClient, new_topics: list[NewTopic], timeout: float, deadline: float
+) -> set[str]:
+    """Ask for the topics; returns those that already existed."""
     futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)
     existing: set[str] = set()
     for name, future in futures.items():
@@ -177,8 +185,17 @@ def create_topics(  # noqa: C901 (split pending: issue 14 follow-up)
             existing.add(name)
             continue
         raise BrokerError(f"could not create topic {name!r}: {error}")
-    del futures
+    return existing
 
+
+def _wait_until_led(
+    admin: AdminClient,
+    wanted: Mapping[str, int],
+    existing: set[str],
+    timeout: float,
+    deadline: float,
+) -> None:
+    """Until cluster metadata shows every wanted topic with all its partitions led."""
     pending = dict(wanted)
     while True:
         remaining = deadline - time.monotonic()
@@ -190,17 +207,7 @@ def create_topics(  # noqa: C901 (split pending: issue 14 follow-up)
             metadata = None
         if metadata is not None:
             for name, partitions in list(pending.items()):
-                topic = metadata.topics.get(name)
-                if topic is None or topic.error is not None:
-                    continue
-                seen = topic.partitions
-                if len(seen) != partitions and (name in existing or len(seen) > partitions):
-                    raise BrokerError(
-                        f"topic {name!r} exists with {len(seen)} partitions, not {partitions}"
-                    )
-                if len(seen) == partitions and all(
-                    p.error is None and p.leader >= 0 for p in seen.values()
-                ):
+                if _led(metadata.topics.get(name), name, partitions, name in existing):
                     del pending[name]
         if not pending:
             return
@@ -210,6 +217,17 @@ def create_topics(  # noqa: C901 (split pending: issue 14 follow-up)
                 + ", ".join(sorted(pending))
             )
         time.sleep(min(0.05, remaining))
+
+
+def _led(topic: Any, name: str, partitions: int, existed: bool) -> bool:
+    """Whether ``topic`` (its metadata, or None) has its ``partitions`` all led; raises when
+    it exists with another count (one that existed before, or more than wanted)."""
+    if topic is None or topic.error is not None:
+        return False
+    seen = topic.partitions
+    if len(seen) != partitions and (existed or len(seen) > partitions):
+        raise BrokerError(f"topic {name!r} exists with {len(seen)} partitions, not {partitions}")
+    return len(seen) == partitions and all(p.error is None and p.leader >= 0 for p in seen.values())
 
 
 # -- reading ----------------------------------------------------------------------------------

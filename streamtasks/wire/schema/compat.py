@@ -157,45 +157,54 @@ class _Resolver:
         self.issues: list[_Issue] = []
         self._active: set[tuple[str, str]] = set()
 
-    def check(self, w: Any, r: Any, path: str, wns: str = "", rns: str = "") -> None:  # noqa: C901 (split pending: issue 14 follow-up)
+    def check(self, w: Any, r: Any, path: str, wns: str = "", rns: str = "") -> None:
         w = self.wnames.resolve(w, wns)
         r = self.rnames.resolve(r, rns)
         wk, rk = _kind(w), _kind(r)
-        if wk == "union":
-            if rk != "union" and any(self._match(b, [r], wns, rns) is None for b in w):
+        if wk == "union" or rk == "union":
+            self._union(w, r, wk == "union", rk == "union", path, wns, rns)
+        elif wk in _PRIMITIVES or rk in _PRIMITIVES:
+            if wk != rk and rk not in _PROMOTIONS.get(wk, ()):
+                self._issue(path, "type-changed", r, w)
+        elif wk != rk:
+            self._issue(path, "type-changed", r, w)
+        else:
+            self._same_kind(w, r, wk, path, wns, rns)
+
+    def _union(
+        self, w: Any, r: Any, w_union: bool, r_union: bool, path: str, wns: str, rns: str
+    ) -> None:
+        """A writer union resolves branch by branch; a writer type read as a reader union
+        resolves to the branch it matches."""
+        if w_union:
+            if not r_union and any(self._match(b, [r], wns, rns) is None for b in w):
                 self._issue(path, "type-changed", r, w)
                 return
             for branch in w:
                 self.check(branch, r, path, wns, rns)
             return
-        if rk == "union":
-            match = self._match(w, r, wns, rns)
-            if match is None:
-                self._issue(path, "type-changed", r, w)
-            else:
-                self.check(w, match, path, wns, rns)
-            return
-        if wk in _PRIMITIVES or rk in _PRIMITIVES:
-            if wk != rk and rk not in _PROMOTIONS.get(wk, ()):
-                self._issue(path, "type-changed", r, w)
-            return
-        if wk != rk:
+        match = self._match(w, r, wns, rns)
+        if match is None:
             self._issue(path, "type-changed", r, w)
-            return
-        if wk == "array":
+        else:
+            self.check(w, match, path, wns, rns)
+
+    def _same_kind(self, w: Any, r: Any, kind: str, path: str, wns: str, rns: str) -> None:
+        """Two complex types of one kind (array, map, enum, fixed, record)."""
+        if kind == "array":
             self.check(w["items"], r["items"], path, wns, rns)
-        elif wk == "map":
+        elif kind == "map":
             self.check(w["values"], r["values"], path, wns, rns)
-        elif wk == "enum":
+        elif kind == "enum":
             if not self._same_name(w, r, path):
                 return
             gone = [s for s in w["symbols"] if s not in r["symbols"]]
             if gone and "default" not in r:
                 self.issues.append(_Issue(path, "enum-symbols", ", ".join(gone), _show(r)))
-        elif wk == "fixed":
+        elif kind == "fixed":
             if self._same_name(w, r, path) and w.get("size") != r.get("size"):
                 self._issue(path, "type-changed", r, w)
-        elif wk in ("record", "error") and self._same_name(w, r, path):
+        elif kind in ("record", "error") and self._same_name(w, r, path):
             self._record(w, r, path)
 
     def _same_name(self, w: Mapping[str, Any], r: Mapping[str, Any], path: str) -> bool:

@@ -113,7 +113,7 @@ class AdapterBuilder:
         self._owners: dict[str, type] = {}  # full Avro name -> class, to catch clashes
         self._building: set[type] = set()
 
-    def build(self, hint: object, where: str) -> TypeAdapter:  # noqa: C901 (split pending: issue 14 follow-up)
+    def build(self, hint: object, where: str) -> TypeAdapter:
         if hint is None:
             hint = type(None)
         try:
@@ -125,6 +125,15 @@ class AdapterBuilder:
         if isinstance(hint, typing.NewType):
             return self.build(hint.__supertype__, where)
         origin = typing.get_origin(hint)
+        if origin is not None or hint is list or hint is dict:
+            return self._generic(hint, origin, where)
+        if isinstance(hint, type):
+            return self._user_class(hint, where)
+        raise _unsupported(where, hint)
+
+    def _generic(self, hint: object, origin: object, where: str) -> TypeAdapter:
+        """``X | None``, ``list[X]``, ``dict[str, X]`` (and the bare ``list``/``dict``, which
+        are refused for lacking their types)."""
         args = typing.get_args(hint)
         if origin is typing.Union or origin is types.UnionType:
             others = [arg for arg in args if arg is not type(None)]
@@ -144,13 +153,16 @@ class AdapterBuilder:
             if args[0] is not str:
                 raise _unsupported(where, hint, "dict keys must be str: Avro maps have string keys")
             return MapAdapter(self.build(args[1], f"{where}: dict value type"))
-        if isinstance(hint, type) and origin is None:
-            if issubclass(hint, enum.Enum):
-                return self._enum(hint, where)
-            if dataclasses.is_dataclass(hint):
-                return self._record(hint, where)
-            if _is_pydantic_model(hint):
-                return self._model(hint, where)
+        raise _unsupported(where, hint)
+
+    def _user_class(self, hint: type, where: str) -> TypeAdapter:
+        """An Enum, a dataclass or a pydantic model."""
+        if issubclass(hint, enum.Enum):
+            return self._enum(hint, where)
+        if dataclasses.is_dataclass(hint):
+            return self._record(hint, where)
+        if _is_pydantic_model(hint):
+            return self._model(hint, where)
         raise _unsupported(where, hint)
 
     def _model(self, cls: type[Any], where: str) -> TypeAdapter:

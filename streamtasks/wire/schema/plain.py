@@ -67,7 +67,7 @@ def describe(adapter: TypeAdapter) -> str:
     return names.get(type(adapter), type(adapter).__name__.strip("_").lower())
 
 
-def from_plain(adapter: TypeAdapter, value: object) -> object:  # noqa: C901 (split pending: issue 14 follow-up)
+def from_plain(adapter: TypeAdapter, value: object) -> object:
     """Plain data (JSON) to the Python value ``adapter`` stands for: dicts become dataclasses
     (unknown or missing fields refused), enum names members. Raises :class:`Mismatch`."""
     if value is None:
@@ -77,29 +77,37 @@ def from_plain(adapter: TypeAdapter, value: object) -> object:  # noqa: C901 (sp
     if isinstance(adapter, RecordAdapter):
         return _record_from_plain(adapter, value)
     if isinstance(adapter, ArrayAdapter):
-        if not isinstance(value, list | tuple):
-            raise expected_value(f"a list ({describe(adapter)})", value)
-        items = []
-        for index, item in enumerate(value):
-            try:
-                items.append(from_plain(adapter.items, item))
-            except Mismatch as exc:
-                raise exc.inside(f"list item [{index}]") from None
-        return items
+        return _list_from_plain(adapter, value)
     if isinstance(adapter, MapAdapter):
-        if not isinstance(value, Mapping):
-            raise expected_value(f"an object ({describe(adapter)})", value)
-        out: dict[object, object] = {}
-        for key, item in value.items():
-            try:
-                out[key] = from_plain(adapter.values, item)
-            except Mismatch as exc:
-                raise exc.inside(f"dict value [{key!r}]") from None
-        return out
+        return _dict_from_plain(adapter, value)
     try:
         return adapter.from_avro(value)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
         raise expected_value(describe(adapter), value) from None
+
+
+def _list_from_plain(adapter: ArrayAdapter, value: object) -> object:
+    if not isinstance(value, list | tuple):
+        raise expected_value(f"a list ({describe(adapter)})", value)
+    items = []
+    for index, item in enumerate(value):
+        try:
+            items.append(from_plain(adapter.items, item))
+        except Mismatch as exc:
+            raise exc.inside(f"list item [{index}]") from None
+    return items
+
+
+def _dict_from_plain(adapter: MapAdapter, value: object) -> object:
+    if not isinstance(value, Mapping):
+        raise expected_value(f"an object ({describe(adapter)})", value)
+    out: dict[object, object] = {}
+    for key, item in value.items():
+        try:
+            out[key] = from_plain(adapter.values, item)
+        except Mismatch as exc:
+            raise exc.inside(f"dict value [{key!r}]") from None
+    return out
 
 
 def _record_from_plain(adapter: RecordAdapter, value: object) -> object:

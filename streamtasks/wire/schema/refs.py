@@ -157,7 +157,7 @@ def defined_names(schema: Any, namespace: str = "") -> list[str]:
     return out
 
 
-def referenced_names(schema: Any, namespace: str = "") -> list[str]:  # noqa: C901 (split pending: issue 14 follow-up)
+def referenced_names(schema: Any, namespace: str = "") -> list[str]:
     """Full names referenced in ``schema`` but not defined in it, in first-use order."""
     defined = set(defined_names(schema, namespace))
     out: list[str] = []
@@ -168,21 +168,26 @@ def referenced_names(schema: Any, namespace: str = "") -> list[str]:  # noqa: C9
                 name = _resolve(node, ns)
                 if name not in defined and name not in out:
                     out.append(name)
-        elif isinstance(node, list):
-            for branch in node:
-                walk(branch, ns)
-        elif isinstance(node, dict):
-            if _is_named(node):
-                inner = full_name(node, ns).rpartition(".")[0]
-                for f in node.get("fields", ()):
-                    walk(f["type"], inner)
-                return
-            for key in ("items", "values"):
-                if key in node:
-                    walk(node[key], ns)
-            kind = node.get("type")
-            if isinstance(kind, dict | list) or (isinstance(kind, str) and kind not in _KEYWORDS):
-                walk(kind, ns)
+            return
+        for child, child_ns in _inner_types(node, ns):
+            walk(child, child_ns)
 
     walk(schema, namespace)
     return out
+
+
+def _inner_types(node: Any, ns: str) -> list[tuple[Any, str]]:
+    """The types directly inside ``node`` (a union's branches, a record's field types, an
+    array's items ...), each with the namespace a name in it is resolved in."""
+    if isinstance(node, list):
+        return [(branch, ns) for branch in node]
+    if not isinstance(node, dict):
+        return []
+    if _is_named(node):
+        inner = full_name(node, ns).rpartition(".")[0]
+        return [(f["type"], inner) for f in node.get("fields", ())]
+    found = [(node[key], ns) for key in ("items", "values") if key in node]
+    kind = node.get("type")
+    if isinstance(kind, dict | list) or (isinstance(kind, str) and kind not in _KEYWORDS):
+        found.append((kind, ns))
+    return found

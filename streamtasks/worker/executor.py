@@ -270,30 +270,6 @@ class Executor:
 
         return dataclasses.replace(outcome, outputs=mark(outcome.outputs), then=mark(outcome.then))
 
-    # -- the outcome builders, for the worker's poll thread --------------------------------
-    def internal_error(self, rec: Record, exc: BaseException) -> Outcome:
-        """See :meth:`Outcomes.internal_error`."""
-        return self.outcomes.internal_error(rec, exc)
-
-    def dead_letter(self, rec: Record, reason: str, exc: BaseException) -> Outcome:
-        """See :meth:`Outcomes.dead_letter`."""
-        return self.outcomes.dead_letter(rec, reason, exc)
-
-    def result_refused(self, out: Output, detail: str) -> Output | None:
-        """See :meth:`Outcomes.result_refused`."""
-        return self.outcomes.result_refused(out, detail)
-
-    def result_output(
-        self,
-        env: Envelope,
-        status: TaskStatus,
-        started: int | None,
-        payload: bytes | None,
-        error: ErrorInfo | None,
-    ) -> Output:
-        """See :meth:`Results.result_output`."""
-        return self.results.result_output(env, status, started, payload, error)
-
     def close(self) -> None:
         self.results.close()
 

@@ -311,10 +311,6 @@ class Outcomes:
                 log.error("dead letter failed; trying a plainer one", error=repr(again))
         return self.dead_letter_outcome(rec, reason, exc, None)
 
-    def result_refused(self, out: Output, detail: str) -> Output | None:
-        """See :func:`result_refused`."""
-        return result_refused(self.app, out, detail)
-
 
 def _carry_headers(headers: Headers | None, *, keep_task_headers: bool = False) -> Headers:
     """User headers (and, for dead letters, the task's own) carried to a follow-up record."""

@@ -364,13 +364,13 @@ class Worker:
             due_ms = int(due)
         except ValueError:
             bad = ValueError(f"{hdr.NOT_BEFORE} header {due[:100]!r} is not a time in epoch ms")
-            return functools.partial(self._s.executor.dead_letter, rec, "bad-header", bad)
+            return functools.partial(self._s.executor.outcomes.dead_letter, rec, "bad-header", bad)
         if due_ms > now_ms():
             self._s.flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
         return None
 
     def _internal_error(self, rec: Record, exc: BaseException) -> Outcome:
-        return self._s.executor.internal_error(rec, exc)
+        return self._s.executor.outcomes.internal_error(rec, exc)
 
     def _join(self, rec: Record) -> None:
         """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
@@ -453,7 +453,7 @@ class Worker:
         try:
             outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
         except Exception as exc:  # every record ends in an outcome, or its offset stalls
-            outcome = self._s.executor.internal_error(job.record, exc)
+            outcome = self._s.executor.outcomes.internal_error(job.record, exc)
         self._emit(job, outcome)
 
     async def _execute_async(self, job: Job) -> None:
@@ -471,7 +471,7 @@ class Worker:
             else:
                 outcome = await self._s.executor.run_async(job.record)
         except Exception as exc:
-            outcome = self._s.executor.internal_error(job.record, exc)
+            outcome = self._s.executor.outcomes.internal_error(job.record, exc)
         self._emit(job, outcome)
 
     def _emit(self, job: Job, outcome: Outcome) -> None:

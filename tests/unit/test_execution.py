@@ -11,6 +11,7 @@ from streamtasks.wire.envelope import Envelope, ResultRecord
 from streamtasks.wire.topics import dlq_topic, results_topic, task_topic
 from streamtasks.worker.executor import Executor, Output, Record, header
 from streamtasks.worker.indexes import FiredIndex
+from streamtasks.worker.outcomes import result_refused
 
 
 class _NoneFired:
@@ -59,7 +60,7 @@ def test_a_corrupt_chord_join_frame_is_an_internal_error_dead_letter_with_a_dead
     executor = _executor(app)
     with pytest.raises(Exception) as info:
         executor.run(rec)
-    outcome = executor.internal_error(rec, info.value)
+    outcome = executor.outcomes.internal_error(rec, info.value)
     assert outcome.kind == "dead"
     (letter,) = outcome.outputs
     assert letter.topic == dlq_topic("unit", "default")
@@ -93,8 +94,8 @@ def test_a_result_over_the_limit_is_a_failure_with_the_limit_and_size(app: App) 
 def test_a_result_the_broker_refuses_becomes_the_tasks_failure(app: App) -> None:
     executor = _executor(app)
     env = Envelope(id="t4", task="blob", queue="default", args=b"")
-    big = executor.result_output(env, TaskStatus.SUCCESS, 1, b"x" * 1000, None)
-    refused = executor.result_refused(big, "Broker: Message size too large")
+    big = executor.results.result_output(env, TaskStatus.SUCCESS, 1, b"x" * 1000, None)
+    refused = result_refused(app, big, "Broker: Message size too large")
     assert refused is not None and refused.topic == results_topic("unit")
     result = _result(app, refused)
     assert result.status is TaskStatus.FAILURE and result.value is None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from streamtasks.kafka.delivery import produce_with_room
+from streamtasks.kafka.delivery import OnDelivery, produce_with_room
 from streamtasks.wire import headers as hdr
 from streamtasks.worker.outcomes import Outcome, Output, Record
 
@@ -107,16 +107,8 @@ class Outputs:
         """
         while True:
             try:
-                produce_with_room(
-                    self._producer,
-                    out.topic,
-                    out.value,
-                    key=out.key,
-                    headers=out.headers,
-                    on_delivery=functools.partial(self._on_delivered, job, out),
-                    poll=poll_thread,
-                    wait=_ROOM_WAIT[poll_thread],
-                )
+                on_delivery = functools.partial(self._on_delivered, job, out)
+                self._enqueue(out, on_delivery, poll_thread=poll_thread)
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
@@ -142,14 +134,19 @@ class Outputs:
 
     def produce_untracked(self, out: Output) -> None:
         """Task thread: an informational output (STARTED) no offset waits for."""
+        self._enqueue(out, None, poll_thread=False)
+
+    def _enqueue(self, out: Output, on_delivery: OnDelivery | None, *, poll_thread: bool) -> None:
+        """Into the producer's queue, waiting for room the way this thread may."""
         produce_with_room(
             self._producer,
             out.topic,
             out.value,
             key=out.key,
             headers=out.headers,
-            poll=False,
-            wait=_ROOM_WAIT[False],
+            on_delivery=on_delivery,
+            poll=poll_thread,
+            wait=_ROOM_WAIT[poll_thread],
         )
 
     def _on_delivered(

@@ -4,7 +4,6 @@ with only the exported schemas, runs on a streamtasks worker."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -14,29 +13,9 @@ import pytest
 from streamtasks import App
 from streamtasks.asyncresult import AsyncResult
 from streamtasks.schema_export import collect, write_export
-from tests.integration.conftest import ROOT, StartWorkers
+from tests.integration.conftest import StartWorkers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-NODE_DIR = ROOT / "tests" / "node"
-
-
-@pytest.fixture(scope="module")
-def node_kafka() -> Path:
-    """tests/node with avsc and kafkajs from the npm registry, or a skip saying why."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm not installed: cannot run the Node producer example")
-    if not (NODE_DIR / "node_modules" / "kafkajs").exists():
-        proc = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.skip(f"npm install of avsc/kafkajs failed (offline?): {proc.stderr[-300:]}")
-    return NODE_DIR
 
 
 @pytest.mark.partitions(3)
@@ -44,7 +23,7 @@ def test_a_task_sent_from_node_runs_on_a_worker(
     app: App,
     kafka_bootstrap: str,
     start_workers: StartWorkers,
-    node_kafka: Path,
+    node_packages: Path,
     tmp_path: Path,
 ) -> None:
     # Given a worker, and the app's schemas exported for the other team
@@ -56,7 +35,7 @@ def test_a_task_sent_from_node_runs_on_a_worker(
     proc = subprocess.run(
         [
             "node",
-            str(node_kafka / "produce_task.js"),
+            str(node_packages / "produce_task.js"),
             kafka_bootstrap,
             app.settings.namespace,
             str(tmp_path),

@@ -4,7 +4,6 @@ loadable together by fastavro and by a non-Python Avro library (node ``avsc``)."
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -22,7 +21,6 @@ from streamtasks.wire.envelope import ENVELOPE_SCHEMA, OLD_ENVELOPE_SCHEMAS, RES
 from tests.unit import schema_apps
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_DIR = ROOT / "tests" / "node"
 SCHEMAS_DIR = ROOT / "schemas"
 
 #: fingerprints of the shipped contracts before TaskError moved into its own file: frames on
@@ -176,26 +174,8 @@ def test_old_envelope_still_resolves_into_the_current_one() -> None:
 # -- a non-Python Avro library ----------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def node_avsc() -> Path:
-    """tests/node with avsc (and kafkajs) installed from the npm registry, or a skip."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm not installed: cannot test with the avsc Avro library")
-    if not (NODE_DIR / "node_modules" / "avsc").exists():
-        proc = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)],
-            capture_output=True,
-            text=True,
-            timeout=240,
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.skip(f"npm install of avsc failed (offline?): {proc.stderr[-300:]}")
-    return NODE_DIR
-
-
 def test_export_loads_into_one_avsc_registry_with_the_same_canonical_forms(
-    tmp_path: Path, node_avsc: Path
+    tmp_path: Path, node_packages: Path
 ) -> None:
     # Given an export and the app's own canonical forms
     app = schema_apps.v1
@@ -206,7 +186,7 @@ def test_export_loads_into_one_avsc_registry_with_the_same_canonical_forms(
 
     # When node's avsc loads every file into one registry and encodes a charge
     proc = subprocess.run(
-        ["node", str(node_avsc / "load_schemas.js"), str(tmp_path), json.dumps(job)],
+        ["node", str(node_packages / "load_schemas.js"), str(tmp_path), json.dumps(job)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -42,6 +43,7 @@ from streamtasks.wire.codec import load_builtin_schema
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import scheduler_topic
 from streamtasks.worker import groupwatch
+from streamtasks.worker.stopsignals import on_stop_signals
 
 __all__ = ["Scheduler", "read_state"]
 
@@ -210,21 +212,12 @@ class Scheduler:
         self.fired += 1
         log.info("fired", schedule=name, fire_time=fire.isoformat(), task_id=task_id)
 
-    def _install_signals(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
+    def _install_signals(self) -> Callable[[], None] | None:
         def handler(signum: int, _frame: FrameType | None) -> None:
             log.info("stopping", signal=signal.Signals(signum).name)
             self.stop()
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-
-        def restore() -> None:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-        return restore
+        return on_stop_signals(handler)
 
 
 def _read_error(err: KafkaError) -> None:

@@ -1,2 +1,3 @@
-"""Development helpers: the embedded broker (:mod:`.broker`) and worker subprocesses driven
-from Python (:mod:`.processes`, used by the demo, the benchmark and tests)."""
+"""Development helpers: the local brokers — embedded Tansu (:mod:`.broker`) and Apache Kafka
+(:mod:`.kafka`, its jars in :mod:`.jars`) — on one broker-process base, and worker
+subprocesses driven from Python (:mod:`.processes`, used by the demo, the benchmark and tests)."""

@@ -1,5 +1,6 @@
 """The confluent-kafka boundary: client construction and admin calls (:mod:`.clients`), reading
-topics as a tool does (:mod:`.reader`) and producing with acknowledgements (:mod:`.delivery`).
+topics as a tool does and following them (:mod:`.reader`, with ``TopicTail``), and producing
+with acknowledgements (:mod:`.delivery`).
 
 Outside this package (and the worker's poll loop, the embedded broker and the pytest plugin)
 nothing imports ``confluent_kafka``: the client types other modules name are re-exported here

@@ -22,11 +22,12 @@ Invariants (at-least-once):
    unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
    reason).
 
-This module is the poll loop, rebalance, drain and signals; what it drives lives beside it:
-per-partition state in :mod:`.partitions`, producing outputs and their acks in
-:mod:`.outputs`, running a record in :mod:`.executor` (outcomes in :mod:`.outcomes`,
-workflow continuation in :mod:`.continuation`), the clients of one run in :mod:`.session`,
-broker and stall warnings in :mod:`.health`.
+This module is the options, the run and the poll loop; what it drives lives beside it: what
+happens when partitions come and go, and the shutdown drain, in :mod:`.rebalance`; the stop
+signals in :mod:`.stopsignals`; per-partition state in :mod:`.partitions`; producing outputs
+and their acks in :mod:`.outputs`; running a record in :mod:`.executor` (outcomes in
+:mod:`.outcomes`, workflow continuation in :mod:`.continuation`); the clients of one run in
+:mod:`.session`; broker and stall warnings in :mod:`.health`.
 
 Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
 at each step of a record's life; :class:`WorkerStats` is the first of them.
@@ -36,18 +37,14 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import socket
 import threading
-import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from types import FrameType
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, Message
 
 from streamtasks.app import App
 from streamtasks.errors import ConfigError
@@ -63,7 +60,9 @@ from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.outcomes import Outcome, Record, header
 from streamtasks.worker.outputs import Job
 from streamtasks.worker.partitions import Partitions
+from streamtasks.worker.rebalance import Rebalancing
 from streamtasks.worker.session import Session, SessionSpec
+from streamtasks.worker.stopsignals import drain_then_force, on_stop_signals
 
 __all__ = ["Worker", "WorkerStats"]
 
@@ -73,7 +72,7 @@ TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
 
 
-class Worker:
+class Worker(Rebalancing):
     """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
 
     _s: Session  # set by run(): the clients and collaborators of the current run
@@ -421,34 +420,22 @@ class Worker:
             if following is not None:
                 self._submit(following)
 
-    def _store_offsets(self, only: Iterable[TP] | None = None) -> None:
-        dirty = self._parts.take_dirty(only)
-        if not dirty:
-            return
-        offsets = []
-        for tp in dirty:
-            tracker = self._parts.trackers.get(tp)
-            if tracker is None:
-                tracker = self._s.joiner.tracker(tp)
-            pos = tracker.committable() if tracker is not None else None
-            if pos is not None:
-                offsets.append(TopicPartition(tp[0], tp[1], pos))
-        if offsets:
-            try:
-                self._s.consumer.store_offsets(offsets=offsets)
-            except KafkaException as exc:  # partition no longer assigned: the next owner redoes
-                log.warning("could not store offsets", error=str(exc))
-            else:
-                self._hooks.committed([(p.topic, p.partition, p.offset) for p in offsets])
+    def _install_signals(self) -> Callable[[], None] | None:
+        return on_stop_signals(drain_then_force(self.stop))
 
     # -- task threads ---------------------------------------------------------------------
-    def _execute(self, job: Job) -> None:
-        if (
-            not self._parts.current(job.tp, job.generation)
-            or self._draining.is_set()
-            or self._force.is_set()
+    def _abandoned_before_start(self, job: Job) -> bool:
+        """Task thread: the partition was revoked, or shutdown began, before ``job`` started:
+        it is left for the next owner (the poll thread finishes it as abandoned)."""
+        if self._parts.current(job.tp, job.generation) and not (
+            self._draining.is_set() or self._force.is_set()
         ):
-            self._abandoned.append(job)  # partition revoked before the task started
+            return False
+        self._abandoned.append(job)
+        return True
+
+    def _execute(self, job: Job) -> None:
+        if self._abandoned_before_start(job):
             return
         try:
             outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
@@ -458,12 +445,7 @@ class Worker:
 
     async def _execute_async(self, job: Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
-        if (
-            not self._parts.current(job.tp, job.generation)
-            or self._draining.is_set()
-            or self._force.is_set()
-        ):
-            self._abandoned.append(job)
+        if self._abandoned_before_start(job):
             return
         try:
             if job.preset is not None:
@@ -478,123 +460,6 @@ class Worker:
         job.outcome = outcome.kind
         if not self._s.outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
-
-    # -- rebalance ------------------------------------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for p in partitions:
-            tp = (p.topic, p.partition)
-            chords = p.topic == self._chords_topic
-            if chords:
-                self._s.joiner.assigned(tp)
-            self._parts.assign(tp, tracked=not chords)
-        self._s.flow.assigned(partitions)
-        if self._s.drain is not None:
-            self._s.drain.assigned((p.topic, p.partition) for p in partitions)
-        log.info("partitions assigned", partitions=_fmt(partitions), worker_id=self.worker_id)
-        self._hooks.assigned([(p.topic, p.partition) for p in partitions])
-        self.ready.set()
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = [(p.topic, p.partition) for p in partitions]
-        self._wait_for(tps, self.revoke_grace)
-        self._commit(tps)
-        self._forget(tps)
-        log.info("partitions revoked", partitions=_fmt(partitions), worker_id=self.worker_id)
-        self._hooks.revoked(tps, lost=False)
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = [(p.topic, p.partition) for p in partitions]
-        self._forget(tps)
-        log.warning("partitions lost", partitions=_fmt(partitions), worker_id=self.worker_id)
-        self._hooks.revoked(tps, lost=True)
-
-    def _forget(self, tps: Iterable[TP]) -> None:
-        gone = set(tps)
-        for tp in gone:
-            self._s.joiner.forget(tp)
-            self._s.flow.forget(tp)
-            self._stalls.forget(tp)
-        if self._s.drain is not None:
-            self._s.drain.forget(gone)
-        queued = self._parts.forget(gone)
-        self._in_flight -= queued  # never started: the new owner runs them
-        self._hooks.abandoned(queued)
-
-    def _wait_for(self, tps: Iterable[TP] | None, grace: float) -> None:
-        """Serve delivery callbacks until the given partitions have nothing unfinished."""
-        deadline = time.monotonic() + grace
-        wanted = list(tps) if tps is not None else None
-
-        def unfinished() -> int:
-            if wanted is None:
-                return self._in_flight
-            return self._parts.unfinished(wanted)
-
-        while unfinished() and time.monotonic() < deadline and not self._force.is_set():
-            self._s.producer.poll(0.02)
-            while self._abandoned:
-                self._complete(self._abandoned.popleft(), finished=False)
-            while self._no_output:
-                self._complete(self._no_output.popleft(), finished=True)
-
-    def _commit(self, tps: Iterable[TP] | None = None) -> None:
-        self._parts.dirty.update(self._parts.trackers if tps is None else tps)
-        self._store_offsets(tps)
-        try:
-            self._s.consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("commit failed", error=str(exc))
-
-    # -- shutdown -------------------------------------------------------------------------
-    def _drain_for_shutdown(self) -> None:
-        consumer = self._s.consumer
-        self._s.flow.pause_all()
-        self._draining.set()  # only running tasks are finished; the rest is abandoned
-        if self._in_flight:
-            log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
-        deadline = time.monotonic() + self.shutdown_grace
-        while self._in_flight and time.monotonic() < deadline and not self._force.is_set():
-            consumer.consume(100, 0.02)  # keeps the membership alive; paused, so none return
-            self._wait_for(None, 0.05)
-        if self._in_flight:  # still running after the grace: not committed, run again elsewhere
-            log.warning("grace expired; abandoning running tasks", running=self._in_flight)
-            self._hooks.abandoned(self._in_flight)
-            self._in_flight = 0
-        self._commit()
-        # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
-        # nor the close for threads of tasks past their grace.
-        self._force.set()
-
-    def _install_signals(self) -> Any:
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        count = 0
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            nonlocal count
-            count += 1
-            if count == 1:
-                log.info(
-                    "stopping: draining in-flight tasks (signal again to stop now)",
-                    signal=signal.Signals(signum).name,
-                )
-                self.stop()
-            else:
-                log.warning("stopping now", signal=signal.Signals(signum).name)
-                self.stop(force=True)
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-
-        def restore() -> None:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-        return restore
-
-
-def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:
-    return [f"{p.topic}[{p.partition}]" for p in partitions]
 
 
 def _drain_saw(drain: DrainWatch, msg: Message, err: KafkaError | None) -> None:

@@ -20,6 +20,13 @@ from streamtasks.cli.common import (
 )
 from streamtasks.errors import BrokerError, ConfigError, DeliveryError, StreamtasksError
 
+#: APP as the first argument of a command that also takes the old ``--app`` option
+_AppPositional = Annotated[
+    str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
+]
+#: TASK_ID as the second argument (the first, with the old ``--app`` spelling)
+_TaskIdPositional = Annotated[str | None, typer.Argument(metavar="TASK_ID", help="The task id.")]
+
 __all__ = ["result", "results_cli", "revoke", "send"]
 
 
@@ -77,12 +84,8 @@ def send(
 
 
 def result(
-    app_arg: Annotated[
-        str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
-    ],
-    task_id_arg: Annotated[
-        str | None, typer.Argument(metavar="TASK_ID", help="The task id.")
-    ] = None,
+    app_arg: _AppPositional,
+    task_id_arg: _TaskIdPositional = None,
     legacy_app: LegacyAppOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to read the results topic.")] = 10.0,
@@ -138,12 +141,8 @@ def result(
 
 
 def revoke(
-    app_arg: Annotated[
-        str, typer.Argument(metavar="APP", help="The app to load, as 'package.module:app'.")
-    ],
-    task_id_arg: Annotated[
-        str | None, typer.Argument(metavar="TASK_ID", help="The task id.")
-    ] = None,
+    app_arg: _AppPositional,
+    task_id_arg: _TaskIdPositional = None,
     legacy_app: LegacyAppOpt = None,
 ) -> None:
     """Make sure no worker starts a queued task (persistently); it ends REVOKED.

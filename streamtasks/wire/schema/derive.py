@@ -171,10 +171,7 @@ class AdapterBuilder:
         if known is not None:
             return known
         label = cls.__qualname__
-        if cls in self._building:
-            raise SchemaError(
-                f"{where}: model {label} refers to itself; recursive types are not supported"
-            )
+        self._refuse_recursion(cls, where, "model")
         name = self._claim(cls, where)
         self._building.add(cls)
         try:
@@ -196,6 +193,13 @@ class AdapterBuilder:
         adapter = ModelRecordAdapter(cls, name, self.namespace, fields)
         self._named[cls] = adapter
         return adapter
+
+    def _refuse_recursion(self, cls: type, where: str, kind: str) -> None:
+        if cls in self._building:
+            raise SchemaError(
+                f"{where}: {kind} {cls.__qualname__} refers to itself; recursive types are not "
+                "supported"
+            )
 
     def _claim(self, cls: type, where: str) -> str:
         name = avro_name(f"{cls.__module__}.{cls.__qualname__}")
@@ -232,10 +236,7 @@ class AdapterBuilder:
         if known is not None:
             return known
         label = cls.__qualname__
-        if cls in self._building:
-            raise SchemaError(
-                f"{where}: dataclass {label} refers to itself; recursive types are not supported"
-            )
+        self._refuse_recursion(cls, where, "dataclass")
         name = self._claim(cls, where)
         try:
             hints = typing.get_type_hints(cls)

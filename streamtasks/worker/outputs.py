@@ -37,8 +37,8 @@ log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
 
-#: seconds to wait for room in a full producer queue, by "on the poll thread": the poll thread
-#: serves the callbacks meanwhile, a task thread sleeps briefly until the poll thread has
+#: seconds a wait for room in a full producer queue lasts, by "on the poll thread": the poll
+#: thread serves the callbacks meanwhile; a task thread sleeps until the poll thread made room
 _ROOM_WAIT = {True: 0.05, False: 0.005}
 
 

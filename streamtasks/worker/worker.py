@@ -341,7 +341,7 @@ class Worker(Rebalancing):
                     return
         except Exception as exc:  # decision code must not end the process: a dead letter
             log.exception("error deciding on a record on the poll thread", **rec.log_fields())
-            preset = functools.partial(self._internal_error, rec, exc)
+            preset = functools.partial(self._s.executor.outcomes.internal_error, rec, exc)
         tracker = self._parts.admit(tp, offset)
         if tracker is None:
             return  # not ours (any more) or a re-delivery already in progress
@@ -367,9 +367,6 @@ class Worker(Rebalancing):
         if due_ms > now_ms():
             self._s.flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
         return None
-
-    def _internal_error(self, rec: Record, exc: BaseException) -> Outcome:
-        return self._s.executor.outcomes.internal_error(rec, exc)
 
     def _join(self, rec: Record) -> None:
         """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot

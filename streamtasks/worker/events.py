@@ -24,13 +24,7 @@ import structlog
 
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus
-from streamtasks.wire.events import (
-    TaskEvent,
-    TaskEventType,
-    encode_task_event,
-    event_headers,
-    event_key,
-)
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
 from streamtasks.wire.topics import events_topic, results_topic
 from streamtasks.worker.outcomes import Outcome, Output, Record, queue_of
 
@@ -56,7 +50,8 @@ _NOT_RUN = (TaskStatus.EXPIRED, TaskStatus.REVOKED)
 
 def event_output(topic: str, event: TaskEvent) -> Output:
     """The record of ``event`` on the events topic ``topic``."""
-    return Output(topic, event_key(event), encode_task_event(event), event_headers(event))
+    key, value, headers = event_record(event)
+    return Output(topic, key, value, headers)
 
 
 class TaskEvents:

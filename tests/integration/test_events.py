@@ -216,7 +216,9 @@ def test_events_of_committed_records_survive_kill_9_of_the_worker(
 
 
 @pytest.mark.timeout(60)
-def test_ops_commands_with_the_broker_down_print_one_line_and_exit_1() -> None:
+def test_ops_commands_with_the_broker_down_print_one_line_and_exit_1(broker_kind: str) -> None:
+    if broker_kind == "kafka":  # CI runs the integration tests once per broker
+        pytest.skip("uses no broker (a closed port): run once, in the Tansu pass")
     commands = [
         ["replay", APP_SPEC, "--queue", "default", "--from", "-1h", "--to", "now", "--yes"],
         ["offsets", "reset", APP_SPEC, "--queue", "default", "--to-earliest"],
@@ -240,3 +242,33 @@ def test_ops_commands_with_the_broker_down_print_one_line_and_exit_1() -> None:
         assert proc.returncode == 1, (command, err)
         assert len(err.strip().splitlines()) == 1, (command, err)
         assert "could not be reached" in err and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+def test_events_follow_prints_new_events_as_they_come(
+    kafka_bootstrap: str, ns: str, app: App
+) -> None:
+    # Given `streamtasks events --follow --json` from now on
+    app.events = True
+    since = now_ms()
+    args = ["events", APP_SPEC, "--follow", "--json", "--from", str(since)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "streamtasks", "-b", kafka_bootstrap, *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "STREAMTASKS_NAMESPACE": ns},
+    ) as proc:
+        try:
+            # When a task is sent
+            handle = app.tasks["add"].send(1, 1)
+            assert app.flush(30) == 0
+            # Then its SENT event is printed while the command keeps following
+            assert proc.stdout is not None
+            line = json.loads(proc.stdout.readline())
+            assert (line["kind"], line["type"], line["task_id"]) == ("task", "SENT", handle.id)
+            assert proc.poll() is None
+        finally:
+            proc.terminate()

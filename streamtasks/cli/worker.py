@@ -54,6 +54,15 @@ def worker(
         str,
         typer.Option(help="classic, or consumer (KIP-848: assignment by the broker; Kafka 4.0+)."),
     ] = "classic",
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events", "-E", help="Write per-task lifecycle events to {ns}.events (like -E)."
+        ),
+    ] = False,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between the worker's heartbeats on {ns}.events.")
+    ] = 5.0,
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -62,6 +71,7 @@ def worker(
     Example: streamtasks worker myproj.tasks:app --concurrency 16 --queues default,emails
     Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
     Example: streamtasks worker myproj.tasks:app --burst   (drain the queues, commit, exit 0)
+    Example: streamtasks worker myproj.tasks:app --events   (then: streamtasks events APP -f)
     """
     from streamtasks._loading import load_app
     from streamtasks.worker import Worker
@@ -89,6 +99,8 @@ def worker(
             cooperative=cooperative,
             shutdown_grace=shutdown_grace,
             group_protocol=group_protocol,
+            events=True if events else None,
+            heartbeat_interval=heartbeat_interval,
         )
         w.run(burst=burst)
     except StreamtasksError as exc:

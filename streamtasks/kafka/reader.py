@@ -10,6 +10,7 @@ The operations commands (replay, status, offsets reset) read Kafka only through 
 * :func:`heads` — per partition, the first record at or after an offset and the end offset;
 * :func:`read_range` — every record from given offsets up to the end each partition had when
   the read reached it (or until a ``stop`` predicate says so);
+* :func:`tail` — the records from given offsets on, waiting for new ones until told to stop;
 * :func:`offset_for_time` — the first offset whose record is timestamped at or after a time
   (the search itself, :func:`search_time`, is pure and unit-tested);
 * :class:`TopicTail` — follow a topic from given positions, for a reader that keeps reading
@@ -55,6 +56,7 @@ __all__ = [
     "record_ts",
     "require_partitions",
     "search_time",
+    "tail",
 ]
 
 TP = tuple[str, int]
@@ -293,6 +295,27 @@ class TopicTail:
             elif self._on_error is not None:
                 self._on_error(err)
         return records
+
+
+def tail(
+    consumer: Consumer, starts: Mapping[TP, int], *, stop: Callable[[], bool], wait: float = 0.2
+) -> Iterator[Message]:
+    """The records of one topic from ``starts`` (per partition, in offset order) and every later
+    one, as they arrive, until ``stop()`` is true (checked at least every ``wait`` seconds): a
+    :class:`TopicTail` as a generator; a fatal error raises :class:`BrokerError`."""
+    if not starts:
+        return
+    topics = {t for t, _ in starts}
+    if len(topics) != 1:
+        raise ValueError(f"tail() follows one topic, got {sorted(topics)}")
+    topic = topics.pop()
+    follow = TopicTail(consumer, topic, on_error=lambda err: _raise_if_fatal(err, (topic, -1)))
+    follow.start({p: o for (_, p), o in starts.items()})
+    try:
+        while not stop():
+            yield from follow.take(wait)
+    finally:
+        consumer.unassign()
 
 
 #: ``probe(offset)``: (offset, timestamp) of the first record at or after ``offset``, None at

@@ -265,7 +265,7 @@ class TopicTail:
     def start(self, starts: Mapping[int, int]) -> None:
         """Assign the partitions at their start offsets (:data:`BEGINNING` for the earliest);
         every one of them is behind until its end is reached."""
-        self._consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
+        _assign(self._consumer, {(self.topic, p): o for p, o in starts.items()})
         self._behind = set(starts)
 
     @property

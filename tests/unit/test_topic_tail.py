@@ -29,9 +29,13 @@ class FakeConsumer:
         self.batches = batches
         self.assigned: list[Any] = []
         self.polled: list[float] = []
+        self.resumed: list[Any] = []
 
     def assign(self, parts: list[Any]) -> None:
         self.assigned = parts
+
+    def resume(self, parts: list[Any]) -> None:
+        self.resumed = parts
 
     def consume(self, _n: int, _timeout: float) -> list[Msg]:
         return self.batches.pop(0) if self.batches and self.batches[0] else []

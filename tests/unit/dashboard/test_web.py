@@ -1,0 +1,158 @@
+"""The dashboard's HTTP side with Starlette's TestClient (no broker: the tails are not started)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from streamtasks import App
+from streamtasks.cli import cli
+from streamtasks.dashboard.aggregates import Aggregates, TimelineEntry
+from streamtasks.dashboard.security import COOKIE, Guard, check_bind
+from streamtasks.dashboard.tails import Tails
+from streamtasks.dashboard.web import create_app
+from streamtasks.errors import ConfigError
+from streamtasks.ops.store import Change
+from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
+
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture
+def app() -> App:
+    a = App("unit", bootstrap_servers="127.0.0.1:1", namespace="ns")
+
+    @a.task(name="echo")
+    def echo(text: str) -> str:
+        return text
+
+    return a
+
+
+@pytest.fixture
+def tails(app: App, tmp_path: Path) -> Tails:
+    t = Tails(app, Aggregates(), cache_dir=tmp_path)
+    now = now_ms()
+    rec = ResultRecord(
+        "id-1",
+        "echo",
+        TaskStatus.DEAD,
+        3,
+        now - 1000,
+        finished_at=now,
+        error=ErrorInfo("ValueError", XSS, "Traceback: " + XSS),
+    )
+    t.agg.record_result(rec, "default", now)
+    t.agg.record_args("id-1", "echo", app.tasks["echo"].encode_args([XSS], {}))
+    t.agg.record_event("id-1", TimelineEntry("DEAD", now, 3, "w-1", XSS))
+    with t.result_store() as store:
+        store.apply([Change(0, 0, "id-1", rec)])
+    return t
+
+
+def client(tails: Tails, guard: Guard) -> TestClient:
+    return TestClient(create_app(tails, guard), base_url="http://127.0.0.1:8765")
+
+
+def test_every_read_page_renders(tails: Tails) -> None:
+    c = client(tails, Guard.make("s3cret"))
+    for path in ("/", "/tasks", "/failures", "/schedules", "/workers", "/login"):
+        r = c.get(path)
+        assert r.status_code == 200, (path, r.text[:500])
+        assert "streamtasks · unit" in r.text
+    overview = c.get("/").text
+    assert 'id="queue-default"' in overview
+    assert re.search(r'class="num failed">1<', overview)
+
+
+def test_the_task_page_shows_result_args_and_timeline_with_task_data_escaped(
+    tails: Tails,
+) -> None:
+    r = client(tails, Guard.make("s3cret")).get("/tasks", params={"id": "id-1"})
+    assert r.status_code == 200
+    assert XSS not in r.text  # never as markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
+    assert "event-DEAD" in r.text and "status-DEAD" in r.text
+    assert "Traceback: &lt;script&gt;" in r.text
+
+
+def test_failures_are_grouped(tails: Tails) -> None:
+    text = client(tails, Guard.make("s3cret")).get("/failures").text
+    assert "ValueError" in text and XSS not in text
+
+
+def test_a_partial_request_gets_only_the_content_block(tails: Tails) -> None:
+    r = client(tails, Guard.make("s3cret")).get("/", headers={"X-Partial": "1"})
+    assert r.status_code == 200
+    assert "<html" not in r.text and 'id="queue-default"' in r.text
+
+
+def test_a_post_without_the_token_or_csrf_is_refused(tails: Tails) -> None:
+    c = client(tails, Guard.make("s3cret"))
+    # no token at all
+    assert c.post("/dlq/default/redrive", data={"ref": "0:0"}).status_code == 403
+    # logged in, but no CSRF field
+    c.cookies.set(COOKIE, "s3cret")
+    r = c.post("/dlq/default/redrive", data={"ref": "0:0"})
+    assert r.status_code == 403 and "CSRF" in r.text
+    # a wrong token with some CSRF value
+    c.cookies.set(COOKIE, "wrong")
+    assert c.post("/dlq/default/redrive", data={"ref": "0:0", "csrf": "x"}).status_code == 403
+
+
+def test_a_post_from_another_site_is_refused_even_with_token_and_csrf(tails: Tails) -> None:
+    guard = Guard.make("s3cret")
+    c = client(tails, guard)
+    c.cookies.set(COOKIE, "s3cret")
+    r = c.post(
+        "/logout",
+        data={"csrf": guard.csrf_for("s3cret")},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert r.status_code == 403 and "another site" in r.text
+
+
+def test_login_sets_the_cookie_and_the_forms_carry_the_csrf_field(tails: Tails) -> None:
+    guard = Guard.make("s3cret")
+    c = client(tails, guard)
+    assert c.post("/login", data={"token": "nope"}).status_code == 403
+    r = c.post("/login", data={"token": "s3cret", "next": "/failures"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/failures"
+    page = c.get("/").text
+    assert guard.csrf_for("s3cret") in page
+    assert c.post("/logout", data={"csrf": guard.csrf_for("s3cret")}).status_code == 200
+
+
+def test_read_only_refuses_actions_even_with_the_token(tails: Tails) -> None:
+    guard = Guard.make("s3cret", read_only=True)
+    c = client(tails, guard)
+    c.cookies.set(COOKIE, "s3cret")
+    r = c.post("/dlq/default/redrive", data={"ref": "0:0", "csrf": guard.csrf_for("s3cret")})
+    assert r.status_code == 403 and "read-only" in r.text
+    assert "log in" not in c.get("/").text
+
+
+def test_a_public_address_needs_a_token() -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "t")
+    with pytest.raises(ConfigError, match="--token"):
+        check_bind("0.0.0.0", None)
+
+
+def test_without_a_token_one_is_made() -> None:
+    guard = Guard.make(None)
+    assert guard.generated and len(guard.token) >= 16
+    assert not guard.token_ok(None) and guard.csrf_for("x") == ""
+
+
+def test_the_command_refuses_a_public_address_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("STREAMTASKS_DASHBOARD_TOKEN", raising=False)
+    r = CliRunner().invoke(cli, ["dashboard", "no.such:app", "--host", "0.0.0.0"])
+    assert r.exit_code == 2
+    assert "refusing to serve the dashboard on '0.0.0.0' without a token" in r.output

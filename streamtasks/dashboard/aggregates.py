@@ -151,10 +151,16 @@ class Aggregates:
         self.events_seen = 0
 
     # -- feeding ---------------------------------------------------------------------------
-    def record_result(self, rec: ResultRecord, queue: str, now_ms: int) -> None:
-        at = rec.finished_at or rec.started_at or rec.created_at
+    def record_result(
+        self, rec: ResultRecord, queue: str, now_ms: int, previous: ResultRecord | None = None
+    ) -> None:
+        """Count ``rec``; ``previous``: the record of the same task id it supersedes (a retry
+        or redrive outcome), whose counts are taken back, so the figures are those of each
+        task's latest state — what a dashboard rebuilt from the topic would show."""
         with self.lock:
             self.results_seen += 1
+            if previous is not None:
+                self._count(previous, queue, now_ms, -1)
             self._recent.put(
                 rec.task_id,
                 RecentTask(
@@ -163,26 +169,39 @@ class Aggregates:
                     queue,
                     rec.status.value,
                     rec.attempts,
-                    at,
+                    _at(rec),
                     rec.error.type if rec.error else None,
                 ),
             )
-            if not rec.status.is_final:
-                return
-            q = self._queue(queue)
-            if at >= now_ms - HOUR_MS:
-                counts = q.minutes.setdefault(minute_of(at), [0, 0])
-                counts[0] += 1
-                counts[1] += rec.status in _FAILED
-                self._prune(q, now_ms)
-            if rec.status in _FAILED:
-                self._record_failure(rec, at)
+            self._count(rec, queue, now_ms, +1)
 
-    def _record_failure(self, rec: ResultRecord, at: int) -> None:
+    def retract(self, rec: ResultRecord, queue: str, now_ms: int) -> None:
+        """Take back a result whose task id was deleted (a tombstone: result TTL)."""
+        with self.lock:
+            self._count(rec, queue, now_ms, -1)
+            self._recent.items.pop(rec.task_id, None)
+
+    def _count(self, rec: ResultRecord, queue: str, now_ms: int, sign: int) -> None:
+        if not rec.status.is_final:
+            return
+        at = _at(rec)
+        q = self._queue(queue)
+        if at >= now_ms - HOUR_MS:
+            counts = q.minutes.setdefault(minute_of(at), [0, 0])
+            counts[0] = max(0, counts[0] + sign)
+            counts[1] = max(0, counts[1] + sign * (rec.status in _FAILED))
+            self._prune(q, now_ms)
+        if rec.status in _FAILED:
+            self._record_failure(rec, at, sign)
+
+    def _record_failure(self, rec: ResultRecord, at: int, sign: int) -> None:
         kind = rec.error.type if rec.error else rec.status.value
         group = self._failures.get((rec.task, kind)) or FailureGroup(rec.task, kind)
-        group.count += 1
-        if at >= group.last_at_ms:
+        group.count += sign
+        if group.count <= 0:
+            self._failures.items.pop((rec.task, kind), None)
+            return
+        if sign > 0 and at >= group.last_at_ms:
             group.last_at_ms = at
             group.last_task_id = rec.task_id
             group.last_message = rec.error.message if rec.error else ""
@@ -276,6 +295,10 @@ class Aggregates:
                 "failure_groups": len(self._failures),
                 "minutes": sum(len(q.minutes) for q in self._queues.values()),
             }
+
+
+def _at(rec: ResultRecord) -> int:
+    return rec.finished_at or rec.started_at or rec.created_at
 
 
 def totals(buckets: Iterable[MinuteBucket]) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from streamtasks.ops import status as status_mod
 from streamtasks.ops.store import Batch, Change, ResultStore, default_store_path
 from streamtasks.scheduler import LastFire, read_fires
 from streamtasks.schedules import next_fire
-from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.envelope import Envelope, ResultRecord, now_ms
 from streamtasks.wire.topics import task_topic
 
 if TYPE_CHECKING:
@@ -65,15 +65,23 @@ class ScheduleRow:
 
 
 class _FeedingStore(ResultStore):
-    """A result store whose every applied batch also goes into the aggregates."""
+    """A result store whose every applied batch also goes into the aggregates, together with
+    the record each change supersedes (read from the store just before it is replaced)."""
 
-    def __init__(self, app: App, path: Path, feed: Callable[[Iterable[Change]], None]) -> None:
+    def __init__(
+        self,
+        app: App,
+        path: Path,
+        feed: Callable[[list[tuple[Change, ResultRecord | None]]], None],
+    ) -> None:
         super().__init__(app, path)
         self._feed = feed
 
     def apply(self, changes: Iterable[Change]) -> Batch:
+        changes = list(changes)
+        before = {ch.task_id: self.get(ch.task_id) for ch in changes if ch.task_id is not None}
         batch = super().apply(changes)
-        self._feed(batch.latest.values())
+        self._feed([(ch, before.get(tid)) for tid, ch in batch.latest.items()])
         return batch
 
 
@@ -132,11 +140,14 @@ class Tails:
         log.warning("dashboard tail failed; retrying", tail=what, error=str(exc))
 
     # -- results -----------------------------------------------------------------------------
-    def _feed(self, changes: Iterable[Change]) -> None:
+    def _feed(self, changes: list[tuple[Change, ResultRecord | None]]) -> None:
         now = now_ms()
-        for ch in changes:
+        for ch, previous in changes:
             if ch.record is not None:
-                self.agg.record_result(ch.record, queue_of(self.app, ch.record.task), now)
+                queue = queue_of(self.app, ch.record.task)
+                self.agg.record_result(ch.record, queue, now, previous)
+            elif previous is not None:
+                self.agg.retract(previous, queue_of(self.app, previous.task), now)
 
     def _results_loop(self) -> None:
         store = _FeedingStore(self.app, self.path, self._feed)

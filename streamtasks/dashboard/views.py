@@ -34,14 +34,16 @@ __all__ = [
     "workers_page",
 ]
 
-CHART_W, CHART_H = 300, 60
+CHART_W, CHART_H = 600, 80
 
 
 @dataclass(frozen=True, slots=True)
 class Bar:
     x: float
     w: float
+    ok_y: float
     ok_h: float
+    fail_y: float
     fail_h: float
     title: str
 
@@ -50,16 +52,22 @@ def chart(buckets: list[MinuteBucket]) -> list[Bar]:
     """One bar per minute, finished (height) with its failed part, scaled to the busiest."""
     top = max((b.finished for b in buckets), default=0) or 1
     w = CHART_W / max(len(buckets), 1)
-    return [
-        Bar(
-            round(i * w, 2),
-            round(w * 0.8, 2),
-            round(CHART_H * (b.finished - b.failed) / top, 2),
-            round(CHART_H * b.failed / top, 2),
-            f"-{len(buckets) - 1 - i} min: {b.finished} finished, {b.failed} failed",
+    bars = []
+    for i, b in enumerate(buckets):
+        fail_h = round(CHART_H * b.failed / top, 2)
+        ok_h = round(CHART_H * (b.finished - b.failed) / top, 2)
+        bars.append(
+            Bar(
+                round(i * w, 2),
+                round(w * 0.8, 2),
+                max(0.0, round(CHART_H - fail_h - ok_h, 2)),
+                ok_h,
+                round(CHART_H - fail_h, 2),
+                fail_h,
+                f"-{len(buckets) - 1 - i} min: {b.finished} finished, {b.failed} failed",
+            )
         )
-        for i, b in enumerate(buckets)
-    ]
+    return bars
 
 
 def overview_page(tails: Tails) -> dict[str, Any]:

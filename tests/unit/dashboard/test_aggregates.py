@@ -101,3 +101,14 @@ def test_lag_alarm_needs_minutes_of_growth() -> None:
     assert not lag_growing(dipped, NOW)  # it caught up in between
     flat = [LagSample(s.at_ms, 5.0) for s in growing]
     assert not lag_growing(flat, NOW)
+
+
+def test_a_superseded_result_is_taken_back_so_counts_are_of_latest_states() -> None:
+    # Given a task that went DEAD and, redriven, then succeeded
+    agg = Aggregates()
+    dead = result(1, TaskStatus.DEAD, NOW - 5, "FileNotFoundError")
+    agg.record_result(dead, "q", NOW)
+    agg.record_result(result(1, TaskStatus.SUCCESS, NOW), "q", NOW, previous=dead)
+    # Then it counts once, as a success, and is no longer among the failures
+    assert agg_mod.totals(agg.minutes_view("q", NOW)) == (1, 0)
+    assert agg.failures_view() == []

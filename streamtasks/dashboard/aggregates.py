@@ -21,9 +21,10 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from streamtasks.wire.envelope import ResultRecord, TaskStatus
+from streamtasks.wire.events import WorkerHeartbeat
 
 __all__ = [
     "Aggregates",
@@ -146,7 +147,7 @@ class Aggregates:
         self._timelines: _Lru[str, list[TimelineEntry]] = _Lru(TIMELINES)
         self._args: _Lru[str, tuple[str, bytes]] = _Lru(ARGS_KEPT)
         self._failures: _Lru[tuple[str, str], FailureGroup] = _Lru(FAILURE_GROUPS)
-        self._heartbeats: dict[str, Any] = {}
+        self._heartbeats: dict[str, WorkerHeartbeat] = {}
         self.results_seen = 0
         self.events_seen = 0
 
@@ -219,13 +220,15 @@ class Aggregates:
         with self.lock:
             self._args.put(task_id, (task, args))
 
-    def record_heartbeat(self, worker_id: str, heartbeat: Any) -> None:
+    def record_heartbeat(self, worker_id: str, heartbeat: WorkerHeartbeat) -> None:
+        """Keep each worker's latest heartbeat; workers silent for an hour are forgotten."""
         with self.lock:
-            self._heartbeats[worker_id] = heartbeat
-
-    def forget_worker(self, worker_id: str) -> None:
-        with self.lock:
-            self._heartbeats.pop(worker_id, None)
+            known = self._heartbeats.get(worker_id)
+            if known is None or heartbeat.timestamp >= known.timestamp:
+                self._heartbeats[worker_id] = heartbeat
+            oldest = heartbeat.timestamp - HOUR_MS
+            for wid in [w for w, hb in self._heartbeats.items() if hb.timestamp < oldest]:
+                del self._heartbeats[wid]
 
     def record_lag(self, queue: str, at_ms: int, lag_seconds: float) -> None:
         with self.lock:
@@ -281,7 +284,7 @@ class Aggregates:
             groups = list(self._failures.items.values())
         return sorted(groups, key=lambda g: (-g.count, g.task, g.error_type))
 
-    def heartbeats(self) -> list[Any]:
+    def heartbeats(self) -> list[WorkerHeartbeat]:
         with self.lock:
             return list(self._heartbeats.values())
 

@@ -3,8 +3,9 @@
 * results: a :class:`ResultStore` (its SQLite file is the dashboard's only local cache) synced
   every second; each synced batch also feeds the aggregates, and on start the cached rows seed
   them, so a restarted dashboard shows the same history as before;
-* task topics: the argument frames of recent tasks (for the task page), decoded lazily;
-* events (when the events module is present): task timelines and worker heartbeats;
+* task topics (from an hour ago): the argument frames of recent tasks, decoded on the task page;
+* events (from an hour ago, :func:`streamtasks.ops.events.read_events`): task timelines and
+  the latest heartbeat of each worker;
 * status: lag, tier and DLQ depths and the group (``ops.status``) every few seconds, which also
   gives the lag samples behind the red banner; the scheduler's state topic alike.
 
@@ -19,18 +20,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from streamtasks.dashboard.aggregates import Aggregates
+from streamtasks.dashboard.aggregates import HOUR_MS, Aggregates, TimelineEntry
 from streamtasks.errors import DecodeError, StreamtasksError
-from streamtasks.kafka import OFFSET_BEGINNING, Message, TopicPartition, reader
+from streamtasks.kafka import Message, reader
 from streamtasks.ops import status as status_mod
+from streamtasks.ops.events import read_events
 from streamtasks.ops.store import Batch, Change, ResultStore, default_store_path
 from streamtasks.scheduler import LastFire, read_fires
 from streamtasks.schedules import next_fire
 from streamtasks.wire.envelope import Envelope, ResultRecord, now_ms
+from streamtasks.wire.events import TaskEvent, WorkerHeartbeat
 from streamtasks.wire.topics import task_topic
 
 if TYPE_CHECKING:
@@ -39,6 +42,11 @@ if TYPE_CHECKING:
 __all__ = ["ScheduleRow", "Tails", "cache_path", "queue_of"]
 
 log = structlog.get_logger("streamtasks.dashboard")
+
+#: how far back the task and events topics are read on start (the results topic: all of it)
+HISTORY_MS = HOUR_MS
+#: seconds before a tail that failed (or found no topic) tries again
+RETRY_S = 5.0
 
 
 def cache_path(app: App, cache_dir: Path | None) -> Path:
@@ -112,7 +120,12 @@ class Tails:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        loops: list[Callable[[], None]] = [self._results_loop, self._args_loop, self._status_loop]
+        loops: list[Callable[[], None]] = [
+            self._results_loop,
+            self._args_loop,
+            self._events_loop,
+            self._status_loop,
+        ]
         loops += [lambda fn=fn: fn(self) for fn in self._extra]  # type: ignore[misc]
         for loop in loops:
             t = threading.Thread(target=loop, name="dashboard-tail", daemon=True)
@@ -166,11 +179,36 @@ class Tails:
         finally:
             store.close()
 
-    # -- task arguments ----------------------------------------------------------------------
+    # -- task arguments and events ----------------------------------------------------------
+    def _retrying(self, name: str, body: Callable[[], None]) -> None:
+        """Run ``body`` (a tail that returns when its topics are missing, or raises on a broker
+        error) again and again until :meth:`stop`."""
+        while not self._stop.is_set():
+            try:
+                body()
+                self._problem(name, None)
+            except StreamtasksError as exc:
+                self._problem(name, exc)
+            self._stop.wait(RETRY_S)
+
     def _args_loop(self) -> None:
+        self._retrying("task topics", self._follow_task_topics)
+
+    def _follow_task_topics(self) -> None:
+        """The task topics from :data:`HISTORY_MS` ago on: the arguments of recent tasks."""
         ns = self.app.settings.namespace
-        topics = [task_topic(ns, q) for q in self.app.queues()]
-        self.follow(topics, self._on_task_record, name="task topics")
+        since = now_ms() - HISTORY_MS
+        consumer = reader.open_reader(self.app)
+        try:
+            starts = {
+                (topic, p): reader.offset_for_time(consumer, topic, p, since)
+                for topic in (task_topic(ns, q) for q in self.app.queues())
+                for p in reader.partitions_of(consumer, topic)
+            }
+            for msg in reader.tail(consumer, starts, stop=self._stop.is_set):
+                self._on_task_record(msg)
+        finally:
+            consumer.close()
 
     def _on_task_record(self, msg: Message) -> None:
         value = msg.value()
@@ -183,53 +221,23 @@ class Tails:
         env = Envelope.from_avro(raw)
         self.agg.record_args(env.id, env.task, env.args)
 
-    def follow(
-        self,
-        topics: list[str],
-        handle: Callable[[Message], None],
-        *,
-        name: str,
-        start: Callable[[str, int], int] | None = None,
-    ) -> None:
-        """Read ``topics`` from ``start(topic, partition)`` (default: the beginning) and keep
-        following them, calling ``handle`` per record, until :meth:`stop`."""
-        consumer = reader.open_reader(self.app)
-        assigned: set[tuple[str, int]] = set()
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._assign_new(consumer, topics, assigned, start)
-                    self._problem(name, None)
-                except StreamtasksError as exc:
-                    self._problem(name, exc)
-                until = now_ms() + 5_000
-                while now_ms() < until and not self._stop.is_set():
-                    for msg in consumer.consume(500, 0.2) if assigned else []:
-                        if msg.error() is None:
-                            handle(msg)
-                    if not assigned:
-                        self._stop.wait(0.5)
-        finally:
-            consumer.close()
+    def _events_loop(self) -> None:
+        self._retrying("events", self._follow_events)
 
-    @staticmethod
-    def _assign_new(
-        consumer: Any,
-        topics: list[str],
-        assigned: set[tuple[str, int]],
-        start: Callable[[str, int], int] | None,
-    ) -> None:
-        fresh = [
-            (t, p)
-            for t in topics
-            for p in reader.partitions_of(consumer, t, timeout=5.0)
-            if (t, p) not in assigned
-        ]
-        if fresh:
-            consumer.incremental_assign(
-                [TopicPartition(t, p, start(t, p) if start else OFFSET_BEGINNING) for t, p in fresh]
-            )
-            assigned.update(fresh)
+    def _follow_events(self) -> None:
+        """``{ns}.events`` from :data:`HISTORY_MS` ago on: timelines and heartbeats."""
+        events = read_events(
+            self.app,
+            since_ms=now_ms() - HISTORY_MS,
+            follow=True,
+            stop=self._stop.is_set,
+            missing_ok=True,
+        )
+        for event in events:
+            if isinstance(event, WorkerHeartbeat):
+                self.agg.record_heartbeat(event.worker_id, event)
+            else:
+                self.agg.record_event(event.task_id, timeline_entry(event))
 
     # -- status and schedules ----------------------------------------------------------------
     def _status_loop(self) -> None:
@@ -249,6 +257,17 @@ class Tails:
                 except StreamtasksError as exc:
                     self._problem("scheduler", exc)
             self._stop.wait(self.status_every)
+
+
+def timeline_entry(event: TaskEvent) -> TimelineEntry:
+    """One line of a task's timeline: its error, else its run time, as the detail."""
+    if event.error is not None:
+        detail = f"{event.error.type}: {event.error.message}"
+    elif event.runtime_ms is not None:
+        detail = f"ran {event.runtime_ms:.1f} ms"
+    else:
+        detail = f"partition {event.partition}, offset {event.offset}" if event.offset else ""
+    return TimelineEntry(event.type.value, event.timestamp, event.attempt, event.worker_id, detail)
 
 
 def schedule_rows(app: App, state: dict[str, LastFire]) -> list[ScheduleRow]:

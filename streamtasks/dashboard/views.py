@@ -15,6 +15,7 @@ from streamtasks.dashboard.aggregates import MinuteBucket, totals
 from streamtasks.errors import StreamtasksError
 from streamtasks.ops.deadletters import DeadLetter, format_age
 from streamtasks.ops.dlq import DeadLetterQueue
+from streamtasks.ops.events import WorkerView, worker_views
 from streamtasks.ops.status import pid_of
 from streamtasks.wire.envelope import TaskStatus, now_ms
 
@@ -92,7 +93,7 @@ def overview_page(tails: Tails) -> dict[str, Any]:
         )
     return {
         "queues": queues,
-        "workers": workers_page(tails)["workers"],
+        "workers": [w for w in workers_page(tails)["workers"] if w["online"]],
         "group": report.group if report else None,
         "chart_w": CHART_W,
         "chart_h": CHART_H,
@@ -200,42 +201,45 @@ def schedules_page(tails: Tails) -> dict[str, Any]:
 
 
 def workers_page(tails: Tails) -> dict[str, Any]:
-    """Workers from their heartbeats when there are any, else the consumer group's members."""
+    """Workers from their heartbeats; without any (no worker sent one yet), the consumer
+    group's members as the broker describes them."""
     now = now_ms()
-    beats = tails.agg.heartbeats()
-    if beats:
-        workers = [_beat_row(b, now) for b in beats]
-    else:
-        members = tails.status.group.members if tails.status else []
-        workers = [
-            {
-                "id": m.client_id,
-                "host": m.host,
-                "pid": pid_of(m.client_id),
-                "queues": "",
-                "partitions": ", ".join(m.partitions),
-                "concurrency": "",
-                "in_flight": "",
-                "uptime": "",
-                "last_heartbeat": "(no heartbeats: group member)",
-            }
-            for m in members
-        ]
-    return {"workers": workers}
+    views = worker_views(tails.agg.heartbeats(), now)
+    if views:
+        return {"workers": [_view_row(v, now) for v in views], "from_heartbeats": True}
+    members = tails.status.group.members if tails.status else []
+    rows = [
+        {
+            "id": m.client_id,
+            "online": True,
+            "host": m.host,
+            "pid": pid_of(m.client_id),
+            "queues": "",
+            "partitions": ", ".join(m.partitions),
+            "concurrency": "",
+            "in_flight": "",
+            "counters": "",
+            "uptime": "",
+            "last_heartbeat": "(group member; no heartbeat)",
+        }
+        for m in members
+    ]
+    return {"workers": rows, "from_heartbeats": False}
 
 
-def _beat_row(beat: Any, now: int) -> dict[str, Any]:
-    get = beat.get if isinstance(beat, dict) else lambda k, d=None: getattr(beat, k, d)
-    started = get("started_at")
-    last = get("timestamp")
+def _view_row(view: WorkerView, now: int) -> dict[str, Any]:
+    hb = view.heartbeat
+    counters = ", ".join(f"{k} {v}" for k, v in sorted(hb.counters.items()) if v)
     return {
-        "id": get("worker_id"),
-        "host": get("host"),
-        "pid": get("pid"),
-        "queues": ", ".join(get("queues") or []),
-        "partitions": ", ".join(str(p) for p in (get("partitions") or [])),
-        "concurrency": get("concurrency"),
-        "in_flight": get("in_flight"),
-        "uptime": format_age(started, now) if started else "-",
-        "last_heartbeat": (format_age(last, now) + " ago") if last else "-",
+        "id": hb.worker_id,
+        "online": view.online,
+        "host": hb.host,
+        "pid": hb.pid,
+        "queues": ", ".join(hb.queues),
+        "partitions": ", ".join(hb.partitions),
+        "concurrency": hb.concurrency,
+        "in_flight": hb.in_flight,
+        "counters": counters,
+        "uptime": format_age(hb.started_at, now),
+        "last_heartbeat": f"{view.age_seconds:.0f}s ago ({hb.state.value})",
     }

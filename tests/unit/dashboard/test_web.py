@@ -13,11 +13,12 @@ from streamtasks import App
 from streamtasks.cli import cli
 from streamtasks.dashboard.aggregates import Aggregates, TimelineEntry
 from streamtasks.dashboard.security import COOKIE, Guard, check_bind
-from streamtasks.dashboard.tails import Tails
+from streamtasks.dashboard.tails import Tails, timeline_entry
 from streamtasks.dashboard.web import create_app
 from streamtasks.errors import ConfigError
 from streamtasks.ops.store import Change
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.events import TaskEvent, TaskEventType, WorkerHeartbeat
 
 XSS = "<script>alert(1)</script>"
 
@@ -156,3 +157,55 @@ def test_the_command_refuses_a_public_address_without_a_token(
     r = CliRunner().invoke(cli, ["dashboard", "no.such:app", "--host", "0.0.0.0"])
     assert r.exit_code == 2
     assert "refusing to serve the dashboard on '0.0.0.0' without a token" in r.output
+
+
+def test_a_queue_whose_lag_grew_for_minutes_gets_the_red_banner(tails: Tails) -> None:
+    c = client(tails, Guard.make("s3cret"))
+    assert "lag-alarm-default" not in c.get("/").text
+    now = now_ms()
+    for s in range(240, -1, -10):
+        tails.agg.record_lag("default", now - s * 1000, 400.0 - s)
+    assert 'id="lag-alarm-default"' in c.get("/").text
+
+
+def test_workers_come_from_their_heartbeats(tails: Tails) -> None:
+    now = now_ms()
+    beat = WorkerHeartbeat(
+        worker_id="w-<b>1</b>",
+        host="box",
+        pid=4242,
+        group_id="g",
+        queues=("default",),
+        concurrency=8,
+        in_flight=3,
+        started_at=now - 120_000,
+        interval_ms=2000,
+        timestamp=now,
+        counters={"succeeded": 5, "failed": 1},
+        partitions=("ns.tasks.default[0]",),
+    )
+    tails.agg.record_heartbeat(beat.worker_id, beat)
+    c = client(tails, Guard.make("s3cret"))
+    page = c.get("/workers").text
+    assert "w-&lt;b&gt;1&lt;/b&gt;" in page and "4242" in page and "2m" in page
+    assert "succeeded 5" in page and "ns.tasks.default[0]" in page
+    overview = c.get("/").text
+    assert 'id="workers-online">1<' in overview and "failed 1" in overview
+
+
+def test_a_task_event_becomes_a_timeline_line() -> None:
+    ev = TaskEvent(
+        "t",
+        "add",
+        "default",
+        TaskEventType.FAILED,
+        2,
+        1000,
+        "w",
+        12.5,
+        ErrorInfo("ValueError", "bad"),
+    )
+    line = timeline_entry(ev)
+    assert (line.type, line.attempt, line.detail) == ("FAILED", 2, "ValueError: bad")
+    ok = TaskEvent("t", "add", "default", TaskEventType.SUCCEEDED, 3, 2000, "w", 12.5)
+    assert timeline_entry(ok).detail == "ran 12.5 ms"

@@ -28,6 +28,13 @@ from streamtasks.dev.broker import EmbeddedBroker
 from streamtasks.kafka import clients
 from streamtasks.kafka.delivery import produce_with_room
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.events import (
+    TaskEvent,
+    TaskEventType,
+    encode_task_event,
+    event_headers,
+    event_key,
+)
 from streamtasks.wire.topics import events_topic, results_topic, task_topic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,19 +108,40 @@ def _feed(app: App, n: int) -> tuple[float, str]:
             app.codec.encode(app.result_schema, rec.to_avro()),
             key=rec.task_id,
         )
+        for ev in _events_of(env, rec):
+            produce_with_room(
+                producer,
+                events_topic(ns),
+                encode_task_event(ev),
+                key=event_key(ev),
+                headers=event_headers(ev),
+            )
     producer.flush(60)
     return time.monotonic() - started, records[-1][1].task_id
 
 
+def _events_of(env: Envelope, rec: ResultRecord) -> list[TaskEvent]:
+    end = TaskEventType.FAILED if rec.status is TaskStatus.FAILURE else TaskEventType.SUCCEEDED
+    started = rec.started_at or rec.created_at
+    return [
+        TaskEvent(env.id, env.task, "default", TaskEventType.STARTED, 1, started, "w-1"),
+        TaskEvent(
+            env.id, env.task, "default", end, 1, rec.finished_at or started, "w-1", 2.0, rec.error
+        ),
+    ]
+
+
 def _event_stream(app: App, per_minute: int, stop: threading.Event) -> None:
-    """Lifecycle-event-sized records at a steady rate on {ns}.events (key = task id)."""
+    """Task events at a steady rate on {ns}.events, as workers with events on write them."""
     producer = clients.make_producer(app.settings.producer())
     topic = events_topic(app.settings.namespace)
-    payload = os.urandom(120)
     gap = 60.0 / per_minute
     due = time.monotonic()
     while not stop.is_set():
-        produce_with_room(producer, topic, payload, key=uuid.uuid4().hex)
+        ev = TaskEvent(uuid.uuid4().hex, "resize", "default", TaskEventType.STARTED, 1)
+        produce_with_room(
+            producer, topic, encode_task_event(ev), key=event_key(ev), headers=event_headers(ev)
+        )
         producer.poll(0)
         due += gap
         delay = due - time.monotonic()
@@ -141,12 +169,16 @@ def main() -> None:
     ap.add_argument("--results", type=int, default=100_000)
     ap.add_argument("--events-per-minute", type=int, default=10_000)
     ap.add_argument("--port", type=int, default=18799)
+    ap.add_argument("--soak", type=int, default=180, help="seconds of events after catching up")
     opts = ap.parse_args()
     with EmbeddedBroker() as broker:
         app = build(broker.bootstrap_servers)
         app.apply_topics()
         took, last_id = _feed(app, opts.results)
-        print(f"fed {opts.results} results + {opts.results} task events in {took:.1f}s")
+        print(
+            f"fed {opts.results} results, {opts.results} task records and "
+            f"{2 * opts.results} lifecycle events in {took:.1f}s"
+        )
         stop = threading.Event()
         events = threading.Thread(target=_event_stream, args=(app, opts.events_per_minute, stop))
         events.start()
@@ -176,9 +208,10 @@ def main() -> None:
                     f"  GET {page[:24]:24} p50 {statistics.median(times) * 1000:7.1f} ms   "
                     f"max {times[-1] * 1000:7.1f} ms"
                 )
-            time.sleep(30)  # events keep flowing: does memory stay put?
-            rss, peak = _rss(dash.pid)
-            print(f"dashboard RSS {rss} MiB (peak {peak} MiB) after 30 s more of events")
+            for waited in range(30, opts.soak + 1, 30):  # events keep flowing: memory?
+                time.sleep(30)
+                rss, peak = _rss(dash.pid)
+                print(f"dashboard RSS {rss} MiB (peak {peak} MiB) after {waited} s more of events")
         finally:
             stop.set()
             events.join()

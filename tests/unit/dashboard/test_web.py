@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,11 @@ from streamtasks import App
 from streamtasks.cli import cli
 from streamtasks.dashboard.aggregates import Aggregates, TimelineEntry
 from streamtasks.dashboard.security import COOKIE, Guard, check_bind
-from streamtasks.dashboard.tails import Tails, timeline_entry
+from streamtasks.dashboard.tails import Tails, schedule_rows, timeline_entry
 from streamtasks.dashboard.web import create_app
 from streamtasks.errors import ConfigError
 from streamtasks.ops.store import Change
+from streamtasks.scheduler import LastFire
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.wire.events import TaskEvent, TaskEventType, WorkerHeartbeat
 
@@ -209,3 +211,16 @@ def test_a_task_event_becomes_a_timeline_line() -> None:
     assert (line.type, line.attempt, line.detail) == ("FAILED", 2, "ValueError: bad")
     ok = TaskEvent("t", "add", "default", TaskEventType.SUCCEEDED, 3, 2000, "w", 12.5)
     assert timeline_entry(ok).detail == "ran 12.5 ms"
+
+
+def test_schedules_show_last_fire_leader_and_next_fire(app: App, tails: Tails) -> None:
+    app.schedule("echo", every=timedelta(minutes=5), name="five", args=("hi",))
+    fired = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    rows = schedule_rows(app, {"five": LastFire(fired, "five-fire-1", "sched-a")})
+    assert [(r.name, r.leader, r.last_task_id) for r in rows] == [
+        ("five", "sched-a", "five-fire-1")
+    ]
+    assert rows[0].next_fire > datetime.now(UTC) - timedelta(minutes=5)
+    tails.schedules = rows
+    page = client(tails, Guard.make("s3cret")).get("/schedules").text
+    assert "sched-a" in page and "2026-01-01 12:00:00" in page

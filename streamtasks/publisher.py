@@ -7,7 +7,8 @@ it returns in their own :class:`~streamtasks.asyncresult.AsyncResult`.
 Invariants: the task id is registered with the process's result listener *before* the record is
 produced (so its result cannot be missed); a record over ``max_payload_bytes`` is refused before
 it reaches the producer; a task due later (``eta``) goes to the retry tier covering the delay,
-with ``st-not-before``, instead of the task topic.
+with ``st-not-before``, instead of the task topic; with ``App(events=True)`` a ``SENT`` event
+follows each task record to ``{ns}.events``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from streamtasks.errors import ArgumentError
 from streamtasks.kafka.delivery import Delivery
 from streamtasks.retry import tier_for
 from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.events import (
+    TaskEvent,
+    TaskEventType,
+    encode_task_event,
+    event_headers,
+    event_key,
+)
 from streamtasks.wire.headers import NOT_BEFORE, task_headers
-from streamtasks.wire.topics import Headers, record_size, retry_topic, task_topic
+from streamtasks.wire.topics import Headers, events_topic, record_size, retry_topic, task_topic
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -64,5 +72,25 @@ class Publisher:
             on_delivery=delivery.on_delivery,
             label=f"task {envelope.id}",
         )
+        if app.events:
+            _sent(app, envelope)
         app.producer.poll(0)
         return delivery
+
+
+def _sent(app: App, envelope: Envelope) -> None:
+    """The SENT event of a task just produced (informational: the send does not wait)."""
+    event = TaskEvent(
+        task_id=envelope.id,
+        task=envelope.task,
+        queue=envelope.queue,
+        type=TaskEventType.SENT,
+        attempt=envelope.attempt,
+    )
+    app.produce(
+        events_topic(app.settings.namespace),
+        encode_task_event(event),
+        key=event_key(event),
+        headers=event_headers(event),
+        label=f"SENT event of task {envelope.id}",
+    )

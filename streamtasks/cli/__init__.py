@@ -25,6 +25,7 @@ from streamtasks.cli.common import (
 )
 from streamtasks.cli.dashboard import dashboard
 from streamtasks.cli.dlq import dlq_cli
+from streamtasks.cli.events import events_command
 from streamtasks.cli.ops import register as register_ops
 from streamtasks.cli.schemas import schemas_cli
 from streamtasks.errors import BrokerError, ConfigError, DeliveryError, StreamtasksError
@@ -34,7 +35,7 @@ __all__ = ["main"]
 
 # Commands of the design that this version does not have yet: naming one says so, instead
 # of suggesting an unrelated command that merely looks alike ('schemas' -> 'schedules').
-_NOT_BUILT = ("events",)
+_NOT_BUILT: tuple[str, ...] = ()
 
 
 class _Commands(TyperGroup):
@@ -60,6 +61,7 @@ cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 register_ops(cli)  # replay, status, offsets reset
 cli.command("dashboard")(dashboard)
+cli.command("events")(events_command)
 cli.add_typer(schemas_cli, name="schemas")
 
 
@@ -202,6 +204,15 @@ def worker(
         str,
         typer.Option(help="classic, or consumer (KIP-848: assignment by the broker; Kafka 4.0+)."),
     ] = "classic",
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events", "-E", help="Write per-task lifecycle events to {ns}.events (like -E)."
+        ),
+    ] = False,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between the worker's heartbeats on {ns}.events.")
+    ] = 5.0,
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -210,6 +221,7 @@ def worker(
     Example: streamtasks worker myproj.tasks:app --concurrency 16 --queues default,emails
     Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
     Example: streamtasks worker myproj.tasks:app --burst   (drain the queues, commit, exit 0)
+    Example: streamtasks worker myproj.tasks:app --events   (then: streamtasks events APP -f)
     """
     from streamtasks._loading import load_app
     from streamtasks.worker import Worker
@@ -237,6 +249,8 @@ def worker(
             cooperative=cooperative,
             shutdown_grace=shutdown_grace,
             group_protocol=group_protocol,
+            events=True if events else None,
+            heartbeat_interval=heartbeat_interval,
         )
         w.run(burst=burst)
     except StreamtasksError as exc:

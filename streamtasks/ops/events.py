@@ -5,7 +5,8 @@
 * :func:`workers` — the latest heartbeat of each worker seen lately, with its age and whether
   it is online; :func:`recent_heartbeats` — every heartbeat since a time (for rates);
 * pure, unit-tested: :func:`is_online`, :func:`latest_heartbeats`, :func:`worker_views`,
-  :func:`queue_rates`.
+  :func:`queue_rates`, and for ``streamtasks events`` :func:`EventFilter` and :func:`describe`
+  (one line per event, like ``celery events --dump``).
 
 A worker is **online** while its last heartbeat says ``ONLINE`` and is at most
 :data:`MISSED_BEATS` of its own intervals old; a clean stop sends ``OFFLINE``, a crash is
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
 
-from streamtasks.errors import BrokerError
+from streamtasks.errors import BrokerError, ConfigError
 from streamtasks.kafka import reader
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.events import (
@@ -32,6 +34,7 @@ from streamtasks.wire.events import (
     KIND_TASK,
     Event,
     EventDecodeError,
+    TaskEventType,
     WorkerHeartbeat,
     WorkerState,
     decode_event,
@@ -46,9 +49,12 @@ if TYPE_CHECKING:
 __all__ = [
     "FAILED_COUNTERS",
     "FINISHED_COUNTERS",
+    "HEARTBEAT",
     "MISSED_BEATS",
+    "EventFilter",
     "QueueRate",
     "WorkerView",
+    "describe",
     "is_online",
     "latest_heartbeats",
     "queue_rates",
@@ -158,6 +164,74 @@ def queue_rates(
             finished[queue] = finished.get(queue, 0.0) + max(0, done) / seconds
             failed[queue] = failed.get(queue, 0.0) + max(0, bad) / seconds
     return {q: QueueRate(q, finished[q], failed.get(q, 0.0)) for q in finished}
+
+
+#: the ``--type`` of heartbeats
+HEARTBEAT = "HEARTBEAT"
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events to show: task names and types (``HEARTBEAT`` for heartbeats); empty: all.
+    A task filter shows task events only."""
+
+    tasks: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, tasks: Iterable[str] = (), types: Iterable[str] = ()) -> EventFilter:
+        """Raises :class:`ConfigError` for a type that does not exist."""
+        wanted = {t.strip().upper() for spec in types for t in spec.split(",") if t.strip()}
+        known = {*TaskEventType.__members__, HEARTBEAT}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown event type {', '.join(unknown)}: use one of {', '.join(sorted(known))}"
+            )
+        return cls(frozenset(tasks), frozenset(wanted))
+
+    def kinds(self) -> frozenset[str] | None:
+        """The record kinds that can match (to skip the others without decoding)."""
+        if self.tasks or (self.types and HEARTBEAT not in self.types):
+            return frozenset({KIND_TASK})
+        if self.types == {HEARTBEAT}:
+            return frozenset({KIND_HEARTBEAT})
+        return None
+
+    def __call__(self, event: Event) -> bool:
+        if isinstance(event, WorkerHeartbeat):
+            return not self.tasks and (not self.types or HEARTBEAT in self.types)
+        return (not self.tasks or event.task in self.tasks) and (
+            not self.types or event.type.value in self.types
+        )
+
+
+def describe(event: Event) -> str:
+    """One line, like ``celery events --dump``: time, what, who, and the details."""
+    when = _iso(event.timestamp)
+    if isinstance(event, WorkerHeartbeat):
+        counts = " ".join(f"{k}={v}" for k, v in sorted(event.counters.items()) if v)
+        return (
+            f"{when} worker-{event.state.value.lower()} {event.worker_id} host={event.host} "
+            f"pid={event.pid} queues={','.join(event.queues)} in_flight={event.in_flight}"
+            + (f" {counts}" if counts else "")
+        )
+    parts = [f"{when} task-{event.type.value.lower()} {event.task}[{event.task_id}]"]
+    parts.append(f"queue={event.queue} attempt={event.attempt}")
+    if event.worker_id is not None:
+        parts.append(f"worker={event.worker_id}")
+    if event.runtime_ms is not None:
+        parts.append(f"runtime={event.runtime_ms / 1000:.3f}s")
+    if event.partition is not None:
+        parts.append(f"partition={event.partition} offset={event.offset}")
+    if event.error is not None:
+        parts.append(f"error={event.error.type}: {event.error.message[:200]!r}")
+    return " ".join(parts)
+
+
+def _iso(ms: int) -> str:
+    stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
 
 
 # -- reading ----------------------------------------------------------------------------------

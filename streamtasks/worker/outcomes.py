@@ -47,6 +47,7 @@ __all__ = [
     "Results",
     "error_info",
     "header",
+    "queue_of",
     "result_refused",
     "staged",
 ]
@@ -211,7 +212,7 @@ class Outcomes:
                 ("st-first-failure", header(rec.headers, "st-first-failure") or _now_bytes()),
             ]
             retry_record = Output(
-                retry_topic(self._ns, _queue_of(rec.topic, self._ns), verdict.tier),
+                retry_topic(self._ns, queue_of(rec.topic, self._ns), verdict.tier),
                 rec.key,
                 self.app.codec.encode(self.app.envelope_schema, again.to_avro()),
                 headers,
@@ -269,7 +270,7 @@ class Outcomes:
         if error.traceback:
             headers.append(("st-traceback", error.traceback[-TRACEBACK_LIMIT:].encode()))
         letter = Output(
-            dlq_topic(self._ns, _queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
+            dlq_topic(self._ns, queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
         )
         if env is None:
             return Outcome("dead", (letter,))
@@ -335,7 +336,8 @@ def _now_bytes() -> bytes:
     return str(now_ms()).encode()
 
 
-def _queue_of(topic: str, ns: str) -> str:
+def queue_of(topic: str, ns: str) -> str:
+    """The queue a task, retry-tier or DLQ topic of namespace ``ns`` belongs to."""
     prefix = f"{ns}.tasks."
     queue = topic[len(prefix) :] if topic.startswith(prefix) else topic
     return queue.split(".retry.", 1)[0]

@@ -47,6 +47,7 @@ class Job:
     then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
     joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
     preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
+    received_ms: int = 0  # when the poll thread took it (set only with task events on)
 
     @property
     def tp(self) -> TP:

@@ -56,7 +56,9 @@ from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import Completion
+from streamtasks.worker.events import TaskEvents
 from streamtasks.worker.health import BrokerWatch, StallWatch
+from streamtasks.worker.heartbeats import HeartbeatCounters, HeartbeatSender
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.outcomes import Outcome, Record, header
 from streamtasks.worker.outputs import Job
@@ -96,6 +98,8 @@ class Worker:
         stall_warning: float = 60.0,
         group_protocol: str = "classic",
         hooks: Sequence[WorkerHooks] = (),
+        events: bool | None = None,
+        heartbeat_interval: float = 5.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
@@ -149,9 +153,16 @@ class Worker:
                 "protocol (KIP-848) is always incremental"
             )
         self.group_protocol = group_protocol
+        if not heartbeat_interval > 0:
+            raise ConfigError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
+        self.heartbeat_interval = heartbeat_interval
+        # per-task events (None: as the app says); heartbeats are always on
+        self.events = app.events if events is None else events
+        self._task_events = TaskEvents(app, self.worker_id) if self.events else None
         self.stats = WorkerStats()
+        self._beats = HeartbeatCounters(app.settings.namespace, self.queues)
         # called on the poll thread (see streamtasks.worker.hooks); the counters come first
-        self._hooks = HookSet([self.stats, *hooks])
+        self._hooks = HookSet([self.stats, self._beats, *hooks])
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
@@ -206,6 +217,16 @@ class Worker:
             done=self._acked,
             fatal=functools.partial(self.stop, force=True),
         )
+        beats = HeartbeatSender(
+            self.app,
+            self._beats,
+            worker_id=self.worker_id,
+            group_id=self.group_id,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            interval=self.heartbeat_interval,
+            events=self.events,
+        ).start()
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -233,6 +254,7 @@ class Worker:
         finally:
             watch.stop()
             self._s.close(wait_for_pool=not self._force.is_set())
+            beats.stop()  # the OFFLINE heartbeat, once the group was left
             if restore is not None:
                 restore()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
@@ -348,6 +370,8 @@ class Worker:
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
         job = Job(rec, self._parts.generation(tp), preset=preset)
+        if self._task_events is not None:
+            job.received_ms = now_ms()
         if self._parts.queue_behind_key(tp, rec.key, job):
             return  # same key in flight: runs after it, in offset order
         self._submit(job)
@@ -474,6 +498,8 @@ class Worker:
 
     def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
+        if self._task_events is not None:  # acknowledged with the outcome, before the commit
+            outcome = self._task_events.add(job.record, job.received_ms, outcome)
         if not self._s.outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
 

@@ -102,7 +102,7 @@ class Tails:
         agg: Aggregates,
         *,
         cache_dir: Path | None = None,
-        status_every: float = 3.0,
+        status_every: float = 5.0,
         extra: Iterable[Callable[[Tails], None]] = (),
     ) -> None:
         self.app = app
@@ -266,7 +266,8 @@ def timeline_entry(event: TaskEvent) -> TimelineEntry:
     elif event.runtime_ms is not None:
         detail = f"ran {event.runtime_ms:.1f} ms"
     else:
-        detail = f"partition {event.partition}, offset {event.offset}" if event.offset else ""
+        known = event.offset is not None
+        detail = f"partition {event.partition}, offset {event.offset}" if known else ""
     return TimelineEntry(event.type.value, event.timestamp, event.attempt, event.worker_id, detail)
 
 

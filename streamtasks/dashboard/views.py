@@ -83,6 +83,7 @@ def overview_page(tails: Tails) -> dict[str, Any]:
             {
                 "name": name,
                 "status": by_name.get(name),
+                "rate": report.rates.get(name) if report else None,
                 "finished": finished,
                 "failed": failed,
                 "failure_rate": failed / finished if finished else 0.0,

@@ -1,11 +1,11 @@
 """The dashboard in a real headless Chromium (Debian's package, driven by Playwright).
 
-A broker, one worker, the dashboard as a real ``streamtasks dashboard`` process; tasks that
-succeed, fail, retry and go DEAD. The browser logs in with the token, reads the overview, a
-task's page, the dead letters, redrives the dead task after its fix (it then succeeds), sees an
-argument ``<script>alert(1)</script>`` as text (no dialog ever opens), and after a restart of
-the dashboard on an empty cache the same history. Screenshots of every page go to
-``tests/artifacts/dashboard/{broker}/``.
+A broker, one worker with events on, the dashboard as a real ``streamtasks dashboard``
+process; tasks that succeed, fail, retry and go DEAD. The browser logs in with the token,
+reads the overview, a task's page and timeline, the dead letters, redrives the dead task after
+its fix (it then succeeds), sees an argument ``<script>alert(1)</script>`` as text (no dialog
+ever opens), and after a restart of the dashboard on an empty cache the same history.
+Screenshots of every page go to ``tests/artifacts/dashboard/{broker}/``.
 """
 
 from __future__ import annotations
@@ -133,12 +133,11 @@ def test_the_dashboard_in_a_real_browser(
     browser: sync_api.Browser,
     shots: Path,
     tmp_path: Path,
-    broker_kind: str,
 ) -> None:
     expect = sync_api.expect
     flag = tmp_path / "fixed"
     # Given a worker (events on) and tasks that succeed, fail, retry and go DEAD
-    start_workers(1, "--concurrency", "4")
+    start_workers(1, "--events", "--concurrency", "4")
     t = app.tasks
     ok = [t["add"].send(i, i) for i in range(3)]
     failed = t["fail"].send("nope")
@@ -163,12 +162,17 @@ def test_the_dashboard_in_a_real_browser(
         expect(queue.locator(".finished")).to_have_text("7", timeout=WAIT_MS)
         expect(queue.locator(".failed")).to_have_text("2", timeout=WAIT_MS)
         expect(queue.locator(".dlq-depth")).to_have_text("1", timeout=WAIT_MS)
+        expect(page.locator("#workers-online")).to_have_text("1", timeout=WAIT_MS)
         page.screenshot(path=shots / "overview.png", full_page=True)
 
         # the retried task's page: its result and its timeline
         page.goto(f"{dash.url}/tasks?id={retried.id}")
         expect(page.locator("#task-result")).to_contain_text("SUCCESS")
         expect(page.locator("#task-result")).to_contain_text("2")  # attempts
+        timeline = page.locator("#timeline")
+        for kind in ("RECEIVED", "STARTED", "RETRIED", "SUCCEEDED"):
+            expect(timeline.locator(f"tr.event-{kind}").first).to_be_visible(timeout=WAIT_MS)
+        expect(timeline.locator("tr.event-RETRIED")).to_contain_text("ConnectionError")
         page.screenshot(path=shots / "task.png", full_page=True)
 
         # the XSS argument is text, not markup
@@ -212,8 +216,10 @@ def test_the_dashboard_in_a_real_browser(
         expect(page.locator("#schedules")).to_contain_text("hourly-add")
         page.screenshot(path=shots / "schedules.png", full_page=True)
         page.goto(dash.url + "/workers")
-        if broker_kind != "tansu":  # Tansu's DescribeGroups answers with no members
-            expect(page.locator("#workers tr.worker")).to_have_count(1, timeout=WAIT_MS)
+        worker = page.locator("#workers tr.worker.online")
+        expect(worker).to_have_count(1, timeout=WAIT_MS)  # from its heartbeats
+        expect(worker).to_contain_text("default")
+        expect(worker).to_contain_text("succeeded")
         page.screenshot(path=shots / "workers.png", full_page=True)
     finally:
         dash.stop()

@@ -102,8 +102,7 @@ class Tails:
         agg: Aggregates,
         *,
         cache_dir: Path | None = None,
-        status_every: float = 5.0,
-        extra: Iterable[Callable[[Tails], None]] = (),
+        status_every: float = 10.0,
     ) -> None:
         self.app = app
         self.agg = agg
@@ -112,10 +111,8 @@ class Tails:
         self.status: status_mod.StatusReport | None = None
         self.schedules: list[ScheduleRow] = []
         self.problems: dict[str, str] = {}
-        self.ready = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._extra = list(extra)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,9 +123,8 @@ class Tails:
             self._events_loop,
             self._status_loop,
         ]
-        loops += [lambda fn=fn: fn(self) for fn in self._extra]  # type: ignore[misc]
         for loop in loops:
-            t = threading.Thread(target=loop, name="dashboard-tail", daemon=True)
+            t = threading.Thread(target=loop, name=f"dashboard{loop.__name__}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -136,10 +132,6 @@ class Tails:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
-
-    @property
-    def stopping(self) -> threading.Event:
-        return self._stop
 
     def result_store(self) -> ResultStore:
         """A store on the cache file for the calling thread (SQLite connections are per thread)."""
@@ -172,7 +164,6 @@ class Tails:
                 try:
                     store.sync(timeout=10.0)
                     self._problem("results", None)
-                    self.ready.set()
                 except StreamtasksError as exc:
                     self._problem("results", exc)
                 self._stop.wait(1.0)

@@ -8,6 +8,8 @@ autoescape every value.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -207,7 +209,10 @@ def workers_page(tails: Tails) -> dict[str, Any]:
     now = now_ms()
     views = worker_views(tails.agg.heartbeats(), now)
     if views:
-        return {"workers": [_view_row(v, now) for v in views], "from_heartbeats": True}
+        return {
+            "workers": [_view_row(v, now, tails.app.settings.namespace) for v in views],
+            "from_heartbeats": True,
+        }
     members = tails.status.group.members if tails.status else []
     rows = [
         {
@@ -228,7 +233,31 @@ def workers_page(tails: Tails) -> dict[str, Any]:
     return {"workers": rows, "from_heartbeats": False}
 
 
-def _view_row(view: WorkerView, now: int) -> dict[str, Any]:
+def compact_partitions(parts: Iterable[str], ns: str) -> str:
+    """``"tasks.default 0-5; tasks.default.retry.1 0-2, 4"`` from ``"{ns}.tasks.default:0"``
+    (or ``[0]``) names: per topic, without the namespace, runs of partitions joined."""
+    by_topic: dict[str, list[int]] = {}
+    for name in parts:
+        found = re.fullmatch(r"(.+?)(?::(\d+)|\[(\d+)\])", name)
+        if found is None:
+            by_topic.setdefault(name, [])
+            continue
+        topic = found.group(1).removeprefix(ns + ".")
+        by_topic.setdefault(topic, []).append(int(found.group(2) or found.group(3)))
+    return "; ".join(f"{t} {_runs(sorted(ps))}".strip() for t, ps in sorted(by_topic.items()))
+
+
+def _runs(numbers: list[int]) -> str:
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _view_row(view: WorkerView, now: int, ns: str) -> dict[str, Any]:
     hb = view.heartbeat
     counters = ", ".join(f"{k} {v}" for k, v in sorted(hb.counters.items()) if v)
     return {
@@ -237,7 +266,7 @@ def _view_row(view: WorkerView, now: int) -> dict[str, Any]:
         "host": hb.host,
         "pid": hb.pid,
         "queues": ", ".join(hb.queues),
-        "partitions": ", ".join(hb.partitions),
+        "partitions": compact_partitions(hb.partitions, ns),
         "concurrency": hb.concurrency,
         "in_flight": hb.in_flight,
         "counters": counters,

@@ -231,6 +231,8 @@ def test_the_dashboard_in_a_real_browser(
         page.goto(dash.url + "/")
         for k, v in before.items():
             expect(queue.locator(f".{k}")).to_have_text(v, timeout=WAIT_MS)
+        expect(queue.locator(".dlq-depth")).to_have_text("0", timeout=WAIT_MS)
+        expect(page.locator("#workers-online")).to_have_text("1", timeout=WAIT_MS)
         page.screenshot(path=shots / "overview-after-restart.png", full_page=True)
         page.goto(f"{dash.url}/tasks?id={dead.id}")
         expect(page.locator("#task-result")).to_contain_text("SUCCESS", timeout=WAIT_MS)

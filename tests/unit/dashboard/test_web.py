@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from streamtasks.cli import cli
 from streamtasks.dashboard.aggregates import Aggregates, TimelineEntry
 from streamtasks.dashboard.security import COOKIE, Guard, check_bind
 from streamtasks.dashboard.tails import Tails, schedule_rows, timeline_entry
+from streamtasks.dashboard.views import compact_partitions
 from streamtasks.dashboard.web import create_app
 from streamtasks.errors import ConfigError
 from streamtasks.ops.store import Change
@@ -190,7 +192,7 @@ def test_workers_come_from_their_heartbeats(tails: Tails) -> None:
     c = client(tails, Guard.make("s3cret"))
     page = c.get("/workers").text
     assert "w-&lt;b&gt;1&lt;/b&gt;" in page and "4242" in page and "2m" in page
-    assert "succeeded 5" in page and "ns.tasks.default[0]" in page
+    assert "succeeded 5" in page and "tasks.default 0" in page
     overview = c.get("/").text
     assert 'id="workers-online">1<' in overview and "failed 1" in overview
 
@@ -224,3 +226,19 @@ def test_schedules_show_last_fire_leader_and_next_fire(app: App, tails: Tails) -
     tails.schedules = rows
     page = client(tails, Guard.make("s3cret")).get("/schedules").text
     assert "sched-a" in page and "2026-01-01 12:00:00" in page
+
+
+def test_without_the_extra_the_command_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "streamtasks.dashboard.server", raising=False)
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
+    r = CliRunner().invoke(cli, ["dashboard", "no.such:app"])
+    assert r.exit_code == 2
+    assert "pip install 'streamtasks[dashboard]'" in r.output and "uvicorn" in r.output
+
+
+def test_partitions_are_shown_per_topic_as_runs() -> None:
+    parts = ["ns.tasks.default:0", "ns.tasks.default:1", "ns.tasks.default:2", "ns.chords[4]"]
+    parts += ["ns.tasks.default:5", "odd-name"]
+    assert compact_partitions(parts, "ns") == "chords 4; odd-name; tasks.default 0-2, 5"

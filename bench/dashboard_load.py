@@ -19,11 +19,14 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import urllib.request
 import uuid
 from pathlib import Path
 
 from streamtasks import App
+from streamtasks.dashboard.aggregates import Aggregates
+from streamtasks.dashboard.tails import timeline_entry
 from streamtasks.dev.broker import EmbeddedBroker
 from streamtasks.kafka import clients
 from streamtasks.kafka.delivery import produce_with_room
@@ -150,6 +153,28 @@ def _event_stream(app: App, per_minute: int, stop: threading.Event) -> None:
     producer.flush(10)
 
 
+def _aggregates_heap(n: int) -> None:
+    """The aggregates alone, in this process: their Python heap after n results and 2n events
+    (and again after 3n more), by tracemalloc — what grows with traffic, if anything."""
+    tracemalloc.start()
+    agg = Aggregates()
+    now = now_ms()
+    fed = 0
+    for batch in (n, 3 * n):
+        for env, rec in _records(build(), batch, now):
+            agg.record_result(rec, "default", now)
+            for ev in _events_of(env, rec):
+                agg.record_event(ev.task_id, timeline_entry(ev))
+            agg.record_args(env.id, env.task, env.args)
+        fed += batch
+        current, _peak = tracemalloc.get_traced_memory()
+        print(
+            f"aggregates after {fed} results + {2 * fed} events: Python heap "
+            f"{current / 2**20:.1f} MiB; held {agg.sizes()}"
+        )
+    tracemalloc.stop()
+
+
 def _rss(pid: int) -> tuple[int, int]:
     fields = dict(
         line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -171,6 +196,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=18799)
     ap.add_argument("--soak", type=int, default=180, help="seconds of events after catching up")
     opts = ap.parse_args()
+    _aggregates_heap(opts.results)
     with EmbeddedBroker() as broker:
         app = build(broker.bootstrap_servers)
         app.apply_topics()

@@ -19,13 +19,7 @@ from streamtasks.errors import ArgumentError
 from streamtasks.kafka.delivery import Delivery
 from streamtasks.retry import tier_for
 from streamtasks.wire.envelope import Envelope, now_ms
-from streamtasks.wire.events import (
-    TaskEvent,
-    TaskEventType,
-    encode_task_event,
-    event_headers,
-    event_key,
-)
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
 from streamtasks.wire.headers import NOT_BEFORE, task_headers
 from streamtasks.wire.topics import Headers, events_topic, record_size, retry_topic, task_topic
 
@@ -87,10 +81,6 @@ def _sent(app: App, envelope: Envelope) -> None:
         type=TaskEventType.SENT,
         attempt=envelope.attempt,
     )
-    app.produce(
-        events_topic(app.settings.namespace),
-        encode_task_event(event),
-        key=event_key(event),
-        headers=event_headers(event),
-        label=f"SENT event of task {envelope.id}",
-    )
+    key, value, headers = event_record(event)
+    topic = events_topic(app.settings.namespace)
+    app.produce(topic, value, key=key, headers=headers, label=f"SENT event of {envelope.id}")

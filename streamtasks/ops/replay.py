@@ -62,13 +62,7 @@ from streamtasks.ops.replayspec import (
 )
 from streamtasks.ops.store import ResultStore
 from streamtasks.wire.envelope import Envelope, TaskStatus, now_ms
-from streamtasks.wire.events import (
-    TaskEvent,
-    TaskEventType,
-    encode_task_event,
-    event_headers,
-    event_key,
-)
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
 from streamtasks.wire.topics import (
     REPLAY_HEADER,
     REPLAY_ORIGIN_HEADER,
@@ -330,8 +324,7 @@ class Replay:
         if self.app.events:  # acknowledged like the event itself, before the position is
             replayed = TaskEvent(env.id, env.task, env.queue, TaskEventType.REPLAYED)
             events = events_topic(self.app.settings.namespace)
-            value, key = encode_task_event(replayed), event_key(replayed)
-            headers = event_headers(replayed)
+            key, value, headers = event_record(replayed)
             _produce(producer, events, value, key=key, headers=headers, partition=None, acks=acks)
 
     def _save_positions(self, producer: Any, read_to: Mapping[int, int], acks: Acks) -> None:

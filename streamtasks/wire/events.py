@@ -41,6 +41,7 @@ __all__ = [
     "encode_task_event",
     "event_headers",
     "event_key",
+    "event_record",
     "kind_of",
 ]
 
@@ -229,6 +230,12 @@ def event_headers(event: Event) -> hdr.HeaderList:
     if isinstance(event, TaskEvent):
         return [(hdr.KIND, KIND_TASK.encode()), (hdr.TASK, event.task.encode())]
     return [(hdr.KIND, KIND_HEARTBEAT.encode())]
+
+
+def event_record(event: Event) -> tuple[bytes, bytes, hdr.HeaderList]:
+    """``(key, value, headers)`` of ``event``'s record on ``{ns}.events``."""
+    value = encode_task_event(event) if isinstance(event, TaskEvent) else encode_heartbeat(event)
+    return event_key(event), value, event_headers(event)
 
 
 def kind_of(headers: _HeaderInput) -> str | None:

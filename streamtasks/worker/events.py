@@ -23,14 +23,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 from streamtasks.errors import StreamtasksError
-from streamtasks.wire.envelope import ResultRecord, TaskStatus
-from streamtasks.wire.events import (
-    TaskEvent,
-    TaskEventType,
-    encode_task_event,
-    event_headers,
-    event_key,
-)
+from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
 from streamtasks.wire.topics import events_topic, results_topic
 from streamtasks.worker.outcomes import Outcome, Output, Record, queue_of
 
@@ -56,7 +50,8 @@ _NOT_RUN = (TaskStatus.EXPIRED, TaskStatus.REVOKED)
 
 def event_output(topic: str, event: TaskEvent) -> Output:
     """The record of ``event`` on the events topic ``topic``."""
-    return Output(topic, event_key(event), encode_task_event(event), event_headers(event))
+    key, value, headers = event_record(event)
+    return Output(topic, key, value, headers)
 
 
 class TaskEvents:
@@ -91,27 +86,34 @@ class TaskEvents:
         if final is None:
             return []
         finished = result.finished_at if result.finished_at is not None else received_ms
-        received = TaskEvent(
-            task_id=result.task_id,
-            task=result.task,
-            queue=queue_of(rec.topic, self._ns),
-            type=T.RECEIVED,
-            attempt=result.attempts,
-            timestamp=received_ms or finished,
-            worker_id=self._worker_id,
-            partition=rec.partition,
-            offset=rec.offset,
-        )
-        events = [received]
+        queue = queue_of(rec.topic, self._ns)
+
+        def event(
+            kind: TaskEventType,
+            at: int,
+            runtime: float | None = None,
+            error: ErrorInfo | None = None,
+        ) -> TaskEvent:
+            return TaskEvent(
+                result.task_id,
+                result.task,
+                queue,
+                kind,
+                result.attempts,
+                at,
+                self._worker_id,
+                runtime,
+                error,
+                rec.partition,
+                rec.offset,
+            )
+
+        events = [event(T.RECEIVED, received_ms or finished)]
         runtime = None
         if result.started_at is not None and result.status not in _NOT_RUN:
-            started = dataclasses.replace(received, type=T.STARTED, timestamp=result.started_at)
-            events.append(started)
+            events.append(event(T.STARTED, result.started_at))
             runtime = float(max(0, finished - result.started_at))
-        last = dataclasses.replace(
-            received, type=final, timestamp=finished, runtime_ms=runtime, error=result.error
-        )
-        events.append(last)
+        events.append(event(final, finished, runtime, result.error))
         return events
 
     def _result_of(self, outcome: Outcome) -> ResultRecord | None:

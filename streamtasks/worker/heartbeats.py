@@ -35,9 +35,7 @@ from streamtasks.wire.events import (
     COUNTERS,
     WorkerHeartbeat,
     WorkerState,
-    encode_heartbeat,
-    event_headers,
-    event_key,
+    event_record,
 )
 from streamtasks.wire.topics import events_topic
 from streamtasks.worker.hooks import WorkerHooks
@@ -196,14 +194,10 @@ class HeartbeatSender:
             self._send(WorkerState.ONLINE)
 
     def _send(self, state: WorkerState) -> None:
-        hb = self.heartbeat(state)
+        key, value, headers = event_record(self.heartbeat(state))
         try:
             self._producer.produce(
-                self._topic,
-                encode_heartbeat(hb),
-                key=event_key(hb),
-                headers=event_headers(hb),
-                on_delivery=self._delivered,
+                self._topic, value, key=key, headers=headers, on_delivery=self._delivered
             )
         except (BufferError, KafkaException) as exc:  # informational: the next one follows
             log.warning("heartbeat not sent", error=str(exc))

@@ -29,7 +29,9 @@ workflow continuation in :mod:`.continuation`), the clients of one run in :mod:`
 broker and stall warnings in :mod:`.health`.
 
 Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
-at each step of a record's life; :class:`WorkerStats` is the first of them.
+at each step of a record's life; :class:`WorkerStats` is the first of them, the heartbeat
+counters (:mod:`.heartbeats`, always on) the second. Per-task lifecycle events
+(``events=True``, :mod:`.events`) are outputs of each outcome, acknowledged before the commit.
 """
 
 from __future__ import annotations

@@ -23,23 +23,18 @@ from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.events import TaskEvent, WorkerHeartbeat, WorkerState
 from streamtasks.wire.topics import task_topic
 from streamtasks.worker import Worker
-from tests.integration.conftest import APP_SPEC, ROOT
+from tests.integration.conftest import APP_SPEC, ROOT, run_cli
 
 T = TaskEvent
 
 
-def _cli(
-    bootstrap: str, ns: str, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamtasks", "-b", bootstrap, *args],
-        cwd=ROOT,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "STREAMTASKS_NAMESPACE": ns, "COLUMNS": "200"},
-    )
+def _cli(bootstrap: str, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("-b", bootstrap, *args, env={"STREAMTASKS_NAMESPACE": ns, "COLUMNS": "200"})
+
+
+def _worker(bootstrap: str, ns: str, *args: str) -> WorkerProcess:
+    env = {"STREAMTASKS_NAMESPACE": ns}
+    return WorkerProcess(APP_SPEC, bootstrap=bootstrap, env=env, args=args, cwd=str(ROOT)).start()
 
 
 def _task_events(app: App) -> dict[str, list[str]]:
@@ -142,13 +137,7 @@ def test_heartbeats_show_in_status_and_stop_offline_when_the_worker_stops(
     kafka_bootstrap: str, ns: str, app: App
 ) -> None:
     # Given a worker process with events on and short heartbeats, which ran 20 tasks
-    w = WorkerProcess(
-        APP_SPEC,
-        bootstrap=kafka_bootstrap,
-        env={"STREAMTASKS_NAMESPACE": ns},
-        args=("--events", "--heartbeat-interval", "0.5"),
-        cwd=str(ROOT),
-    ).start()
+    w = _worker(kafka_bootstrap, ns, "--events", "--heartbeat-interval", "0.5")
     try:
         handles = [app.tasks["add"].send(i, i) for i in range(20)]
         assert [h.get(timeout=60) for h in handles] == [2 * i for i in range(20)]
@@ -207,13 +196,7 @@ def test_events_of_committed_records_survive_kill_9_of_the_worker(
 ) -> None:
     # Given a worker with events on, running 400 tasks of 50 ms two at a time
     admin = clients.make_admin(app.settings.admin())
-    w = WorkerProcess(
-        APP_SPEC,
-        bootstrap=kafka_bootstrap,
-        env={"STREAMTASKS_NAMESPACE": ns},
-        args=("--events", "--concurrency", "2"),
-        cwd=str(ROOT),
-    ).start()
+    w = _worker(kafka_bootstrap, ns, "--events", "--concurrency", "2")
     try:
         handles = [app.tasks["work"].send(i, sleep_ms=50) for i in range(400)]
         assert app.flush(30) == 0
@@ -233,7 +216,9 @@ def test_events_of_committed_records_survive_kill_9_of_the_worker(
 
 
 @pytest.mark.timeout(60)
-def test_ops_commands_with_the_broker_down_print_one_line_and_exit_1() -> None:
+def test_ops_commands_with_the_broker_down_print_one_line_and_exit_1(broker_kind: str) -> None:
+    if broker_kind == "kafka":  # CI runs the integration tests once per broker
+        pytest.skip("uses no broker (a closed port): run once, in the Tansu pass")
     commands = [
         ["replay", APP_SPEC, "--queue", "default", "--from", "-1h", "--to", "now", "--yes"],
         ["offsets", "reset", APP_SPEC, "--queue", "default", "--to-earliest"],
@@ -257,3 +242,33 @@ def test_ops_commands_with_the_broker_down_print_one_line_and_exit_1() -> None:
         assert proc.returncode == 1, (command, err)
         assert len(err.strip().splitlines()) == 1, (command, err)
         assert "could not be reached" in err and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+def test_events_follow_prints_new_events_as_they_come(
+    kafka_bootstrap: str, ns: str, app: App
+) -> None:
+    # Given `streamtasks events --follow --json` from now on
+    app.events = True
+    since = now_ms()
+    args = ["events", APP_SPEC, "--follow", "--json", "--from", str(since)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "streamtasks", "-b", kafka_bootstrap, *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "STREAMTASKS_NAMESPACE": ns},
+    ) as proc:
+        try:
+            # When a task is sent
+            handle = app.tasks["add"].send(1, 1)
+            assert app.flush(30) == 0
+            # Then its SENT event is printed while the command keeps following
+            assert proc.stdout is not None
+            line = json.loads(proc.stdout.readline())
+            assert (line["kind"], line["type"], line["task_id"]) == ("task", "SENT", handle.id)
+            assert proc.poll() is None
+        finally:
+            proc.terminate()

@@ -28,15 +28,13 @@ from streamtasks import App
 from streamtasks.dashboard.aggregates import Aggregates
 from streamtasks.dashboard.tails import timeline_entry
 from streamtasks.dev.broker import EmbeddedBroker
-from streamtasks.kafka import clients
+from streamtasks.kafka import Producer, clients
 from streamtasks.kafka.delivery import produce_with_room
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.wire.events import (
     TaskEvent,
     TaskEventType,
-    encode_task_event,
-    event_headers,
-    event_key,
+    event_record,
 )
 from streamtasks.wire.topics import events_topic, results_topic, task_topic
 
@@ -112,13 +110,7 @@ def _feed(app: App, n: int) -> tuple[float, str]:
             key=rec.task_id,
         )
         for ev in _events_of(env, rec):
-            produce_with_room(
-                producer,
-                events_topic(ns),
-                encode_task_event(ev),
-                key=event_key(ev),
-                headers=event_headers(ev),
-            )
+            _produce_event(producer, events_topic(ns), ev)
     producer.flush(60)
     return time.monotonic() - started, records[-1][1].task_id
 
@@ -134,6 +126,11 @@ def _events_of(env: Envelope, rec: ResultRecord) -> list[TaskEvent]:
     ]
 
 
+def _produce_event(producer: Producer, topic: str, ev: TaskEvent) -> None:
+    key, value, headers = event_record(ev)
+    produce_with_room(producer, topic, value, key=key, headers=headers)
+
+
 def _event_stream(app: App, per_minute: int, stop: threading.Event) -> None:
     """Task events at a steady rate on {ns}.events, as workers with events on write them."""
     producer = clients.make_producer(app.settings.producer())
@@ -142,9 +139,7 @@ def _event_stream(app: App, per_minute: int, stop: threading.Event) -> None:
     due = time.monotonic()
     while not stop.is_set():
         ev = TaskEvent(uuid.uuid4().hex, "resize", "default", TaskEventType.STARTED, 1)
-        produce_with_room(
-            producer, topic, encode_task_event(ev), key=event_key(ev), headers=event_headers(ev)
-        )
+        _produce_event(producer, topic, ev)
         producer.poll(0)
         due += gap
         delay = due - time.monotonic()

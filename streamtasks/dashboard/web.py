@@ -35,7 +35,7 @@ from streamtasks.errors import StreamtasksError
 from streamtasks.ops.dlq import DeadLetterNotFoundError, DeadLetterQueue
 from streamtasks.wire.envelope import now_ms
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "selection_query", "template_environment"]
 
 HERE = Path(__file__).parent
 NAV = (
@@ -48,7 +48,8 @@ NAV = (
 )
 
 
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The pages' Jinja environment: autoescape on for every template."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,  # every template, whatever its name: task data is never trusted
@@ -70,7 +71,7 @@ class _Site:
     def __init__(self, tails: Tails, guard: Guard) -> None:
         self.tails = tails
         self.guard = guard
-        self.env = _environment()
+        self.env = template_environment()
 
     def render(
         self, request: Request, name: str, ctx: dict[str, Any], *, status: int = 200

@@ -198,6 +198,15 @@ def test_the_dashboard_in_a_real_browser(
         expect(page.locator("#letter-args")).to_have_text(f"(path={str(flag)!r}, i=7)")
         page.screenshot(path=shots / "dead-letter.png", full_page=True)
 
+        # the filtered set's confirmation lists what it would redrive, and changes nothing
+        page.goto(dash.url + "/dlq?task=needs_flag")
+        page.click("#redrive-all")
+        expect(page.locator("table")).to_contain_text("would-redrive")
+        expect(page.locator("table")).to_contain_text(dead.id)
+        page.goto(dash.url + "/dlq")
+        expect(letter).to_contain_text("needs_flag")
+        letter.locator("td a").first.click()
+
         # When the bug is fixed and the operator redrives it, behind the confirmation
         flag.touch()
         page.locator("a.redrive-one").click()
@@ -236,6 +245,8 @@ def test_the_dashboard_in_a_real_browser(
         page.screenshot(path=shots / "overview-after-restart.png", full_page=True)
         page.goto(f"{dash.url}/tasks?id={dead.id}")
         expect(page.locator("#task-result")).to_contain_text("SUCCESS", timeout=WAIT_MS)
+        page.goto(f"{dash.url}/tasks?id={retried.id}")
+        expect(page.locator("#timeline tr.event-SUCCEEDED")).to_have_count(1, timeout=WAIT_MS)
     finally:
         dash.stop()
     assert dialogs == []  # no script from task data ever ran

@@ -17,8 +17,9 @@ from streamtasks.dashboard.aggregates import Aggregates, TimelineEntry
 from streamtasks.dashboard.security import COOKIE, Guard, check_bind
 from streamtasks.dashboard.tails import Tails, schedule_rows, timeline_entry
 from streamtasks.dashboard.views import compact_partitions
-from streamtasks.dashboard.web import create_app
+from streamtasks.dashboard.web import create_app, selection_query, template_environment
 from streamtasks.errors import ConfigError
+from streamtasks.ops.deadletters import RedriveOutcome, RedriveReport
 from streamtasks.ops.store import Change
 from streamtasks.scheduler import LastFire
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus, now_ms
@@ -242,3 +243,34 @@ def test_partitions_are_shown_per_topic_as_runs() -> None:
     parts = ["ns.tasks.default:0", "ns.tasks.default:1", "ns.tasks.default:2", "ns.chords[4]"]
     parts += ["ns.tasks.default:5", "odd-name"]
     assert compact_partitions(parts, "ns") == "chords 4; odd-name; tasks.default 0-2, 5"
+
+
+@pytest.mark.parametrize(
+    "sel", [{"refs": ["3:17"]}, {"task": "echo", "error_match": "Value.*"}], ids=["one", "filter"]
+)
+def test_the_redrive_confirmation_renders_for_one_record_and_for_a_filter(
+    tails: Tails, sel: dict[str, object]
+) -> None:
+    # Given a logged-in operator and what a dry run would redrive
+    guard = Guard.make("s3cret")
+    report = RedriveReport((RedriveOutcome("3:17", "id-1", "would-redrive"),), dry_run=True)
+    env = template_environment()
+    html = env.get_template("redrive.html").render(
+        nav=(),
+        path="/dlq/default/redrive",
+        app_name="unit",
+        problems={},
+        read_only=False,
+        logged_in=True,
+        csrf=guard.csrf_for("s3cret"),
+        refresh=False,
+        queue="default",
+        sel=sel,
+        report=report,
+        done=False,
+        selection_query=selection_query,
+    )
+    # Then the form carries the selection and the CSRF field
+    assert guard.csrf_for("s3cret") in html and "would-redrive" in html
+    assert ('name="ref" value="3:17"' in html) == ("refs" in sel)
+    assert ('name="error" value="Value.*"' in html) == ("refs" not in sel)

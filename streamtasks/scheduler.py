@@ -28,6 +28,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -45,7 +46,7 @@ from streamtasks.wire.topics import scheduler_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.stopsignals import on_stop_signals
 
-__all__ = ["Scheduler", "read_state"]
+__all__ = ["LastFire", "Scheduler", "read_fires", "read_state"]
 
 log = structlog.get_logger("streamtasks.scheduler")
 
@@ -224,11 +225,20 @@ def _read_error(err: KafkaError) -> None:
     log.warning("scheduler consumer error", error=err.str())
 
 
-def read_state(app: App, *, timeout: float = 10.0) -> dict[str, tuple[datetime, str]]:
+@dataclass(frozen=True, slots=True)
+class LastFire:
+    """The last fire of one schedule as ``{ns}.scheduler`` records it."""
+
+    fired: datetime
+    task_id: str
+    leader: str
+
+
+def read_fires(app: App, *, timeout: float = 10.0) -> dict[str, LastFire]:
     """The last fire of each schedule as recorded in ``{ns}.scheduler`` (read to its end)."""
     schema = app.codec.register(STATE_SCHEMA)
     topic = scheduler_topic(app.settings.namespace)
-    out: dict[str, tuple[datetime, str]] = {}
+    out: dict[str, LastFire] = {}
     for msg in reader.read_to_end(app, [topic], timeout=timeout):
         if msg.value() is None:
             continue
@@ -237,6 +247,11 @@ def read_state(app: App, *, timeout: float = 10.0) -> dict[str, tuple[datetime, 
         except DecodeError:
             continue
         fired = datetime.fromtimestamp(rec["last_fired"] / 1000, UTC)
-        if rec["schedule"] not in out or fired > out[rec["schedule"]][0]:
-            out[rec["schedule"]] = (fired, rec["task_id"])
+        if rec["schedule"] not in out or fired > out[rec["schedule"]].fired:
+            out[rec["schedule"]] = LastFire(fired, rec["task_id"], rec["leader"])
     return out
+
+
+def read_state(app: App, *, timeout: float = 10.0) -> dict[str, tuple[datetime, str]]:
+    """The last fire of each schedule as recorded in ``{ns}.scheduler`` (read to its end)."""
+    return {name: (f.fired, f.task_id) for name, f in read_fires(app, timeout=timeout).items()}

@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 
 from streamtasks.cli import dev, schedules, tasks, worker
 from streamtasks.cli.common import fail
+from streamtasks.cli.dashboard import dashboard
 from streamtasks.cli.dlq import dlq_cli
 from streamtasks.cli.events import events_command
 from streamtasks.cli.ops import register as register_ops
@@ -27,7 +28,7 @@ __all__ = ["main"]
 
 # Commands of the design that this version does not have yet: naming one says so, instead
 # of suggesting an unrelated command that merely looks alike ('schemas' -> 'schedules').
-_NOT_BUILT = ("dashboard",)
+_NOT_BUILT: tuple[str, ...] = ()
 
 
 class _Commands(TyperGroup):
@@ -61,6 +62,7 @@ cli.command()(tasks.send)
 cli.command()(tasks.result)
 cli.command()(tasks.revoke)
 cli.command()(dev.demo)
+cli.command("dashboard")(dashboard)
 cli.command("events")(events_command)
 cli.add_typer(schemas_cli, name="schemas")
 cli.add_typer(tasks.results_cli, name="results")

@@ -23,7 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -203,16 +203,22 @@ class DeadLetterQueue:
         dry_run: bool = False,
         progress: Callable[[int, int], None] | None = None,
         timeout: float = 10.0,
+        refs: Collection[str] | None = None,
     ) -> RedriveReport:
         """Enqueue the selected dead tasks again, at most ``limit`` of them, oldest first.
 
         Per dead letter, each step only after the broker acknowledged the previous one: a
         PENDING result (so waiting ``AsyncResult`` handles no longer see the old outcome), the
         task at attempt 1 on its queue's task topic, then the ``redriven`` marker.
-        ``progress(done, total)`` is called as batches complete.
+        ``progress(done, total)`` is called as batches complete; ``refs``: only these dead
+        letters (``"partition:offset"``, as :attr:`DeadLetter.ref`), e.g. the one a user picked.
         """
         chosen = DeadLetterFilter(task, error_match, reason)
-        selected = [d for d in self.read(include_done=True, timeout=timeout) if chosen.matches(d)]
+        selected = [
+            d
+            for d in self.read(include_done=True, timeout=timeout)
+            if chosen.matches(d) and (refs is None or d.ref in refs)
+        ]
         outcomes: dict[str, RedriveOutcome] = {}
         todo: list[DeadLetter] = []
         for d in selected:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar, overload
@@ -20,8 +19,9 @@ import structlog
 from streamtasks.asyncresult import AsyncResult, ResultListener
 from streamtasks.config import Settings
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
-from streamtasks.kafka import KafkaError, Message, Producer, clients
-from streamtasks.kafka.delivery import produce_with_room
+from streamtasks.kafka import KafkaError, KafkaException, Message, Producer, clients
+from streamtasks.kafka.delivery import Delivery, produce_with_room
+from streamtasks.kafka.ledger import Ledger, Outgoing, produce_batch
 from streamtasks.publisher import Publisher
 from streamtasks.retry import NO_RETRY, RetryPolicy
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
@@ -114,9 +114,7 @@ class App:
         self._atexit_registered = False
         # Records produced and not yet acknowledged (label: task id or topic), and the ones
         # the broker never acknowledged since the last flush: nothing is dropped silently.
-        self._unacked: OrderedDict[int, str] = OrderedDict()
-        self._failed: list[tuple[str, str]] = []
-        self._seq = 0
+        self._ledger = Ledger()
 
     def __repr__(self) -> str:
         return f"<App {self.settings.name} ns={self.settings.namespace} tasks={len(self.tasks)}>"
@@ -355,6 +353,24 @@ class App:
         )
 
     # -- producing ------------------------------------------------------------------------
+    def connect(self, timeout: float = 10.0) -> None:
+        """Open the producer and this process's result listener now, so the first send does
+        not wait for them (the broker handshake, the results topic's end offsets).
+
+        Optional: sending connects lazily. Raises :class:`BrokerError` with a fix-it message
+        when no broker answers within ``timeout`` seconds or the results topic is missing."""
+        self.check_broker(timeout)
+        producer = self.producer
+        try:
+            # the metadata of the task topics the first send will need
+            producer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerError(
+                f"the broker at {self.settings.bootstrap_servers} did not answer the producer "
+                f"within {timeout:g}s: {exc.args[0].str()}"
+            ) from exc
+        self.results_listener().connect(timeout)
+
     @property
     def producer(self) -> Producer:
         if self._producer is None:
@@ -380,16 +396,11 @@ class App:
 
         A record the broker does not acknowledge is remembered (see :meth:`flush`)."""
         producer = self.producer
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
-            self._unacked[seq] = label or topic
+        ledger = self._ledger
+        seq = ledger.enter([label or topic])
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            with self._lock:
-                what = self._unacked.pop(seq, label or topic)
-                if err is not None:
-                    self._failed.append((what, err.str()))
+            ledger.report(seq, err)
             if on_delivery is not None:
                 on_delivery(err, msg)
 
@@ -398,9 +409,15 @@ class App:
                 producer, topic, value, key=key, headers=headers, on_delivery=delivered
             )
         except BaseException:
-            with self._lock:
-                self._unacked.pop(seq, None)
+            ledger.withdraw(range(seq, seq + 1))
             raise
+
+    def produce_many(self, records: Sequence[Outgoing]) -> list[Delivery]:
+        """Produce task records back to back; one :class:`Delivery` per record, in order.
+        Tracked like :meth:`produce` (see :func:`~streamtasks.kafka.ledger.produce_batch`)."""
+        if not records:
+            return []
+        return produce_batch(self.producer, self._ledger, records)
 
     def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
         """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task
@@ -421,8 +438,7 @@ class App:
         if self._producer is None:
             return 0
         remaining: int = self._producer.flush(timeout)
-        with self._lock:
-            failed, self._failed = self._failed, []
+        failed = self._ledger.take_failed()
         if failed:
             log.error(
                 "not delivered: the broker did not acknowledge these records",
@@ -434,13 +450,11 @@ class App:
 
     def failure_reported(self, label: str) -> None:
         """The caller was told (a raised DeliveryError): flush/close need not report it again."""
-        with self._lock:
-            self._failed = [(what, err) for what, err in self._failed if what != label]
+        self._ledger.forget_failure(label)
 
     def undelivered(self) -> list[str]:
         """Labels (``"task <id>"`` or a topic) of records not acknowledged yet."""
-        with self._lock:
-            return list(self._unacked.values())
+        return self._ledger.pending()
 
     def _flush_at_exit(self, timeout: float = 10.0) -> int:
         if self._producer is None:
@@ -482,5 +496,5 @@ class App:
         with self._lock:
             self._listener = self._history = None
             self._producer = None
-            self._unacked.clear()
+        self._ledger.clear()
         return undelivered

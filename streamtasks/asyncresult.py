@@ -25,6 +25,7 @@ from streamtasks.errors import (
 )
 from streamtasks.kafka import (
     OFFSET_BEGINNING,
+    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
@@ -44,6 +45,14 @@ __all__ = ["AsyncResult", "Delivery", "ResultListener"]
 log = structlog.get_logger("streamtasks.results")
 
 _MAX_REMEMBERED = 200_000
+#: answers about a topic created a moment ago, before its partitions have leaders
+_NO_LEADER_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
 
 class ResultListener:
@@ -78,6 +87,37 @@ class ResultListener:
             self._expected[task_id] = None
             if len(self._expected) > _MAX_REMEMBERED:
                 self._expected.popitem(last=False)
+
+    def expect_many(self, task_ids: list[str]) -> None:
+        """:meth:`expect` for a batch, under one lock."""
+        if not task_ids:
+            return
+        self.expect(task_ids[0])
+        with self._cond:
+            expected = self._expected
+            for task_id in task_ids[1:]:
+                expected[task_id] = None
+            while len(expected) > _MAX_REMEMBERED:
+                expected.popitem(last=False)
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Find where to read from and start reading now (:meth:`App.connect`); raises
+        :class:`BrokerError` when the results topic cannot be read within ``timeout`` (a
+        retriable answer, e.g. a just-created topic without a leader yet, is retried)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._start is None:
+                try:
+                    self._start = self._snapshot_start()
+                except BrokerError as exc:
+                    cause = exc.__cause__
+                    retriable = (
+                        isinstance(cause, KafkaException) and cause.args[0].code() in _NO_LEADER_YET
+                    )
+                    if not retriable or time.monotonic() >= deadline:
+                        raise
+                    self._cond.wait(0.1)
+        self._ensure_started()
 
     def _snapshot_start(self, *, beginning: bool = False) -> list[TopicPartition]:
         consumer = clients.make_consumer(self._reader_config())

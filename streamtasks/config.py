@@ -10,6 +10,8 @@ Environment variables:
 - ``STREAMTASKS_RETRY_TIERS``        retry tier delays in seconds, e.g. ``5,30,300,1800``
 - ``STREAMTASKS_MAX_PAYLOAD_BYTES``   largest record (value + key + headers; default 1,000,000)
 - ``STREAMTASKS_RESULT_TTL``         seconds final results are kept by ``ResultStore.expire``
+- ``STREAMTASKS_RESULT_CAPACITY``    task ids and results a client's listener keeps in memory
+  (default 200,000); a handle evicted beyond it is looked up from the results topic
 - ``STREAMTASKS_KAFKA_<NAME>``       any librdkafka property, ``_`` read as ``.``:
   ``STREAMTASKS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
 
@@ -48,6 +50,8 @@ _GUARDED_PRODUCER = {
 #: The default record limit: librdkafka's own default ``message.max.bytes``, which leaves room
 #: under Apache Kafka's default broker limit (1,048,588 bytes a batch) for the batch framing.
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+#: task ids (pending) and final results a client's result listener keeps in memory, each
+DEFAULT_RESULT_CAPACITY = 200_000
 #: What librdkafka counts beyond value + key + raw header bytes (header length varints).
 _HEADER_FRAMING = 4096
 
@@ -156,6 +160,7 @@ class Settings:
     retry_tiers: tuple[float, ...] = (5.0, 30.0, 300.0, 1800.0)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     result_ttl: float | None = None  # seconds; None keeps results forever
+    result_capacity: int = DEFAULT_RESULT_CAPACITY
     kafka_config: dict[str, KafkaValue] = field(default_factory=dict)
     producer_config: dict[str, KafkaValue] = field(default_factory=dict)
     consumer_config: dict[str, KafkaValue] = field(default_factory=dict)
@@ -173,6 +178,7 @@ class Settings:
         retry_tiers: Sequence[float] | None = None,
         max_payload_bytes: int | None = None,
         result_ttl: float | None = None,
+        result_capacity: int | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
@@ -228,6 +234,13 @@ class Settings:
                 minimum=1024,
             ),
             result_ttl=_ttl(result_ttl if result_ttl is not None else _env("RESULT_TTL", env)),
+            result_capacity=_int_setting(
+                "result_capacity",
+                result_capacity
+                if result_capacity is not None
+                else _env("RESULT_CAPACITY", env) or DEFAULT_RESULT_CAPACITY,
+                minimum=1,
+            ),
             bootstrap_servers=servers,
             namespace=ns,
             default_queue=default_queue,

@@ -126,3 +126,12 @@ def test_wrong_argument_types_are_refused_at_send_time_before_anything_is_produc
     with pytest.raises(ArgumentError, match="missing a required argument"):
         resize.send(1)  # type: ignore[call-arg]
     assert app._producer is None  # nothing was produced (no client was even made)
+
+
+def test_result_capacity_comes_from_the_argument_or_the_environment_and_must_be_positive() -> None:
+    assert Settings.resolve("app", environ={}).result_capacity == 200_000
+    env = {"STREAMTASKS_RESULT_CAPACITY": "5000"}
+    assert Settings.resolve("app", environ=env).result_capacity == 5000
+    assert Settings.resolve("app", result_capacity=7, environ=env).result_capacity == 7
+    with pytest.raises(ConfigError, match="result_capacity must be >= 1"):
+        Settings.resolve("app", environ={"STREAMTASKS_RESULT_CAPACITY": "0"})

@@ -501,7 +501,7 @@ def st_workers(
     try:
         for p in procs:
             p.start()
-        wait_for_workers(procs, PARTITIONS * len(app.worker_topics()))
+        wait_for_workers(procs, app.worker_partitions())
         yield procs
     finally:
         for p in procs:

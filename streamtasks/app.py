@@ -75,9 +75,13 @@ class App:
         retry_tiers: Sequence[float] | None = None,
         max_payload_bytes: int | None = None,
         result_capacity: int | None = None,
+        retry_partitions: int | None = None,
+        chord_partitions: int | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
+        client_producer_config: Mapping[str, object] | None = None,
+        worker_producer_config: Mapping[str, object] | None = None,
         schema_registry_url: str | None = None,
         schema_registry_config: Mapping[str, object] | None = None,
     ) -> None:
@@ -91,9 +95,13 @@ class App:
             retry_tiers=retry_tiers,
             max_payload_bytes=max_payload_bytes,
             result_capacity=result_capacity,
+            retry_partitions=retry_partitions,
+            chord_partitions=chord_partitions,
             kafka_config=kafka_config,
             producer_config=producer_config,
             consumer_config=consumer_config,
+            client_producer_config=client_producer_config,
+            worker_producer_config=worker_producer_config,
         )
         self.retry_policy: RetryPolicy = retry if retry is not None else NO_RETRY
         self.codec = Codec()
@@ -309,6 +317,14 @@ class App:
         tasks = [task_topic(ns, q) for q in qs]
         return tasks + [retry_topic(ns, q, n) for q in qs for n in tiers] + [chords_topic(ns)]
 
+    def worker_partitions(self, queues: Iterable[str] | None = None) -> int:
+        """How many partitions a worker group of ``queues`` owns in all (see
+        :meth:`worker_topics`): what every joined member's assignments add up to."""
+        s = self.settings
+        qs = list(queues) if queues is not None else self.queues()
+        tiers = len(s.retry_tiers)
+        return len(qs) * (s.partitions + tiers * s.retry_partition_count) + s.chord_partition_count
+
     def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
         s = self.settings
         specs: list[TopicSpec] = []
@@ -319,14 +335,14 @@ class App:
                 TopicSpec(dlq_state_topic(s.namespace, q), 1, {"cleanup.policy": "compact"})
             )
             for tier in range(1, len(s.retry_tiers) + 1):
-                specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.partitions))
+                specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.retry_partition_count))
         specs.append(
             TopicSpec(results_topic(s.namespace), s.partitions, {"cleanup.policy": "compact"})
         )
         specs.append(TopicSpec(events_topic(s.namespace), s.partitions))
         specs.append(TopicSpec(revoked_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
-        specs.append(TopicSpec(chords_topic(s.namespace), s.partitions))
+        specs.append(TopicSpec(chords_topic(s.namespace), s.chord_partition_count))
         specs.append(TopicSpec(replays_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         return specs
 
@@ -378,7 +394,7 @@ class App:
         if self._producer is None:
             with self._lock:
                 if self._producer is None:
-                    self._producer = clients.make_producer(self.settings.producer())
+                    self._producer = clients.make_producer(self.settings.client_producer())
                     if not self._atexit_registered:
                         atexit.register(self._flush_at_exit)
                         self._atexit_registered = True

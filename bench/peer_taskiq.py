@@ -8,8 +8,10 @@ Starts ``--workers`` processes of ``taskiq worker taskiq_app:broker`` (one each,
 ``--max-async-tasks``) on a fresh 6-partition topic, waits until records from every worker
 process came back, then: N ``await noop.kiq(i, t)`` sent concurrently in chunks of 1,000
 (``kiq`` awaits each send's acknowledgement, acks=1); **tasks/s = N / (first send → last done
-record read)**, median of ``--repeats`` with min-max. Latency: ``--latency-n`` tasks paced at
-``--rate``/s, enqueue→done = the done record's time minus the send time (one clock).
+record read)**, median of ``--repeats`` with min-max; then once the same N pre-encoded
+(taskiq's JSON) by a bare confluent-kafka producer, like run.py's (b'): the workers alone.
+Latency: ``--latency-n`` tasks paced at ``--rate``/s, enqueue→done = the done record's time
+minus the send time (one clock).
 
 What it guarantees (see taskiq_app.py): offsets auto-committed every 5 s regardless of the
 task (at most once on a crash, not at least once), no result a client can await, acks=1 and
@@ -37,8 +39,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
+from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from run import PARTITIONS, CountingReader, broker, pct  # noqa: E402
+from run import PARTITIONS, CountingReader, broker, pct, produce_all  # noqa: E402
 
 CHUNK = 1000
 
@@ -118,6 +121,20 @@ async def _measure(args: argparse.Namespace, reader: CountingReader, done: Done)
             "max": rates[-1],
             "runs": runs,
         }
+        # workers only: the same tasks pre-encoded (taskiq's own JSON) by a bare producer
+        values = [
+            taskiq_app.broker.formatter.dumps(
+                taskiq_app.noop.kicker()._prepare_message(i, time.time_ns())
+            ).message
+            for i in range(args.n)
+        ]
+        bare = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5})
+        t0 = time.perf_counter()
+        produce_all(bare, taskiq_app.TOPIC, ((None, v, None) for v in values))
+        bare.flush(60)
+        sent += args.n
+        t_end = await wait(reader.wait_for, sent, 300)
+        out["workers_only"] = {"n": args.n, "tasks_per_s": args.n / (t_end - t0), "load": load()}
         with done.lock:
             done.latency_ms.clear()
         await _send(args.latency_n, args.rate)
@@ -179,6 +196,7 @@ def main() -> int:
         reader = CountingReader(bootstrap, topic + ".done", PARTITIONS, done)
         try:
             print(f"broker: {where}; taskiq workers: {args.workers}; load {load()}")
+            args.bootstrap = bootstrap
             out = asyncio.run(_measure(args, reader, done))
         finally:
             reader.close()
@@ -192,6 +210,11 @@ def main() -> int:
     print(
         f"taskiq-aio-kafka  {t['tasks_per_s']:,.0f} tasks/s at N={t['n']} (min {t['min']:,.0f}, "
         f"max {t['max']:,.0f}); loads {[r['load'] for r in t['runs']]}"
+    )
+    wo = out["workers_only"]
+    print(
+        f"taskiq workers only (pre-encoded, bare producer)  {wo['tasks_per_s']:,.0f} tasks/s "
+        f"(1 run; load {wo['load']})"
     )
     lt = out["latency"]
     print(

@@ -6,13 +6,16 @@ worker's event loop, ``--async-concurrency``) are for the sleep-bound parts.
 
 Workers load it as ``bench_app:app`` (cwd or PYTHONPATH = this folder); the namespace and the
 bootstrap address come from STREAMTASKS_NAMESPACE / STREAMTASKS_BOOTSTRAP_SERVERS, so each
-benchmark part can use fresh topics. ``bench/run.py`` builds its client-side app with
+benchmark part can use fresh topics. ``BENCH_CLIENT_LINGER_MS`` / ``BENCH_WORKER_LINGER_MS``
+set ``linger.ms`` of one side only (``client_producer_config`` / ``worker_producer_config``),
+for measuring the trade-off. ``bench/run.py`` builds its client-side app with
 :func:`make_app` and the same settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from streamtasks import App
@@ -27,6 +30,11 @@ CONSUMER_CONFIG: dict[str, str | int | float | bool] = {
 }
 
 
+def _linger(var: str) -> dict[str, str | int | float | bool]:
+    value = os.environ.get(var)
+    return {} if value is None else {"linger.ms": float(value)}
+
+
 def make_app(namespace: str | None = None, bootstrap_servers: str | None = None) -> App:
     app = App(
         "bench",
@@ -34,6 +42,8 @@ def make_app(namespace: str | None = None, bootstrap_servers: str | None = None)
         namespace=namespace,
         partitions=PARTITIONS,
         consumer_config=CONSUMER_CONFIG,
+        client_producer_config=_linger("BENCH_CLIENT_LINGER_MS"),
+        worker_producer_config=_linger("BENCH_WORKER_LINGER_MS"),
     )
 
     @app.task(name="bench.noop")

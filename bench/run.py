@@ -501,7 +501,7 @@ def st_workers(
     try:
         for p in procs:
             p.start()
-        wait_for_workers(procs, PARTITIONS * len(app.worker_topics()))
+        wait_for_workers(procs, app.worker_partitions())
         yield procs
     finally:
         for p in procs:
@@ -587,6 +587,7 @@ def run_streamtasks(ctx: Ctx, n: int) -> dict[str, Any]:
                 for s in spies:
                     s.stop()
             mem = [proc_mem(w.pid) for w in workers]
+            client_mem = proc_mem(os.getpid())
             recs = [h.record() for h in sent.handles]
             done_ms = [r.finished_at - r.created_at for r in recs if r and r.finished_at]
         return {
@@ -597,6 +598,7 @@ def run_streamtasks(ctx: Ctx, n: int) -> dict[str, Any]:
             "tasks_per_worker": tasks_per_worker(recs),
             "cpu_s": cpu.used,
             "worker_mem_mib": mem,
+            "client_mem_mib": client_mem,
         }
     finally:
         app.close()
@@ -1140,6 +1142,7 @@ def main(argv: list[str] | None = None) -> int:
     mem_rows = []
     if st:
         mem_rows.append(f"streamtasks after throughput: {_mem_str(st['worker_mem_mib'])}")
+        mem_rows.append(f"client after throughput: {_mem_str([st['client_mem_mib']])}")
     if wo:
         mem_rows.append(f"streamtasks after workers-only: {_mem_str(wo['worker_mem_mib'])}")
     if lat:

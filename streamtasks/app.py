@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar, overload
@@ -20,8 +19,9 @@ import structlog
 from streamtasks.asyncresult import AsyncResult, ResultListener
 from streamtasks.config import Settings
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
-from streamtasks.kafka import KafkaError, Message, Producer, clients
-from streamtasks.kafka.delivery import produce_with_room
+from streamtasks.kafka import KafkaError, KafkaException, Message, Producer, clients
+from streamtasks.kafka.delivery import Delivery, produce_with_room
+from streamtasks.kafka.ledger import Ledger, Outgoing, produce_batch
 from streamtasks.publisher import Publisher
 from streamtasks.retry import NO_RETRY, RetryPolicy
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
@@ -74,9 +74,14 @@ class App:
         retry: RetryPolicy | None = None,
         retry_tiers: Sequence[float] | None = None,
         max_payload_bytes: int | None = None,
+        result_capacity: int | None = None,
+        retry_partitions: int | None = None,
+        chord_partitions: int | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
+        client_producer_config: Mapping[str, object] | None = None,
+        worker_producer_config: Mapping[str, object] | None = None,
         schema_registry_url: str | None = None,
         schema_registry_config: Mapping[str, object] | None = None,
         events: bool = False,
@@ -90,9 +95,14 @@ class App:
             replication_factor=replication_factor,
             retry_tiers=retry_tiers,
             max_payload_bytes=max_payload_bytes,
+            result_capacity=result_capacity,
+            retry_partitions=retry_partitions,
+            chord_partitions=chord_partitions,
             kafka_config=kafka_config,
             producer_config=producer_config,
             consumer_config=consumer_config,
+            client_producer_config=client_producer_config,
+            worker_producer_config=worker_producer_config,
         )
         self.retry_policy: RetryPolicy = retry if retry is not None else NO_RETRY
         #: per-task lifecycle events on {ns}.events (SENT from send(), the rest from workers;
@@ -118,9 +128,7 @@ class App:
         self._atexit_registered = False
         # Records produced and not yet acknowledged (label: task id or topic), and the ones
         # the broker never acknowledged since the last flush: nothing is dropped silently.
-        self._unacked: OrderedDict[int, str] = OrderedDict()
-        self._failed: list[tuple[str, str]] = []
-        self._seq = 0
+        self._ledger = Ledger()
 
     def __repr__(self) -> str:
         return f"<App {self.settings.name} ns={self.settings.namespace} tasks={len(self.tasks)}>"
@@ -313,6 +321,14 @@ class App:
         tasks = [task_topic(ns, q) for q in qs]
         return tasks + [retry_topic(ns, q, n) for q in qs for n in tiers] + [chords_topic(ns)]
 
+    def worker_partitions(self, queues: Iterable[str] | None = None) -> int:
+        """How many partitions a worker group of ``queues`` owns in all (see
+        :meth:`worker_topics`): what every joined member's assignments add up to."""
+        s = self.settings
+        qs = list(queues) if queues is not None else self.queues()
+        tiers = len(s.retry_tiers)
+        return len(qs) * (s.partitions + tiers * s.retry_partition_count) + s.chord_partition_count
+
     def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
         s = self.settings
         specs: list[TopicSpec] = []
@@ -323,14 +339,14 @@ class App:
                 TopicSpec(dlq_state_topic(s.namespace, q), 1, {"cleanup.policy": "compact"})
             )
             for tier in range(1, len(s.retry_tiers) + 1):
-                specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.partitions))
+                specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.retry_partition_count))
         specs.append(
             TopicSpec(results_topic(s.namespace), s.partitions, {"cleanup.policy": "compact"})
         )
         specs.append(TopicSpec(events_topic(s.namespace), s.partitions))
         specs.append(TopicSpec(revoked_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
-        specs.append(TopicSpec(chords_topic(s.namespace), s.partitions))
+        specs.append(TopicSpec(chords_topic(s.namespace), s.chord_partition_count))
         specs.append(TopicSpec(replays_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
         return specs
 
@@ -359,12 +375,30 @@ class App:
         )
 
     # -- producing ------------------------------------------------------------------------
+    def connect(self, timeout: float = 10.0) -> None:
+        """Open the producer and this process's result listener now, so the first send does
+        not wait for them (the broker handshake, the results topic's end offsets).
+
+        Optional: sending connects lazily. Raises :class:`BrokerError` with a fix-it message
+        when no broker answers within ``timeout`` seconds or the results topic is missing."""
+        self.check_broker(timeout)
+        producer = self.producer
+        try:
+            # the metadata of the task topics the first send will need
+            producer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerError(
+                f"the broker at {self.settings.bootstrap_servers} did not answer the producer "
+                f"within {timeout:g}s: {exc.args[0].str()}"
+            ) from exc
+        self.results_listener().connect(timeout)
+
     @property
     def producer(self) -> Producer:
         if self._producer is None:
             with self._lock:
                 if self._producer is None:
-                    self._producer = clients.make_producer(self.settings.producer())
+                    self._producer = clients.make_producer(self.settings.client_producer())
                     if not self._atexit_registered:
                         atexit.register(self._flush_at_exit)
                         self._atexit_registered = True
@@ -384,16 +418,11 @@ class App:
 
         A record the broker does not acknowledge is remembered (see :meth:`flush`)."""
         producer = self.producer
-        with self._lock:
-            self._seq += 1
-            seq = self._seq
-            self._unacked[seq] = label or topic
+        ledger = self._ledger
+        seq = ledger.enter([label or topic])
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            with self._lock:
-                what = self._unacked.pop(seq, label or topic)
-                if err is not None:
-                    self._failed.append((what, err.str()))
+            ledger.report(seq, err)
             if on_delivery is not None:
                 on_delivery(err, msg)
 
@@ -402,9 +431,15 @@ class App:
                 producer, topic, value, key=key, headers=headers, on_delivery=delivered
             )
         except BaseException:
-            with self._lock:
-                self._unacked.pop(seq, None)
+            ledger.withdraw(range(seq, seq + 1))
             raise
+
+    def produce_many(self, records: Sequence[Outgoing]) -> list[Delivery]:
+        """Produce task records back to back; one :class:`Delivery` per record, in order.
+        Tracked like :meth:`produce` (see :func:`~streamtasks.kafka.ledger.produce_batch`)."""
+        if not records:
+            return []
+        return produce_batch(self.producer, self._ledger, records)
 
     def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
         """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task
@@ -425,8 +460,7 @@ class App:
         if self._producer is None:
             return 0
         remaining: int = self._producer.flush(timeout)
-        with self._lock:
-            failed, self._failed = self._failed, []
+        failed = self._ledger.take_failed()
         if failed:
             log.error(
                 "not delivered: the broker did not acknowledge these records",
@@ -438,13 +472,11 @@ class App:
 
     def failure_reported(self, label: str) -> None:
         """The caller was told (a raised DeliveryError): flush/close need not report it again."""
-        with self._lock:
-            self._failed = [(what, err) for what, err in self._failed if what != label]
+        self._ledger.forget_failure(label)
 
     def undelivered(self) -> list[str]:
         """Labels (``"task <id>"`` or a topic) of records not acknowledged yet."""
-        with self._lock:
-            return list(self._unacked.values())
+        return self._ledger.pending()
 
     def _flush_at_exit(self, timeout: float = 10.0) -> int:
         if self._producer is None:
@@ -486,5 +518,5 @@ class App:
         with self._lock:
             self._listener = self._history = None
             self._producer = None
-            self._unacked.clear()
+        self._ledger.clear()
         return undelivered

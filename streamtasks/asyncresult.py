@@ -25,6 +25,7 @@ from streamtasks.errors import (
 )
 from streamtasks.kafka import (
     OFFSET_BEGINNING,
+    KafkaError,
     KafkaException,
     Message,
     TopicPartition,
@@ -43,7 +44,14 @@ __all__ = ["AsyncResult", "Delivery", "ResultListener"]
 
 log = structlog.get_logger("streamtasks.results")
 
-_MAX_REMEMBERED = 200_000
+#: answers about a topic created a moment ago, before its partitions have leaders
+_NO_LEADER_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
 
 
 class ResultListener:
@@ -56,6 +64,10 @@ class ResultListener:
         self._cond = threading.Condition()
         self._latest: OrderedDict[str, ResultRecord] = OrderedDict()
         self._expected: OrderedDict[str, None] = OrderedDict()
+        #: ids (pending) plus final records kept at most; older ones are looked up on demand
+        self._capacity = app.settings.result_capacity
+        #: how many handles were resolved by reading the topic again (evicted from memory)
+        self.lookups = 0
         self._start: list[TopicPartition] | None = None
         self._start_at_beginning = False
         self._thread: threading.Thread | None = None
@@ -76,8 +88,39 @@ class ResultListener:
                     log.warning("results will be read from the beginning", reason=str(exc))
                     self._start_at_beginning = True
             self._expected[task_id] = None
-            if len(self._expected) > _MAX_REMEMBERED:
+            if len(self._expected) > self._capacity:
                 self._expected.popitem(last=False)
+
+    def expect_many(self, task_ids: list[str]) -> None:
+        """:meth:`expect` for a batch, under one lock."""
+        if not task_ids:
+            return
+        self.expect(task_ids[0])
+        with self._cond:
+            expected = self._expected
+            for task_id in task_ids[1:]:
+                expected[task_id] = None
+            while len(expected) > self._capacity:
+                expected.popitem(last=False)
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Find where to read from and start reading now (:meth:`App.connect`); raises
+        :class:`BrokerError` when the results topic cannot be read within ``timeout`` (a
+        retriable answer, e.g. a just-created topic without a leader yet, is retried)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._start is None:
+                try:
+                    self._start = self._snapshot_start()
+                except BrokerError as exc:
+                    cause = exc.__cause__
+                    retriable = (
+                        isinstance(cause, KafkaException) and cause.args[0].code() in _NO_LEADER_YET
+                    )
+                    if not retriable or time.monotonic() >= deadline:
+                        raise
+                    self._cond.wait(0.1)
+        self._ensure_started()
 
     def _snapshot_start(self, *, beginning: bool = False) -> list[TopicPartition]:
         consumer = clients.make_consumer(self._reader_config())
@@ -185,15 +228,56 @@ class ResultListener:
                 if self._from_beginning or rec.task_id in self._expected:
                     self._latest[rec.task_id] = rec
                     self._latest.move_to_end(rec.task_id)
-            while len(self._latest) > _MAX_REMEMBERED and not self._from_beginning:
-                self._latest.popitem(last=False)
+            self._trim()
             self._cond.notify_all()
+
+    def _trim(self) -> None:
+        """Keep at most ``result_capacity`` records (called holding the lock)."""
+        while len(self._latest) > self._capacity and not self._from_beginning:
+            # forgotten entirely, so a handle waiting on it looks it up instead of hanging
+            evicted, _ = self._latest.popitem(last=False)
+            self._expected.pop(evicted, None)
 
     # -- queries -------------------------------------------------------------------------
     def peek(self, task_id: str) -> ResultRecord | None:
         self._ensure_started()
         with self._cond:
-            return self._latest.get(task_id)
+            rec = self._latest.get(task_id)
+            if rec is not None or self._from_beginning or task_id in self._expected:
+                return rec
+        return self._recall(task_id)
+
+    def _recall(self, task_id: str) -> ResultRecord | None:
+        """The latest record of a task this process sent but no longer remembers (evicted
+        beyond ``result_capacity``): expected again first, so a result that arrives from now
+        on is caught by the listener, then looked up in what the topic holds already."""
+        self.expect(task_id)
+        assert self._start is not None  # set by expect()
+        starts = {(tp.topic, tp.partition): tp.offset for tp in self._start}
+        key = task_id.encode()
+        codec, schema = self._app.codec, self._app.result_schema
+        found: ResultRecord | None = None
+        consumer = clients.make_consumer(self._reader_config())
+        try:
+            for msg in reader.read_range(consumer, starts):
+                if msg.key() == key and msg.value() is not None:
+                    try:
+                        found = ResultRecord.from_avro(codec.decode(msg.value(), expect=schema)[1])
+                    except DecodeError:
+                        continue
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the results topic {self._topic!r}: {exc}") from exc
+        finally:
+            consumer.close()
+        with self._cond:
+            self.lookups += 1
+            latest = self._latest.get(task_id)
+            if latest is not None:  # the listener saw a newer one meanwhile
+                return latest
+            if found is not None:
+                self._latest[task_id] = found
+                self._trim()
+            return found
 
     def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
         """Block until ``task_id`` has a final result; ``None`` on timeout."""
@@ -203,16 +287,30 @@ class ResultListener:
             # Reading history: a final state seen early may be superseded later in the topic
             # (e.g. DEAD, then redriven: PENDING, SUCCESS). Read to the end first.
             self._caught_up.wait(timeout)
+        while True:
+            rec, forgotten = self._wait_known(task_id, deadline)
+            if not forgotten:
+                return rec
+            # evicted beyond result_capacity (before or while waiting): look it up
+            rec = self._recall(task_id)
+            if rec is not None and rec.status.is_final:
+                return rec
+
+    def _wait_known(self, task_id: str, deadline: float | None) -> tuple[ResultRecord | None, bool]:
+        """Wait while this listener remembers ``task_id``: ``(final record or None on
+        timeout, False)``, or ``(None, True)`` once it does not remember it."""
         with self._cond:
             while True:
                 rec = self._latest.get(task_id)
                 if rec is not None and rec.status.is_final:
-                    return rec
+                    return rec, False
                 if self._error is not None:
                     raise BrokerError(self._error)
+                if rec is None and not self._from_beginning and task_id not in self._expected:
+                    return None, True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    return None
+                    return None, False
                 self._cond.wait(remaining if remaining is not None else 1.0)
 
     def wait_caught_up(self, timeout: float) -> bool:

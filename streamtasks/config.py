@@ -10,6 +10,10 @@ Environment variables:
 - ``STREAMTASKS_RETRY_TIERS``        retry tier delays in seconds, e.g. ``5,30,300,1800``
 - ``STREAMTASKS_MAX_PAYLOAD_BYTES``   largest record (value + key + headers; default 1,000,000)
 - ``STREAMTASKS_RESULT_TTL``         seconds final results are kept by ``ResultStore.expire``
+- ``STREAMTASKS_RETRY_PARTITIONS``   partitions of the retry-tier topics (default: ``PARTITIONS``)
+- ``STREAMTASKS_CHORD_PARTITIONS``   partitions of ``{ns}.chords`` (default: ``PARTITIONS``)
+- ``STREAMTASKS_RESULT_CAPACITY``    task ids and results a client's listener keeps in memory
+  (default 200,000); a handle evicted beyond it is looked up from the results topic
 - ``STREAMTASKS_KAFKA_<NAME>``       any librdkafka property, ``_`` read as ``.``:
   ``STREAMTASKS_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` sets ``security.protocol``.
 
@@ -48,6 +52,8 @@ _GUARDED_PRODUCER = {
 #: The default record limit: librdkafka's own default ``message.max.bytes``, which leaves room
 #: under Apache Kafka's default broker limit (1,048,588 bytes a batch) for the batch framing.
 DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+#: task ids (pending) and final results a client's result listener keeps in memory, each
+DEFAULT_RESULT_CAPACITY = 200_000
 #: What librdkafka counts beyond value + key + raw header bytes (header length varints).
 _HEADER_FRAMING = 4096
 
@@ -114,6 +120,13 @@ def _ttl(value: object) -> float | None:
     return ttl
 
 
+def _optional_count(
+    name: str, value: int | None, env_name: str, environ: Mapping[str, str]
+) -> int | None:
+    raw = value if value is not None else _env(f"{env_name}_PARTITIONS", environ)
+    return None if raw is None else _int_setting(name, raw, minimum=1)
+
+
 def kafka_env(environ: Mapping[str, str]) -> dict[str, KafkaValue]:
     """librdkafka properties from ``STREAMTASKS_KAFKA_*`` variables."""
     out: dict[str, KafkaValue] = {}
@@ -156,9 +169,25 @@ class Settings:
     retry_tiers: tuple[float, ...] = (5.0, 30.0, 300.0, 1800.0)
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     result_ttl: float | None = None  # seconds; None keeps results forever
+    result_capacity: int = DEFAULT_RESULT_CAPACITY
+    #: None: as many as ``partitions``
+    retry_partitions: int | None = None
+    chord_partitions: int | None = None
     kafka_config: dict[str, KafkaValue] = field(default_factory=dict)
     producer_config: dict[str, KafkaValue] = field(default_factory=dict)
     consumer_config: dict[str, KafkaValue] = field(default_factory=dict)
+    #: producer settings of one side only, over ``producer_config``: the sending client's
+    #: (``App.producer``) and the worker's (results, retries, follow-on tasks)
+    client_producer_config: dict[str, KafkaValue] = field(default_factory=dict)
+    worker_producer_config: dict[str, KafkaValue] = field(default_factory=dict)
+
+    @property
+    def retry_partition_count(self) -> int:
+        return self.retry_partitions if self.retry_partitions is not None else self.partitions
+
+    @property
+    def chord_partition_count(self) -> int:
+        return self.chord_partitions if self.chord_partitions is not None else self.partitions
 
     @classmethod
     def resolve(
@@ -173,9 +202,14 @@ class Settings:
         retry_tiers: Sequence[float] | None = None,
         max_payload_bytes: int | None = None,
         result_ttl: float | None = None,
+        result_capacity: int | None = None,
+        retry_partitions: int | None = None,
+        chord_partitions: int | None = None,
         kafka_config: Mapping[str, object] | None = None,
         producer_config: Mapping[str, object] | None = None,
         consumer_config: Mapping[str, object] | None = None,
+        client_producer_config: Mapping[str, object] | None = None,
+        worker_producer_config: Mapping[str, object] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         env = os.environ if environ is None else environ
@@ -205,6 +239,13 @@ class Settings:
         consumer = _check_kafka_dict("consumer_config", consumer_config or {})
         _check_guarded("kafka_config", base, {**_GUARDED_CONSUMER, **_GUARDED_PRODUCER})
         _check_guarded("producer_config", producer, _GUARDED_PRODUCER)
+        sides = {}
+        for side, given in (
+            ("client_producer_config", client_producer_config),
+            ("worker_producer_config", worker_producer_config),
+        ):
+            sides[side] = _check_kafka_dict(side, given or {})
+            _check_guarded(side, sides[side], _GUARDED_PRODUCER)
         _check_guarded("consumer_config", consumer, _GUARDED_CONSUMER)
         servers = bootstrap_servers or _env("BOOTSTRAP_SERVERS", env)
         if servers is not None:
@@ -228,10 +269,21 @@ class Settings:
                 minimum=1024,
             ),
             result_ttl=_ttl(result_ttl if result_ttl is not None else _env("RESULT_TTL", env)),
+            result_capacity=_int_setting(
+                "result_capacity",
+                result_capacity
+                if result_capacity is not None
+                else _env("RESULT_CAPACITY", env) or DEFAULT_RESULT_CAPACITY,
+                minimum=1,
+            ),
             bootstrap_servers=servers,
             namespace=ns,
             default_queue=default_queue,
             partitions=_int_setting("partitions", parts_raw, minimum=1),
+            retry_partitions=_optional_count("retry_partitions", retry_partitions, "RETRY", env),
+            chord_partitions=_optional_count("chord_partitions", chord_partitions, "CHORD", env),
+            client_producer_config=sides["client_producer_config"],
+            worker_producer_config=sides["worker_producer_config"],
             replication_factor=rf,
             kafka_config=base,
             producer_config=producer,
@@ -259,6 +311,19 @@ class Settings:
 
     def producer(self, **overrides: KafkaValue) -> dict[str, Any]:
         """librdkafka config for a producer (defaults < kafka_config < producer_config)."""
+        return self._producer({}, overrides)
+
+    def client_producer(self) -> dict[str, Any]:
+        """The sending client's producer: :meth:`producer` < ``client_producer_config``."""
+        return self._producer(self.client_producer_config, {})
+
+    def worker_producer(self, **overrides: KafkaValue) -> dict[str, Any]:
+        """A worker's output producer: :meth:`producer` < ``worker_producer_config``."""
+        return self._producer(self.worker_producer_config, overrides)
+
+    def _producer(
+        self, side: Mapping[str, KafkaValue], overrides: Mapping[str, KafkaValue]
+    ) -> dict[str, Any]:
         # the client's limit follows ours, so a record our check lets through is one the
         # client takes (a lower message.max.bytes of the user's wins, and is theirs to keep)
         limit: dict[str, KafkaValue] = {
@@ -269,6 +334,7 @@ class Settings:
             **limit,
             **self._common(),
             **self.producer_config,
+            **side,
             **overrides,
         }
         cfg.setdefault("client.id", f"{self.name}-producer")

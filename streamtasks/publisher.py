@@ -1,18 +1,21 @@
-"""Publishing task records: one envelope in, one record on the right topic, its Delivery out.
+"""Publishing task records: envelopes in, records on the right topic, their Deliveries out.
 
 :meth:`Publisher.publish` is the one way a task is sent — ``Task.apply_async``, chains and chords
 all call it (through ``app.publisher``) and wrap the :class:`~streamtasks.kafka.delivery.Delivery`
-it returns in their own :class:`~streamtasks.asyncresult.AsyncResult`.
+it returns in their own :class:`~streamtasks.asyncresult.AsyncResult`;
+:meth:`Publisher.publish_many` is the same for a batch (``Task.send_many``).
 
 Invariants: the task id is registered with the process's result listener *before* the record is
 produced (so its result cannot be missed); a record over ``max_payload_bytes`` is refused before
-it reaches the producer; a task due later (``eta``) goes to the retry tier covering the delay,
-with ``st-not-before``, instead of the task topic; with ``App(events=True)`` a ``SENT`` event
-follows each task record to ``{ns}.events``.
+it reaches the producer — in a batch, before *any* record of the batch is produced; a task due
+later (``eta``) goes to the retry tier covering the delay, with ``st-not-before``, instead of the
+task topic; with ``App(events=True)`` a ``SENT`` event follows each task record to
+``{ns}.events``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from streamtasks.errors import ArgumentError
@@ -25,6 +28,7 @@ from streamtasks.wire.topics import Headers, events_topic, record_size, retry_to
 
 if TYPE_CHECKING:
     from streamtasks.app import App
+    from streamtasks.kafka.ledger import Outgoing
 
 __all__ = ["Publisher"]
 
@@ -40,9 +44,44 @@ class Publisher:
         ones) and return the acknowledgement to wait on."""
         app = self._app
         app.results_listener().expect(envelope.id)
-        delivery = Delivery()
+        topic, payload, record_key, all_headers = self.record(envelope, key=key, headers=headers)
+        # a batch of one: the record's ledger entry is its Delivery (one object, no closure)
+        (delivery,) = app.produce_many(
+            [(topic, payload, record_key, all_headers, f"task {envelope.id}")]
+        )
+        if app.events:
+            _sent(app, envelope)
+        return delivery
+
+    def publish_many(
+        self, items: Sequence[tuple[Envelope, str | bytes | None, Headers]]
+    ) -> list[Delivery]:
+        """Produce a batch of ``(envelope, key, headers)``; all are encoded and checked first,
+        so a record that is refused (:class:`ArgumentError` naming its index) leaves nothing
+        produced. Returns one acknowledgement per item, in order."""
+        records: list[Outgoing] = []
+        for i, (envelope, key, headers) in enumerate(items):
+            try:
+                records.append(
+                    (*self.record(envelope, key=key, headers=headers), f"task {envelope.id}")
+                )
+            except ArgumentError as exc:
+                raise ArgumentError(f"item {i}: {exc} (nothing of this batch was sent)") from exc
+        self._app.results_listener().expect_many([env.id for env, _, _ in items])
+        deliveries = self._app.produce_many(records)
+        if self._app.events:
+            for envelope, _, _ in items:
+                _sent(self._app, envelope)
+        return deliveries
+
+    def record(
+        self, envelope: Envelope, *, key: str | bytes | None, headers: Headers
+    ) -> tuple[str, bytes, str | bytes, Headers]:
+        """The ``(topic, payload, key, headers)`` of ``envelope``'s record, checked."""
+        app = self._app
         payload = app.codec.encode(app.envelope_schema, envelope.to_avro())
-        size = record_size(payload, key if key is not None else envelope.id, headers)
+        record_key = key if key is not None else envelope.id
+        size = record_size(payload, record_key, headers)
         if size > app.settings.max_payload_bytes:
             raise ArgumentError(
                 f"task {envelope.task!r}: the message is {size} bytes, over "
@@ -58,18 +97,9 @@ class Publisher:
             std.append((NOT_BEFORE, str(envelope.eta).encode()))
         else:
             topic = task_topic(ns, queue)
-        app.produce(
-            topic,
-            payload,
-            key=key if key is not None else envelope.id,
-            headers=[*std, *headers],
-            on_delivery=delivery.on_delivery,
-            label=f"task {envelope.id}",
-        )
-        if app.events:
-            _sent(app, envelope)
-        app.producer.poll(0)
-        return delivery
+        if headers:
+            std.extend(headers)
+        return topic, payload, record_key, std
 
 
 def _sent(app: App, envelope: Envelope) -> None:

@@ -113,7 +113,7 @@ def run_demo(*, n_tasks: int = 2000, n_workers: int = 2, seed: int = 1) -> int:
             with _workers(n_workers, env, Path(tmp)) as procs:
                 with console.status(f"starting {n_workers} workers"):
                     try:
-                        partitions = app.settings.partitions * len(app.worker_topics())
+                        partitions = app.worker_partitions()
                         wait_for_workers(procs, partitions, timeout=60)
                     except RuntimeError as exc:
                         raise BrokerError(str(exc)) from exc

@@ -57,10 +57,16 @@ def record_size(value: bytes | None, key: str | bytes | None, headers: Headers |
     """A record's size as the client's ``message.max.bytes`` check counts it (value, key and
     header bytes; the few bytes of header framing are left to that limit's headroom)."""
 
-    def size(b: str | bytes | None) -> int:
-        return len(b.encode() if isinstance(b, str) else b) if b is not None else 0
+    total = _size(value) + _size(key)
+    if headers:  # usually none: the send path's fast case
+        total += sum(len(k.encode()) + _size(v) for k, v in headers)
+    return total
 
-    return size(value) + size(key) + sum(len(k.encode()) + size(v) for k, v in headers or ())
+
+def _size(b: str | bytes | None) -> int:
+    if b is None:
+        return 0
+    return len(b.encode()) if isinstance(b, str) else len(b)
 
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")

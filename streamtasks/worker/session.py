@@ -117,7 +117,7 @@ class Session:
             # dead letters carry the consumed bytes, which may exceed our own limit
             "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
         }
-        producer = clients.make_producer(settings.producer(**out_cfg))
+        producer = clients.make_producer(settings.worker_producer(**out_cfg))
         consumer_cfg: dict[str, KafkaValue] = {"client.id": spec.worker_id}
         if spec.cooperative:
             consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"

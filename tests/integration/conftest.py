@@ -80,8 +80,6 @@ def start_workers(kafka_bootstrap: str, ns: str, app: App) -> Iterator[StartWork
     """``start_workers(2, "--concurrency", "8")``: start and wait until all joined the group."""
     started: list[WorkerProcess] = []
 
-    topics = app.worker_topics()
-
     def start(n: int = 1, *args: str, wait: bool = True) -> list[WorkerProcess]:
         batch = [
             WorkerProcess(
@@ -96,7 +94,7 @@ def start_workers(kafka_bootstrap: str, ns: str, app: App) -> Iterator[StartWork
         started.extend(batch)
         if wait:
             alive = [w for w in started if w.is_alive()]
-            wait_for_workers(alive, partitions=app.settings.partitions * len(topics))
+            wait_for_workers(alive, partitions=app.worker_partitions())
         return batch
 
     yield start

@@ -126,3 +126,43 @@ def test_wrong_argument_types_are_refused_at_send_time_before_anything_is_produc
     with pytest.raises(ArgumentError, match="missing a required argument"):
         resize.send(1)  # type: ignore[call-arg]
     assert app._producer is None  # nothing was produced (no client was even made)
+
+
+def test_result_capacity_comes_from_the_argument_or_the_environment_and_must_be_positive() -> None:
+    assert Settings.resolve("app", environ={}).result_capacity == 200_000
+    env = {"STREAMTASKS_RESULT_CAPACITY": "5000"}
+    assert Settings.resolve("app", environ=env).result_capacity == 5000
+    assert Settings.resolve("app", result_capacity=7, environ=env).result_capacity == 7
+    with pytest.raises(ConfigError, match="result_capacity must be >= 1"):
+        Settings.resolve("app", environ={"STREAMTASKS_RESULT_CAPACITY": "0"})
+
+
+def test_retry_and_chord_topics_may_have_fewer_partitions_than_the_task_topic() -> None:
+    app = App("app", bootstrap_servers="b:1", partitions=6, retry_partitions=1, chord_partitions=2)
+    specs = {s.name: s.partitions for s in app.topic_specs(["q"])}
+    assert specs["streamtasks.tasks.q"] == 6
+    assert {specs[f"streamtasks.tasks.q.retry.{n}"] for n in (1, 2, 3, 4)} == {1}
+    assert specs["streamtasks.chords"] == 2
+    # a worker group of "q" owns 6 + 4 x 1 + 2 partitions in all
+    assert app.worker_partitions(["q"]) == 12
+    assert App("app", bootstrap_servers="b:1").worker_partitions(["q"]) == 36
+    env = {"STREAMTASKS_RETRY_PARTITIONS": "0"}
+    with pytest.raises(ConfigError, match="retry_partitions must be >= 1"):
+        Settings.resolve("app", environ=env)
+
+
+def test_client_and_worker_producers_each_take_their_own_settings_over_the_shared_ones() -> None:
+    s = Settings.resolve(
+        "app",
+        bootstrap_servers="b:1",
+        producer_config={"linger.ms": 20, "compression.type": "lz4"},
+        client_producer_config={"linger.ms": 50},
+        worker_producer_config={"linger.ms": 0},
+        environ={},
+    )
+    assert s.client_producer()["linger.ms"] == 50
+    assert s.worker_producer(**{"client.id": "w"})["linger.ms"] == 0
+    assert s.worker_producer()["compression.type"] == "lz4"
+    assert s.producer()["linger.ms"] == 20
+    with pytest.raises(ConfigError, match="worker_producer_config: 'acks' cannot be overridden"):
+        Settings.resolve("app", worker_producer_config={"acks": 1}, environ={})

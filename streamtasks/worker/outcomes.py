@@ -27,7 +27,7 @@ import structlog
 from streamtasks.errors import ResultTooLargeError, StreamtasksError
 from streamtasks.retry import decide
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
-from streamtasks.wire.topics import Headers, dlq_topic, results_topic, retry_topic
+from streamtasks.wire.topics import Headers, dlq_topic, queue_of, results_topic, retry_topic
 from streamtasks.worker.indexes import FiredIndex
 from streamtasks.worker.pools.processes import ChildError
 
@@ -67,6 +67,8 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Headers | None
+    #: the record's timestamp (epoch ms) as the consumer reported it, when known
+    timestamp: int | None = None
 
     def log_fields(self) -> dict[str, object]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
@@ -90,6 +92,8 @@ class Outcome:
     kind: OutcomeKind
     outputs: tuple[Output, ...]
     then: tuple[Output, ...] = ()
+    #: for hooks: the retry tier (``retry``) or the dead-letter reason (``dead``)
+    detail: str | None = None
 
 
 def staged(kind: OutcomeKind, first: tuple[Output, ...], final: Output) -> Outcome:
@@ -211,13 +215,13 @@ class Outcomes:
                 ("st-first-failure", header(rec.headers, "st-first-failure") or _now_bytes()),
             ]
             retry_record = Output(
-                retry_topic(self._ns, _queue_of(rec.topic, self._ns), verdict.tier),
+                retry_topic(self._ns, queue_of(rec.topic, self._ns), verdict.tier),
                 rec.key,
                 self.app.codec.encode(self.app.envelope_schema, again.to_avro()),
                 headers,
             )
             status = self._results.result_output(env, TaskStatus.RETRY, started, None, error)
-            return Outcome("retry", (retry_record, status))
+            return Outcome("retry", (retry_record, status), detail=str(verdict.tier))
         if verdict.action == "dead" and retry:
             return self.dead_letter_outcome(
                 rec, verdict.reason, exc, env, error=error, started=started
@@ -269,19 +273,19 @@ class Outcomes:
         if error.traceback:
             headers.append(("st-traceback", error.traceback[-TRACEBACK_LIMIT:].encode()))
         letter = Output(
-            dlq_topic(self._ns, _queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
+            dlq_topic(self._ns, queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
         )
         if env is None:
-            return Outcome("dead", (letter,))
+            return Outcome("dead", (letter,), detail=reason)
         # someone may be waiting on this task id: tell them it is dead (last, see Outcome)
         dead = self._results.result_output(env, TaskStatus.DEAD, started, None, error)
         if not follow:
-            return Outcome("dead", (letter,), (dead,))
+            return Outcome("dead", (letter,), (dead,), detail=reason)
         after = (
             *self._continuation.chain_end(env, S.DEAD, started, error),
             *self._continuation.errbacks(env, S.DEAD, error),
         )
-        return Outcome("dead", (letter, *after), (dead,))
+        return Outcome("dead", (letter, *after), (dead,), detail=reason)
 
     def internal_error(self, rec: Record, exc: BaseException) -> Outcome:
         """The outcome of a record whose handling raised unexpectedly (a bug, or input no
@@ -333,12 +337,6 @@ def _carry_headers(headers: Headers | None, *, keep_task_headers: bool = False) 
 
 def _now_bytes() -> bytes:
     return str(now_ms()).encode()
-
-
-def _queue_of(topic: str, ns: str) -> str:
-    prefix = f"{ns}.tasks."
-    queue = topic[len(prefix) :] if topic.startswith(prefix) else topic
-    return queue.split(".retry.", 1)[0]
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

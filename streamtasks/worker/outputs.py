@@ -47,6 +47,8 @@ class Job:
     then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
     joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
     preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
+    runtime: float | None = None  # seconds its task thread spent on it (for hooks)
+    detail: str | None = None  # the outcome's retry tier or dead-letter reason (for hooks)
 
     @property
     def tp(self) -> TP:

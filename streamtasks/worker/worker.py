@@ -58,6 +58,7 @@ from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import Completion
 from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
+from streamtasks.worker.metrics import WorkerMetrics, serve_metrics
 from streamtasks.worker.outcomes import Outcome, Record, header
 from streamtasks.worker.outputs import Job
 from streamtasks.worker.partitions import Partitions
@@ -96,7 +97,13 @@ class Worker:
         stall_warning: float = 60.0,
         group_protocol: str = "classic",
         hooks: Sequence[WorkerHooks] = (),
+        metrics_port: int | None = None,
+        metrics: bool = False,
+        metrics_lag_interval: float = 5.0,
     ) -> None:
+        """``metrics_port``: serve Prometheus metrics on ``/metrics`` there (see
+        :mod:`streamtasks.worker.metrics`); ``metrics``: keep them without serving (in
+        ``.metrics.registry``, or a supervisor's multiprocess directory)."""
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self.app = app
@@ -151,7 +158,14 @@ class Worker:
         self.group_protocol = group_protocol
         self.stats = WorkerStats()
         # called on the poll thread (see streamtasks.worker.hooks); the counters come first
-        self._hooks = HookSet([self.stats, *hooks])
+        self.metrics_port = metrics_port
+        self.metrics: WorkerMetrics | None = None
+        if metrics or metrics_port is not None:
+            self.metrics = WorkerMetrics(
+                namespace=app.settings.namespace, lag_interval=metrics_lag_interval
+            )
+            hooks = [*hooks, self.metrics]
+        self._hooks = HookSet([self.stats, *hooks], app.settings.namespace)
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
@@ -184,6 +198,9 @@ class Worker:
         :mod:`streamtasks.worker.burst`) — for batch jobs and tests.
         """
         settings = self.app.settings
+        stop_metrics = None  # first: a port in use fails before anything connects
+        if self.metrics is not None and self.metrics_port is not None:
+            stop_metrics = serve_metrics(self.metrics.registry, self.metrics_port)
         if self.create_topics:
             self.app.apply_topics(self.queues)
         restore = self._install_signals() if install_signal_handlers else None
@@ -202,9 +219,11 @@ class Worker:
                 app_spec=self.app_spec,
                 max_in_flight=self.max_in_flight,
                 max_in_flight_per_partition=self.max_in_flight_per_partition,
+                stats_interval_ms=self._hooks.stats_interval_ms,
             ),
             done=self._acked,
             fatal=functools.partial(self.stop, force=True),
+            stats=self._hooks.consumer_stats,
         )
         log.info(
             "worker started",
@@ -235,6 +254,8 @@ class Worker:
             self._s.close(wait_for_pool=not self._force.is_set())
             if restore is not None:
                 restore()
+            if stop_metrics is not None:
+                stop_metrics()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
         return self.stats
 
@@ -328,7 +349,7 @@ class Worker:
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
         hdrs = list(headers.items()) if isinstance(headers, dict) else headers
-        rec = Record(topic, partition, offset, msg.key(), msg.value(), hdrs)
+        rec = Record(topic, partition, offset, msg.key(), msg.value(), hdrs, msg.timestamp()[1])
         if topic == self._chords_topic:
             self._join(rec)
             return
@@ -412,6 +433,7 @@ class Worker:
             self._s.flow.finished(tp, tracker.unfinished)
         if finished:
             self._hooks.finished(job.record, job.outcome)
+            self._hooks.task_done(job.record, job.outcome, job.runtime, job.detail)
         else:
             self._hooks.abandoned(1)
         if current:
@@ -448,10 +470,12 @@ class Worker:
         ):
             self._abandoned.append(job)  # partition revoked before the task started
             return
+        began = time.perf_counter()
         try:
             outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
         except Exception as exc:  # every record ends in an outcome, or its offset stalls
             outcome = self._s.executor.internal_error(job.record, exc)
+        job.runtime = time.perf_counter() - began
         self._emit(job, outcome)
 
     async def _execute_async(self, job: Job) -> None:
@@ -463,6 +487,7 @@ class Worker:
         ):
             self._abandoned.append(job)
             return
+        began = time.perf_counter()
         try:
             if job.preset is not None:
                 outcome = job.preset()
@@ -470,10 +495,12 @@ class Worker:
                 outcome = await self._s.executor.run_async(job.record)
         except Exception as exc:
             outcome = self._s.executor.internal_error(job.record, exc)
+        job.runtime = time.perf_counter() - began
         self._emit(job, outcome)
 
     def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
+        job.detail = outcome.detail
         if not self._s.outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
 

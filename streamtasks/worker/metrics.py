@@ -1,0 +1,224 @@
+"""Prometheus metrics of a worker: a hook that counts, and the ``/metrics`` HTTP endpoint.
+
+``streamtasks worker APP --metrics-port N`` (``Worker(app, metrics_port=N)``) serves, with
+``prometheus-client``:
+
+* ``streamtasks_tasks_total{task,queue,status}`` — finished task records by outcome (``success``,
+  ``failure``, ``retry``, ``dead``, ``expired``, ``skipped``, ``revoked``);
+* ``streamtasks_task_duration_seconds{task,queue}`` — histogram of the time a task thread spent
+  on a record (decode, run, build outputs; acknowledgement waits not included);
+* ``streamtasks_tasks_in_flight{queue}`` — received and not finished;
+* ``streamtasks_consumer_lag{topic,partition}`` — librdkafka's ``consumer_lag`` (high watermark
+  minus committed offset), from the consumer's statistics every ``lag_interval`` seconds;
+* ``streamtasks_consumer_lag_seconds{topic,partition}`` — the age of the oldest unconsumed record,
+  sampled off the hot path: 0 when the consumer's position is at the high watermark, else the
+  age of the last record the worker received from that partition (the oldest unconsumed record
+  came after it, so this is an upper bound, exact to within the gap between two records);
+* ``streamtasks_dead_letters_total{queue,reason}``, ``streamtasks_retries_total{queue,tier}``;
+* ``streamtasks_rebalances_total`` — partition assignments this worker received;
+* ``streamtasks_commits_total`` — batches of offsets stored for commit (librdkafka sends them to
+  the broker with its next auto-commit; the worker commits synchronously on revoke and stop).
+
+Invariants: the hook runs on the poll thread and only observes (see
+:mod:`streamtasks.worker.hooks`); its per-record cost is a few dictionary lookups and counter
+increments (label children are cached). With ``--processes P`` the supervisor serves the port
+and every child writes its values to a per-run ``PROMETHEUS_MULTIPROC_DIR``
+(:mod:`streamtasks.worker.supervisor`), so one scrape shows the sum over the children (lag gauges
+show the highest live value: only a partition's owner reports it non-zero).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from streamtasks.errors import ConfigError
+from streamtasks.wire.topics import queue_of
+from streamtasks.worker.hooks import TaskDone, WorkerHooks
+from streamtasks.worker.outcomes import Record
+
+__all__ = ["WorkerMetrics", "exposed_names", "serve_metrics"]
+
+TP = tuple[str, int]
+
+#: seconds; from fast I/O-bound tasks to long batch jobs
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class WorkerMetrics(WorkerHooks):
+    """The worker hook that keeps the ``streamtasks_*`` metrics in ``registry``."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        namespace: str = "streamtasks",
+        lag_interval: float = 5.0,
+    ) -> None:
+        if lag_interval <= 0:
+            raise ConfigError(f"the metrics lag interval must be > 0 seconds, got {lag_interval}")
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.stats_interval_ms = max(1, int(lag_interval * 1000))
+        r = self.registry
+        self.tasks = Counter(
+            "streamtasks_tasks", "Finished task records", ["task", "queue", "status"], registry=r
+        )
+        self.duration = Histogram(
+            "streamtasks_task_duration_seconds",
+            "Time a task thread spent on a record",
+            ["task", "queue"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "streamtasks_tasks_in_flight",
+            "Received task records not finished yet",
+            ["queue"],
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "streamtasks_consumer_lag",
+            "High watermark minus committed offset",
+            ["topic", "partition"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            "streamtasks_consumer_lag_seconds",
+            "Age of the oldest unconsumed record (upper bound, sampled)",
+            ["topic", "partition"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "streamtasks_dead_letters", "Dead letters written", ["queue", "reason"], registry=r
+        )
+        self.retries = Counter(
+            "streamtasks_retries", "Retries written, by tier", ["queue", "tier"], registry=r
+        )
+        self.rebalances = Counter(
+            "streamtasks_rebalances", "Partition assignments received", registry=r
+        )
+        self.commits = Counter(
+            "streamtasks_commits", "Batches of offsets stored for commit", registry=r
+        )
+        self._ns = namespace
+        self._queues: dict[str, str] = {}
+        self._flight: dict[TP, int] = {}
+        self._last_ts: dict[TP, int] = {}
+        self._flight_child: dict[str, Gauge] = {}
+        self._done_child: dict[tuple[str, str, str], Counter] = {}
+        self._duration_child: dict[tuple[str, str], Histogram] = {}
+
+    def _queue(self, topic: str) -> str:
+        queue = self._queues.get(topic)
+        if queue is None:
+            queue = self._queues[topic] = queue_of(topic, self._ns)
+        return queue
+
+    def _flight_gauge(self, queue: str) -> Gauge:
+        child = self._flight_child.get(queue)
+        if child is None:
+            child = self._flight_child[queue] = self.in_flight.labels(queue)
+        return child
+
+    # -- hooks (poll thread) ----------------------------------------------------------------
+    def on_received(self, record: Record) -> None:
+        tp = (record.topic, record.partition)
+        self._flight[tp] = self._flight.get(tp, 0) + 1
+        if record.timestamp is not None and record.timestamp > 0:
+            self._last_ts[tp] = record.timestamp
+        self._flight_gauge(self._queue(record.topic)).inc()
+
+    def on_task_done(self, record: Record, done: TaskDone) -> None:
+        key = (done.task, done.queue, done.outcome)
+        counter = self._done_child.get(key)
+        if counter is None:
+            counter = self._done_child[key] = self.tasks.labels(*key)
+        counter.inc()
+        if done.runtime is not None:
+            hist = self._duration_child.get(key[:2])
+            if hist is None:
+                hist = self._duration_child[key[:2]] = self.duration.labels(*key[:2])
+            hist.observe(done.runtime)
+        if done.outcome == "retry":
+            self.retries.labels(done.queue, done.detail or "unknown").inc()
+        elif done.outcome == "dead":
+            self.dead_letters.labels(done.queue, done.detail or "unknown").inc()
+        tp = (record.topic, record.partition)
+        left = self._flight.get(tp, 0)
+        if left > 0:  # not when its partition was revoked meanwhile (counted off then)
+            self._flight[tp] = left - 1
+            self._flight_gauge(done.queue).dec()
+
+    def on_committed(self, offsets: Sequence[tuple[str, int, int]]) -> None:
+        self.commits.inc()
+
+    def on_assigned(self, partitions: Sequence[TP]) -> None:
+        self.rebalances.inc()
+
+    def on_revoked(self, partitions: Sequence[TP], *, lost: bool) -> None:
+        for tp in partitions:
+            left = self._flight.pop(tp, 0)
+            if left:
+                self._flight_gauge(self._queue(tp[0])).dec(left)
+            self._last_ts.pop(tp, None)
+            for gauge in (self.lag, self.lag_seconds):
+                labels = (tp[0], str(tp[1]))
+                gauge.labels(*labels).set(0)  # what a multiprocess scrape keeps
+                gauge.remove(*labels)
+
+    def on_consumer_stats(self, stats: str) -> None:
+        now = time.time() * 1000
+        for topic, t in json.loads(stats).get("topics", {}).items():
+            for part, p in t.get("partitions", {}).items():
+                lag = p.get("consumer_lag", -1)
+                if part == "-1" or lag < 0:
+                    continue  # the internal UA partition, or one this consumer does not own
+                self.lag.labels(topic, part).set(lag)
+                hi, position = p.get("hi_offset", -1), p.get("app_offset", -1)
+                if 0 <= hi <= position:
+                    self.lag_seconds.labels(topic, part).set(0)
+                    continue
+                last = self._last_ts.get((topic, int(part)))
+                if last is not None:
+                    self.lag_seconds.labels(topic, part).set(max(0.0, (now - last) / 1000))
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, host: str = "") -> Callable[[], None]:
+    """Serve ``registry`` on ``host:port`` (all interfaces by default) in a daemon thread;
+    returns the function that stops it. A port in use is a :class:`ConfigError`."""
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {port}")
+    try:
+        server, thread = start_http_server(port, addr=host or "0.0.0.0", registry=registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on port {port}: {exc.strerror or exc}. Another process "
+            "holds it (an earlier worker?): pass a free --metrics-port, or stop that process"
+        ) from exc
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5.0)
+
+    return stop
+
+
+_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exposed_names() -> frozenset[str]:
+    """Every series name a worker exposes (``streamtasks_tasks_total``, ``..._bucket``, ...)."""
+    registry = CollectorRegistry()
+    WorkerMetrics(registry)
+    return frozenset(
+        metric.name + suffix
+        for metric in registry.collect()
+        for suffix in _SUFFIXES.get(metric.type, ("",))
+    )

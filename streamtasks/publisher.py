@@ -7,7 +7,9 @@ it returns in their own :class:`~streamtasks.asyncresult.AsyncResult`.
 Invariants: the task id is registered with the process's result listener *before* the record is
 produced (so its result cannot be missed); a record over ``max_payload_bytes`` is refused before
 it reaches the producer; a task due later (``eta``) goes to the retry tier covering the delay,
-with ``st-not-before``, instead of the task topic.
+with ``st-not-before``, instead of the task topic; a record carries a ``traceparent`` when
+there is a trace to continue (the caller's own header, else the active OpenTelemetry span's,
+else the running task's: see :mod:`streamtasks.tracing`).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import TYPE_CHECKING
 from streamtasks.errors import ArgumentError
 from streamtasks.kafka.delivery import Delivery
 from streamtasks.retry import tier_for
+from streamtasks.tracing import outgoing
 from streamtasks.wire.envelope import Envelope, now_ms
-from streamtasks.wire.headers import NOT_BEFORE, task_headers
+from streamtasks.wire.headers import NOT_BEFORE, TRACEPARENT, task_headers
 from streamtasks.wire.topics import Headers, record_size, retry_topic, task_topic
 
 if TYPE_CHECKING:
@@ -56,6 +59,10 @@ class Publisher:
             std.append((NOT_BEFORE, str(envelope.eta).encode()))
         else:
             topic = task_topic(ns, queue)
+        if not any(name == TRACEPARENT for name, _ in headers):
+            trace = outgoing()
+            if trace is not None:
+                std.append((TRACEPARENT, trace.encode()))
         app.produce(
             topic,
             payload,

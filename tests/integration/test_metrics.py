@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamtasks import App
-from streamtasks.testing import WorkerProcess, wait_for_workers
+from streamtasks.testing import WorkerProcess
 from streamtasks.wire.topics import task_topic
 from tests.integration.conftest import APP_SPEC, ROOT, StartWorkers
 
@@ -63,6 +63,30 @@ def _scrape_until(port: int, done: Callable[[Samples], bool], timeout: float = 6
             return samples
         time.sleep(0.1)
     raise AssertionError(f"metrics never reached the expected counts; last scrape: {samples}")
+
+
+def _wait_for_children(w: WorkerProcess, children: int, partitions: int) -> None:
+    """Until ``children`` worker processes (their log lines share the supervisor's log) own
+    all ``partitions`` between them, each some."""
+    owned: dict[str, set[str]] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert w.is_alive(), w.log_text()[-3000:]
+        owned.clear()
+        for line in w.log_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            mine = owned.setdefault(event.get("worker_id", "?"), set())
+            if event.get("event") == "partitions assigned":
+                mine |= set(event["partitions"])
+            elif event.get("event") in ("partitions revoked", "partitions lost"):
+                mine -= set(event["partitions"])
+        busy = [p for p in owned.values() if p]
+        if len(busy) == children and sum(len(p) for p in busy) == partitions:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the children never shared the partitions: {owned}")
 
 
 def test_a_scrape_counts_what_the_worker_did(
@@ -131,7 +155,7 @@ def test_one_scrape_sums_two_worker_processes(
         cwd=str(ROOT),
     ).start()
     try:
-        wait_for_workers([w], partitions=partitions * len(app.worker_topics()))
+        _wait_for_children(w, 2, partitions * len(app.worker_topics()))
         # When 40 successes and 4 failures run, keyed over all partitions
         for i in range(40):
             app.tasks["add"].apply_async((i, 1), key=f"k{i}")
@@ -146,6 +170,7 @@ def test_one_scrape_sums_two_worker_processes(
         assert _value(samples, "streamtasks_tasks_total", status="failure") == 4
         assert _value(samples, "streamtasks_task_duration_seconds_count") == 44
         assert _value(samples, "streamtasks_rebalances_total") >= 2  # one per child at least
+        assert _value(samples, "streamtasks_tasks_in_flight") == 0
     finally:
         code = w.terminate(timeout=30)
     assert code == 0, w.log_text()[-3000:]

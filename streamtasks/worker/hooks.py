@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
@@ -54,9 +54,8 @@ log = structlog.get_logger("streamtasks.worker")
 TP = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class TaskDone:
-    """What ``on_task_done`` tells about a finished task record."""
+class TaskDone(NamedTuple):
+    """What ``on_task_done`` tells about a finished task record (a tuple: made per task)."""
 
     outcome: str
     #: the ``st-task`` header (``unknown`` when the record has none)
@@ -168,6 +167,8 @@ class HookSet:
     def __init__(self, hooks: Sequence[WorkerHooks], namespace: str = "streamtasks") -> None:
         self.hooks = tuple(hooks)
         self._ns = namespace
+        self._queues: dict[str, str] = {}  # topic -> queue
+        self._names: dict[bytes, str] = {}  # st-task header -> task name
         self._received = _overriding(hooks, "on_received")
         self._started = _overriding(hooks, "on_started")
         self._finished = _overriding(hooks, "on_finished")
@@ -209,14 +210,16 @@ class HookSet:
     ) -> None:
         if not self._task_done:
             return
-        task = header(record.headers, TASK)
-        done = TaskDone(
-            outcome=outcome,
-            task=task.decode(errors="replace") if task is not None else "unknown",
-            queue=queue_of(record.topic, self._ns),
-            runtime=runtime,
-            detail=detail,
-        )
+        raw = header(record.headers, TASK) or b""
+        task = self._names.get(raw)
+        if task is None:
+            task = raw.decode(errors="replace") or "unknown"
+            if len(self._names) < 1000:  # names come from records: bound the cache
+                self._names[raw] = task
+        queue = self._queues.get(record.topic)
+        if queue is None:
+            queue = self._queues[record.topic] = queue_of(record.topic, self._ns)
+        done = TaskDone(outcome, task, queue, runtime, detail)
         for hook in self._task_done:
             _call(hook, record, done)
 

@@ -162,7 +162,9 @@ class Worker:
         self.metrics: WorkerMetrics | None = None
         if metrics or metrics_port is not None:
             self.metrics = WorkerMetrics(
-                namespace=app.settings.namespace, lag_interval=metrics_lag_interval
+                namespace=app.settings.namespace,
+                lag_interval=metrics_lag_interval,
+                tasks=app.tasks,
             )
             hooks = [*hooks, self.metrics]
         self._hooks = HookSet([self.stats, *hooks], app.settings.namespace)

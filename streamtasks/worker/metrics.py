@@ -87,19 +87,16 @@ class WorkerMetrics(WorkerHooks):
             multiprocess_mode="livesum",
             registry=r,
         )
-        self.lag = Gauge(
-            "streamtasks_consumer_lag",
-            "High watermark minus committed offset",
-            ["topic", "partition"],
-            multiprocess_mode="livemax",
-            registry=r,
-        )
-        self.lag_seconds = Gauge(
-            "streamtasks_consumer_lag_seconds",
-            "Age of the oldest unconsumed record (upper bound, sampled)",
-            ["topic", "partition"],
-            multiprocess_mode="livemax",
-            registry=r,
+        # per partition; only its owner reports a value, so processes combine by the highest
+        self.lag, self.lag_seconds = (
+            Gauge(name, doc, ["topic", "partition"], multiprocess_mode="livemax", registry=r)
+            for name, doc in (
+                ("streamtasks_consumer_lag", "High watermark minus committed offset"),
+                (
+                    "streamtasks_consumer_lag_seconds",
+                    "Age of the oldest unconsumed record (upper bound, sampled)",
+                ),
+            )
         )
         self.dead_letters = Counter(
             "streamtasks_dead_letters", "Dead letters written", ["queue", "reason"], registry=r

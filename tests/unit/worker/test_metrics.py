@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import re
 import socket
+import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from streamtasks import App
 from streamtasks.errors import ConfigError
+from streamtasks.worker import Worker
 from streamtasks.worker.hooks import HookSet, TaskDone
 from streamtasks.worker.metrics import WorkerMetrics, exposed_names, serve_metrics
 from streamtasks.worker.outcomes import Record
-from streamtasks.worker.supervisor import child_args
+from streamtasks.worker.supervisor import Supervisor, child_args
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "streamtasks-workers.json"
 TOPIC = "streamtasks.tasks.default"
@@ -158,3 +162,32 @@ def test_every_metric_the_dashboard_queries_is_one_the_worker_exposes() -> None:
     # every metric the worker exposes is on the dashboard (histograms via their buckets)
     shown = {n.removesuffix("_bucket") for n in queried}
     assert {n for n in exposed_names() if not n.endswith(("_sum", "_count", "_bucket"))} <= shown
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_a_worker_whose_metrics_port_is_in_use_fails_before_it_connects(busy_port: int) -> None:
+    app = App("m", bootstrap_servers="127.0.0.1:1")  # nothing listens: connecting would hang
+    app.task(name="t")(_noop)
+    worker = Worker(app, metrics_port=busy_port)
+    with pytest.raises(ConfigError, match=rf"port {busy_port}.*free --metrics-port"):
+        worker.run(install_signal_handlers=False)
+
+
+def test_a_supervisor_whose_metrics_port_is_in_use_starts_no_child(
+    busy_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ConfigError, match="free --metrics-port"):
+        Supervisor(["worker", "nowhere:app"], 2, metrics_port=busy_port).run()
+    assert list(tmp_path.iterdir()) == []  # its metrics directory is removed
+
+
+def _noop() -> None:
+    return None

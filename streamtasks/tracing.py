@@ -6,7 +6,7 @@
 * :func:`task_span` — on a worker, around one task: with OpenTelemetry, a ``CONSUMER`` span
   ``run {task}`` whose parent is the record's ``traceparent`` (a new trace when it has none);
   it yields the ``traceparent`` the task's follow-on records carry (the span's own, or, without
-  OpenTelemetry or with only its no-op API, the record's as it came).
+  OpenTelemetry or with only its API and no SDK configured, the record's as it came: no span).
 
 Invariants: without OpenTelemetry nothing here costs more than finding and checking the
 header; a malformed ``traceparent`` is dropped with a debug log (see
@@ -16,10 +16,11 @@ header; a malformed ``traceparent`` is dropped with a debug log (see
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from streamtasks.context import current_traceparent
-from streamtasks.wire.tracecontext import TraceParent, parse_traceparent
+from streamtasks.wire.tracecontext import TraceParent, checked_traceparent, parse_traceparent
 
 try:
     from opentelemetry import trace as otel
@@ -80,10 +81,30 @@ def task_span(
 ) -> contextlib.AbstractContextManager[str | None]:
     """Run a task inside this (see the module docstring); ``task``: its ``st-task`` header,
     ``raw``: its ``traceparent`` header, ``topic``/``partition``/``offset``: the record's."""
-    parent = parse_traceparent(raw) if raw is not None else None
-    if OTEL:
+    if OTEL and _Provider.configured():
+        parent = parse_traceparent(raw) if raw is not None else None
         return _span(task, parent, topic, partition, offset)
-    return contextlib.nullcontext(parent.value() if parent is not None else None)
+    return contextlib.nullcontext(checked_traceparent(raw) if raw is not None else None)
+
+
+class _Provider:
+    """Whether an OpenTelemetry SDK (a real tracer provider) is configured. With only the API
+    every span would be a no-op that merely passes the parent on, which is what the
+    no-OpenTelemetry path does at a fraction of the cost. A provider, once set, stays set;
+    until then this looks again at most once a second (the lookup costs about a microsecond)."""
+
+    recording = False
+    next_look = 0.0
+
+    @classmethod
+    def configured(cls) -> bool:
+        if cls.recording:
+            return True
+        now = time.monotonic()
+        if now >= cls.next_look:  # a benign race between task threads: both look
+            cls.recording = not isinstance(otel.get_tracer_provider(), otel.ProxyTracerProvider)
+            cls.next_look = now + 1.0
+        return cls.recording
 
 
 def record_outcome(kind: str) -> None:

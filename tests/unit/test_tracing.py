@@ -30,6 +30,7 @@ def tracer() -> trace.Tracer:
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(EXPORTER))
+    tracing._Provider.next_look = 0.0  # look again now: the SDK was just configured
     return trace.get_tracer("test")
 
 
@@ -63,6 +64,16 @@ def test_a_malformed_traceparent_is_dropped_with_a_debug_log(
     assert parse_traceparent(raw) is None
     assert [c.method_name for c in logger.calls] == ["debug"]
     assert "traceparent dropped" in logger.calls[0].args[0]
+
+
+def test_with_the_api_but_no_sdk_there_is_no_span_and_the_header_is_passed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing._Provider, "recording", False)
+    monkeypatch.setattr(tracing._Provider, "next_look", float("inf"))
+    with tracing.task_span(b"t", TP.encode(), "topic", 0, 1) as carried:
+        assert carried == TP
+        assert not trace.get_current_span().get_span_context().is_valid
 
 
 def test_without_opentelemetry_the_task_span_passes_the_header_on(

@@ -20,14 +20,15 @@
   the broker with its next auto-commit; the worker commits synchronously on revoke and stop).
 
 Invariants: the hook runs on the poll thread and only observes (see
-:mod:`streamtasks.worker.hooks`). Per record it does a few dictionary updates and one histogram
-observation; the task counts and in-flight gauges are written to prometheus-client once per
-batch of offsets stored for commit, on each rebalance and on each lag sample (so a scrape is at
-most ``lag_interval`` seconds behind), which keeps its cost at ~2.4 us per task here
-(``python bench/overhead.py``). Task labels are the app's task names (another name, from bad
-input, counts as ``unknown``). With ``--processes P`` the supervisor serves the port
-and every child writes its values to a per-run ``PROMETHEUS_MULTIPROC_DIR``
-(:mod:`streamtasks.worker.supervisor`), so one scrape shows the sum over the children (lag gauges
+:mod:`streamtasks.worker.hooks`). Per record it does a few dictionary updates and one
+histogram observation; the task counts, commits and in-flight gauges are written to
+prometheus-client at most every 0.1 s while offsets are stored, on each rebalance and on each
+lag sample (so a scrape is at most ``lag_interval`` seconds behind). That keeps its cost at
+~2.5 us of poll-thread CPU per task here (``python bench/overhead.py``). Task labels are
+the app's task names (another name, from bad input, counts as ``unknown``). With
+``--processes P`` the supervisor serves the port and every child writes its values to a
+per-run ``PROMETHEUS_MULTIPROC_DIR`` (:mod:`streamtasks.worker.supervisor`), so one scrape
+shows the sum over the children (lag gauges
 show the highest live value: only a partition's owner reports it non-zero).
 """
 
@@ -47,6 +48,8 @@ from streamtasks.worker.outcomes import Record
 __all__ = ["WorkerMetrics", "exposed_names", "serve_metrics"]
 
 TP = tuple[str, int]
+
+_FLUSH_EVERY = 0.1  # seconds between writes of the per-task counts while tasks finish
 
 #: seconds; from fast I/O-bound tasks to long batch jobs
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -114,8 +117,12 @@ class WorkerMetrics(WorkerHooks):
         self._known = frozenset(tasks) if tasks is not None else None
         self._queues: dict[str, str] = {}
         self._flight: dict[TP, int] = {}
+        self._queue_flight: dict[str, int] = {}
+        self._written_flight: dict[str, int] = {}
         self._last_ts: dict[TP, int] = {}
         self._flight_child: dict[str, Gauge] = {}
+        self._commits = 0  # not yet added to the counter
+        self._next_flush = 0.0
         self._done_child: dict[tuple[str, str, str], Counter] = {}
         self._done: dict[tuple[str, str, str], int] = {}  # not yet added to the counters
         self._duration_child: dict[tuple[str, str], Histogram] = {}
@@ -127,29 +134,33 @@ class WorkerMetrics(WorkerHooks):
         return queue
 
     def flush(self) -> None:
-        """Write the per-task counts kept in plain dictionaries to the metrics: done once per
-        batch of offsets stored (and on each lag sample and rebalance), not once per task —
-        a metric update takes a lock (and, across processes, an mmap write)."""
+        """Write the counts kept in plain dictionaries to the metrics: at most every 0.1 s
+        while offsets are stored, and on each lag sample and rebalance — not once per task,
+        as a metric update takes a lock (and, across processes, an mmap write)."""
+        self._next_flush = time.monotonic() + _FLUSH_EVERY
         done, self._done = self._done, {}
         for key, count in done.items():
             child = self._done_child.get(key)
             if child is None:
                 child = self._done_child[key] = self.tasks.labels(*key)
             child.inc(count)
-        by_queue = dict.fromkeys(self._flight_child, 0)
-        for (topic, _), count in self._flight.items():
-            queue = self._queue(topic)
-            by_queue[queue] = by_queue.get(queue, 0) + count
-        for queue, count in by_queue.items():
-            gauge = self._flight_child.get(queue)
-            if gauge is None:
-                gauge = self._flight_child[queue] = self.in_flight.labels(queue)
-            gauge.set(count)
+        if self._commits:
+            self.commits.inc(self._commits)
+            self._commits = 0
+        for queue, count in self._queue_flight.items():
+            if self._written_flight.get(queue) != count:
+                gauge = self._flight_child.get(queue)
+                if gauge is None:
+                    gauge = self._flight_child[queue] = self.in_flight.labels(queue)
+                gauge.set(count)
+                self._written_flight[queue] = count
 
     # -- hooks (poll thread) ----------------------------------------------------------------
     def on_received(self, record: Record) -> None:
         tp = (record.topic, record.partition)
         self._flight[tp] = self._flight.get(tp, 0) + 1
+        queue = self._queue(record.topic)
+        self._queue_flight[queue] = self._queue_flight.get(queue, 0) + 1
         if record.timestamp is not None and record.timestamp > 0:
             self._last_ts[tp] = record.timestamp
 
@@ -172,10 +183,12 @@ class WorkerMetrics(WorkerHooks):
         left = self._flight.get(tp, 0)
         if left > 0:  # not when its partition was revoked meanwhile (counted off then)
             self._flight[tp] = left - 1
+            self._queue_flight[done.queue] -= 1
 
     def on_committed(self, offsets: Sequence[tuple[str, int, int]]) -> None:
-        self.commits.inc()
-        self.flush()
+        self._commits += 1
+        if time.monotonic() >= self._next_flush:
+            self.flush()
 
     def on_assigned(self, partitions: Sequence[TP]) -> None:
         self.rebalances.inc()
@@ -183,7 +196,9 @@ class WorkerMetrics(WorkerHooks):
 
     def on_revoked(self, partitions: Sequence[TP], *, lost: bool) -> None:
         for tp in partitions:
-            self._flight.pop(tp, None)
+            left = self._flight.pop(tp, 0)
+            if left:
+                self._queue_flight[self._queue(tp[0])] -= left
             self._last_ts.pop(tp, None)
             for gauge in (self.lag, self.lag_seconds):
                 labels = (tp[0], str(tp[1]))

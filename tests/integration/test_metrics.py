@@ -151,7 +151,7 @@ def test_one_scrape_sums_two_worker_processes(
         APP_SPEC,
         bootstrap=kafka_bootstrap,
         env={"STREAMTASKS_NAMESPACE": ns},
-        args=("--processes", "2", "--metrics-port", str(port)),
+        args=("--processes", "2", "--metrics-port", str(port), "--metrics-lag-interval", "1"),
         cwd=str(ROOT),
     ).start()
     try:

@@ -120,6 +120,7 @@ class WorkerMetrics(WorkerHooks):
         self._queue_flight: dict[str, int] = {}
         self._written_flight: dict[str, int] = {}
         self._last_ts: dict[TP, int] = {}
+        self._owned: set[tuple[str, str]] = set()  # (topic, partition as text): lag reported
         self._flight_child: dict[str, Gauge] = {}
         self._commits = 0  # not yet added to the counter
         self._next_flush = 0.0
@@ -192,6 +193,7 @@ class WorkerMetrics(WorkerHooks):
 
     def on_assigned(self, partitions: Sequence[TP]) -> None:
         self.rebalances.inc()
+        self._owned.update((topic, str(p)) for topic, p in partitions)
         self.flush()
 
     def on_revoked(self, partitions: Sequence[TP], *, lost: bool) -> None:
@@ -200,8 +202,9 @@ class WorkerMetrics(WorkerHooks):
             if left:
                 self._queue_flight[self._queue(tp[0])] -= left
             self._last_ts.pop(tp, None)
+            labels = (tp[0], str(tp[1]))
+            self._owned.discard(labels)
             for gauge in (self.lag, self.lag_seconds):
-                labels = (tp[0], str(tp[1]))
                 gauge.labels(*labels).set(0)  # what a multiprocess scrape keeps
                 gauge.remove(*labels)
         self.flush()
@@ -212,8 +215,8 @@ class WorkerMetrics(WorkerHooks):
         for topic, t in json.loads(stats).get("topics", {}).items():
             for part, p in t.get("partitions", {}).items():
                 lag = p.get("consumer_lag", -1)
-                if part == "-1" or lag < 0:
-                    continue  # the internal UA partition, or one this consumer does not own
+                if lag < 0 or (topic, part) not in self._owned:
+                    continue  # not known yet, not ours (any more), or the internal -1
                 self.lag.labels(topic, part).set(lag)
                 hi, position = p.get("hi_offset", -1), p.get("app_offset", -1)
                 if 0 <= hi <= position:

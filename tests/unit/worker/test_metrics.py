@@ -70,6 +70,7 @@ def test_the_hook_counts_outcomes_by_task_queue_tier_and_reason() -> None:
 def test_revoking_a_partition_takes_its_in_flight_and_lag_away() -> None:
     m = WorkerMetrics(CollectorRegistry())
     hooks = HookSet([m])
+    hooks.assigned([(TOPIC, 0), (TOPIC, 1)])
     hooks.received(_rec(0))
     hooks.received(_rec(1))
     hooks.consumer_stats(_stats(lag=5, hi=10, position=8))
@@ -79,13 +80,15 @@ def test_revoking_a_partition_takes_its_in_flight_and_lag_away() -> None:
     assert _value(m, "streamtasks_consumer_lag", topic=TOPIC, partition="0") is None
     hooks.task_done(_rec(0), "success", 0.01, None)  # finishing after the revoke: no negative
     assert _value(m, "streamtasks_tasks_in_flight", queue="default") == 0
+    hooks.consumer_stats(_stats(lag=5, hi=10, position=8))  # librdkafka may still report it
+    assert _value(m, "streamtasks_consumer_lag", topic=TOPIC, partition="0") is None
 
 
 def _stats(*, lag: int, hi: int, position: int) -> str:
     partitions = {
         "-1": {"consumer_lag": -1},
         "0": {"consumer_lag": lag, "hi_offset": hi, "app_offset": position},
-        "1": {"consumer_lag": -1, "hi_offset": -1, "app_offset": -1},  # not ours
+        "1": {"consumer_lag": 2, "hi_offset": 9, "app_offset": 7},  # ours only if assigned
     }
     return json.dumps({"topics": {TOPIC: {"partitions": partitions}}})
 
@@ -93,6 +96,7 @@ def _stats(*, lag: int, hi: int, position: int) -> str:
 def test_lag_seconds_is_the_age_of_the_last_record_while_behind_and_zero_when_caught_up() -> None:
     m = WorkerMetrics(CollectorRegistry())
     hooks = HookSet([m])
+    hooks.assigned([(TOPIC, 0)])  # partition 1 is not ours
     hooks.consumer_stats(_stats(lag=3, hi=3, position=0))  # behind, nothing received yet
     assert _value(m, "streamtasks_consumer_lag", topic=TOPIC, partition="0") == 3
     assert _value(m, "streamtasks_consumer_lag_seconds", topic=TOPIC, partition="0") is None

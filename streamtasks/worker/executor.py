@@ -40,7 +40,7 @@ from streamtasks.signals import SoftTimeLimitExceeded
 from streamtasks.tracing import record_outcome, task_span
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
 from streamtasks.wire.headers import TASK, TRACEPARENT
-from streamtasks.wire.topics import REPLAY_HEADER, task_topic
+from streamtasks.wire.topics import REPLAY_HEADER, chords_topic, task_topic
 from streamtasks.worker.continuation import Continuation
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
 from streamtasks.worker.outcomes import (
@@ -49,6 +49,7 @@ from streamtasks.worker.outcomes import (
     Output,
     Record,
     Results,
+    carry_traceparent,
     error_info,
     header,
     staged,
@@ -101,6 +102,7 @@ class Executor:
         self._processes = processes
         self.worker_id = worker_id
         self._ns = app.settings.namespace
+        self._chords = chords_topic(self._ns)
         self.results = Results(app, worker_id, fired)
         self.continuation = Continuation(app, self.results)
         self.outcomes = Outcomes(app, worker_id, self.results, self.continuation, rng)
@@ -282,15 +284,12 @@ class Executor:
         tp = trace.encode() if trace is not None else None
 
         def mark(o: Output) -> Output:
-            if not o.topic.startswith(prefix):
-                return o
-            headers = o.headers
-            if tp is not None:
-                headers = [(k, v) for k, v in headers if k != TRACEPARENT]
-                headers.append((TRACEPARENT, tp))
-            if replay is not None and header(headers, REPLAY_HEADER) is None:
-                headers = [*headers, (REPLAY_HEADER, replay)]
-            return o if headers is o.headers else dataclasses.replace(o, headers=headers)
+            to_task = o.topic.startswith(prefix)
+            if tp is not None and (to_task or o.topic == self._chords):  # a chord's join
+                o = carry_traceparent(o, tp)  # carries it on to the chord's callback
+            if to_task and replay is not None and header(o.headers, REPLAY_HEADER) is None:
+                o = dataclasses.replace(o, headers=[*o.headers, (REPLAY_HEADER, replay)])
+            return o
 
         return dataclasses.replace(
             outcome,

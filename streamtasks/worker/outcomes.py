@@ -27,6 +27,7 @@ import structlog
 from streamtasks.errors import ResultTooLargeError, StreamtasksError
 from streamtasks.retry import decide
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
+from streamtasks.wire.headers import TRACEPARENT
 from streamtasks.wire.topics import Headers, dlq_topic, queue_of, results_topic, retry_topic
 from streamtasks.worker.indexes import FiredIndex
 from streamtasks.worker.pools.processes import ChildError
@@ -45,6 +46,7 @@ __all__ = [
     "Output",
     "Record",
     "Results",
+    "carry_traceparent",
     "error_info",
     "header",
     "result_refused",
@@ -99,6 +101,14 @@ class Outcome:
 def staged(kind: OutcomeKind, first: tuple[Output, ...], final: Output) -> Outcome:
     """``final`` after ``first`` (when there is a first)."""
     return Outcome(kind, first, (final,)) if first else Outcome(kind, (final,))
+
+
+def carry_traceparent(out: Output, traceparent: bytes) -> Output:
+    """``out`` carrying ``traceparent`` (instead of any it had): a follow-on record of a task
+    continues that task's trace."""
+    headers = [(k, v) for k, v in out.headers if k != TRACEPARENT]
+    headers.append((TRACEPARENT, traceparent))
+    return dataclasses.replace(out, headers=headers)
 
 
 def header(headers: Headers | None, name: str) -> bytes | None:

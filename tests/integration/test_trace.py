@@ -2,7 +2,8 @@
 
 Given a worker, when a chain is sent with a ``traceparent`` — from an OpenTelemetry SDK span
 active in the sender, or as a plain header — then the task sees it (``current_task()``) and so
-does the chain's next step; a malformed one is dropped and the task still succeeds.
+does the chain's next step (and a chord's callback); a malformed one is dropped and the task
+still succeeds.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from streamtasks import App, chain
+from streamtasks import App, chain, chord, group
 from tests.integration.conftest import StartWorkers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -39,10 +40,13 @@ def test_a_traceparent_reaches_the_task_and_the_next_chain_step(
         ctx = span.get_span_context()
         active = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
         from_span = chain(t["traced"].s("b"), t["traced_next"].s()).apply_async()
+        members = group(t["traced"].s("m1"), t["traced"].s("m2"))
+        joined = chord(members, t["traced_all"].s()).apply_async()
     # a malformed one, and none at all
     bad = t["traced"].apply_async(("c",), headers={"traceparent": "00-NOT-A-TRACE-01"})
     none = t["traced"].send("d")
     assert plain.get(timeout=60) == [PLAIN, PLAIN]
     assert from_span.get(timeout=60) == [active, active]
+    assert joined.get(timeout=60) == [active, active, active]  # members, then the callback
     assert bad.get(timeout=60) == ""
     assert none.get(timeout=60) == ""

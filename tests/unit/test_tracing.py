@@ -132,17 +132,19 @@ def test_with_an_sdk_the_task_runs_in_a_span_that_continues_the_sender(
 
 def test_follow_on_task_records_carry_the_task_traceparent_and_others_do_not() -> None:
     # Given a retry record (carrying the old header), a next chain step and a result record
-    ns = SimpleNamespace(_ns="streamtasks")
+    ns = SimpleNamespace(_ns="streamtasks", _chords="streamtasks.chords")
     rec = Record("streamtasks.tasks.q", 0, 1, None, b"", [(REPLAY, b"r1")])
     retry = Output("streamtasks.tasks.q.retry.1", None, b"", [(TRACEPARENT, b"old")])
     step = Output("streamtasks.tasks.q", None, b"", [])
     result = Output("streamtasks.results", None, b"", [])
-    outcome = Outcome("retry", (retry, step), (result,))
+    member = Output("streamtasks.chords", None, b"", [])  # to the join: its callback goes on
+    outcome = Outcome("retry", (retry, step, member), (result,))
     # When the task's follow-ons are marked with its traceparent
     marked = Executor._follow_on(ns, rec, outcome, TP)  # type: ignore[arg-type]
     # Then each task record carries it once (and the replay mark); the result does not
     assert marked.outputs[0].headers == [(TRACEPARENT, TP.encode()), (REPLAY, b"r1")]
     assert marked.outputs[1].headers == [(TRACEPARENT, TP.encode()), (REPLAY, b"r1")]
+    assert marked.outputs[2].headers == [(TRACEPARENT, TP.encode())]  # no replay mark
     assert marked.then == (result,)
     # and without a trace or a replay nothing is copied
     plain = Record("streamtasks.tasks.q", 0, 1, None, b"", [])

@@ -199,10 +199,17 @@ class Worker:
         its end, nothing is in flight and no retry is held for later (see
         :mod:`streamtasks.worker.burst`) — for batch jobs and tests.
         """
+        if self.metrics is None or self.metrics_port is None:
+            return self._run(install_signal_handlers, burst)
+        # first: a port in use fails before anything connects
+        stop_metrics = serve_metrics(self.metrics.registry, self.metrics_port)
+        try:
+            return self._run(install_signal_handlers, burst)
+        finally:
+            stop_metrics()
+
+    def _run(self, install_signal_handlers: bool, burst: bool) -> WorkerStats:
         settings = self.app.settings
-        stop_metrics = None  # first: a port in use fails before anything connects
-        if self.metrics is not None and self.metrics_port is not None:
-            stop_metrics = serve_metrics(self.metrics.registry, self.metrics_port)
         if self.create_topics:
             self.app.apply_topics(self.queues)
         restore = self._install_signals() if install_signal_handlers else None
@@ -256,8 +263,6 @@ class Worker:
             self._s.close(wait_for_pool=not self._force.is_set())
             if restore is not None:
                 restore()
-            if stop_metrics is not None:
-                stop_metrics()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
         return self.stats
 

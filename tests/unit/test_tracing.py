@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from structlog.testing import CapturingLogger
 
-from streamtasks import tracing
+from streamtasks import App, tracing
 from streamtasks.context import _current, _Pending, current_traceparent
 from streamtasks.wire import tracecontext
 from streamtasks.wire.headers import REPLAY, TRACEPARENT
@@ -149,3 +149,45 @@ def test_follow_on_task_records_carry_the_task_traceparent_and_others_do_not() -
     # and without a trace or a replay nothing is copied
     plain = Record("streamtasks.tasks.q", 0, 1, None, b"", [])
     assert Executor._follow_on(ns, plain, outcome, None) is outcome  # type: ignore[arg-type]
+
+
+class _Sent:
+    """Captures what an app would produce (no broker)."""
+
+    def __init__(self, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.headers: list[dict[str, bytes]] = []
+        listener = SimpleNamespace(expect=lambda _id: None)
+        monkeypatch.setattr(app, "results_listener", lambda **_kw: listener)
+        monkeypatch.setattr(app, "produce", self._produce)
+        idle = SimpleNamespace(poll=lambda _t: 0)
+        monkeypatch.setattr(App, "producer", property(lambda _self: idle))
+
+    def _produce(self, topic: str, value: bytes, **kw: object) -> None:
+        self.headers.append(dict(kw["headers"]))  # type: ignore[call-overload]
+
+
+def test_send_puts_the_right_traceparent_on_the_record(
+    tracer: trace.Tracer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = App("tp", bootstrap_servers="127.0.0.1:1")
+
+    @app.task(name="t")
+    def t() -> None: ...
+
+    sent = _Sent(app, monkeypatch)
+    t.send()  # no trace anywhere: no header
+    t.apply_async(headers={"traceparent": "00-sender-own"})  # the caller's own wins, once
+    token = _current.set(_Pending(lambda: None, TP))  # type: ignore[arg-type, return-value]
+    try:
+        t.send()  # from inside a task: the task's trace goes on
+    finally:
+        _current.reset(token)
+    with tracer.start_as_current_span("request") as span:
+        t.send()  # the active span's
+        ctx = span.get_span_context()
+    assert [h.get(TRACEPARENT) for h in sent.headers] == [
+        None,
+        b"00-sender-own",
+        TP.encode(),
+        f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}".encode(),
+    ]

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -70,6 +71,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 import fastavro  # noqa: E402
+import overhead  # noqa: E402
 from bench_app import CONSUMER_CONFIG, PARTITIONS, make_app  # noqa: E402
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 
@@ -900,6 +902,12 @@ def main(argv: list[str] | None = None) -> int:
         default="raw,rawavro,st,workers,latency,sleep,asleep",
         help="comma-separated subset to run",
     )
+    ap.add_argument(
+        "--overhead-variants",
+        default="off,metrics",
+        help=f"part 'overhead': variants to compare with off ({', '.join(overhead.VARIANTS)})",
+    )
+    ap.add_argument("--overhead-repeats", type=int, default=3, help="runs per overhead variant")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--py-spy", metavar="DIR", help="py-spy record the streamtasks workers")
     ap.add_argument("--native", action="store_true", help="py-spy --native (C frames too)")
@@ -994,6 +1002,14 @@ def main(argv: list[str] | None = None) -> int:
             results["streamtasks"] = run_streamtasks(ctx, args.n)
         if "workers" in parts:
             results["workers_only"] = run_workers_only(ctx, args.n)
+        if "overhead" in parts:
+            variants = [v.strip() for v in args.overhead_variants.split(",") if v.strip()]
+
+            def once(extra: list[str]) -> dict[str, Any]:
+                with_extra = dataclasses.replace(ctx, worker_args=[*ctx.worker_args, *extra])
+                return run_workers_only(with_extra, args.n)
+
+            results["overhead"] = overhead.measure(once, variants, args.overhead_repeats)
         if "latency" in parts:
             results["latency"] = run_latency(ctx, args.latency_n, args.rate)
         if "sleep" in parts:
@@ -1070,6 +1086,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("    CPU during run", _cpu_str(wo["cpu_s"], wo["n"])))
     if raw and st:
         rows.append(("(c) ratio streamtasks/raw", f"{st['tasks_per_s'] / raw['tasks_per_s']:.2f}"))
+    if results.get("overhead"):
+        rows.extend(overhead.rows(results["overhead"]["summary"]))
     if raw and wo:
         rows.append(
             ("(c') ratio workers-only/raw", f"{wo['tasks_per_s'] / raw['tasks_per_s']:.2f}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from streamtasks.errors import StreamtasksError
 
-__all__ = ["TaskContext", "current_task"]
+__all__ = ["TaskContext", "current_task", "current_traceparent"]
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,20 @@ class TaskContext:
     topic: str
     partition: int
     offset: int
+    #: the W3C ``traceparent`` the task continues (and its follow-on records carry), if any
+    traceparent: str | None = None
 
 
 class _Pending:
     """What the worker sets per task: the inputs of a :class:`TaskContext`, which is built
     only if the task asks (most never do, and building it costs more than the lookup)."""
 
-    __slots__ = ("_build", "_built")
+    __slots__ = ("_build", "_built", "traceparent")
 
-    def __init__(self, build: Callable[[], TaskContext]) -> None:
+    def __init__(self, build: Callable[[], TaskContext], traceparent: str | None = None) -> None:
         self._build = build
         self._built: TaskContext | None = None
+        self.traceparent = traceparent  # read by send() from inside the task, without a build
 
     def get(self) -> TaskContext:
         if self._built is None:
@@ -55,3 +58,9 @@ def current_task() -> TaskContext:
     if pending is None:
         raise StreamtasksError("current_task() is only available inside a running task")
     return pending.get()
+
+
+def current_traceparent() -> str | None:
+    """The running task's ``traceparent`` (None outside a task, or when it has none)."""
+    pending = _current.get()
+    return None if pending is None else pending.traceparent

@@ -10,7 +10,9 @@ produced (so its result cannot be missed); a record over ``max_payload_bytes`` i
 it reaches the producer — in a batch, before *any* record of the batch is produced; a task due
 later (``eta``) goes to the retry tier covering the delay, with ``st-not-before``, instead of the
 task topic; with ``App(events=True)`` a ``SENT`` event follows each task record to
-``{ns}.events``.
+``{ns}.events``; a record carries a ``traceparent`` when there is a trace to continue (the
+caller's own header, else the active OpenTelemetry span's, else the running task's: see
+:mod:`streamtasks.tracing`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import TYPE_CHECKING
 from streamtasks.errors import ArgumentError
 from streamtasks.kafka.delivery import Delivery
 from streamtasks.retry import tier_for
+from streamtasks.tracing import outgoing
 from streamtasks.wire.envelope import Envelope, now_ms
 from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
-from streamtasks.wire.headers import NOT_BEFORE, task_headers
+from streamtasks.wire.headers import NOT_BEFORE, TRACEPARENT, task_headers
 from streamtasks.wire.topics import Headers, events_topic, record_size, retry_topic, task_topic
 
 if TYPE_CHECKING:
@@ -97,6 +100,10 @@ class Publisher:
             std.append((NOT_BEFORE, str(envelope.eta).encode()))
         else:
             topic = task_topic(ns, queue)
+        if not any(name == TRACEPARENT for name, _ in headers):
+            trace = outgoing()
+            if trace is not None:
+                std.append((TRACEPARENT, trace.encode()))
         if headers:
             std.extend(headers)
         return topic, payload, record_key, std

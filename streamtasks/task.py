@@ -22,7 +22,7 @@ from streamtasks.errors import ArgumentError, ConfigError, SchemaError
 from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope, now_ms
-from streamtasks.wire.headers import PREFIX
+from streamtasks.wire.headers import PREFIX, user_headers
 from streamtasks.wire.schema.adapters import TypeAdapter
 from streamtasks.wire.schema.signature import Signature, return_adapter, signature_of
 from streamtasks.wire.topics import Headers, task_topic, validate_name
@@ -175,7 +175,7 @@ class Task(Generic[P, R]):
             problem = validate_name("queue", queue)
             if problem:
                 raise ArgumentError(problem)
-        extra = _check_headers(headers)
+        extra = user_headers(headers)
         with _collector_paused():
             batch: list[tuple[Envelope, str | bytes | None, Headers]] = []
             for i, item in enumerate(items):
@@ -284,7 +284,7 @@ class Task(Generic[P, R]):
             link_error=encode_errbacks(self.app, errbacks),
             queue=queue,
         )
-        extra = _check_headers(headers)
+        extra = user_headers(headers)
         delivery = self.app.publisher.publish(envelope, key=key, headers=extra)
         result = AsyncResult(envelope.id, app=self.app, task=self, delivery=delivery)
         if wait_delivery is not False:
@@ -320,20 +320,6 @@ def _deadline_ms(when: float | timedelta | datetime | None, now: int) -> int | N
     if isinstance(when, int | float) and not isinstance(when, bool):
         return now + int(when * 1000)
     raise ArgumentError(f"expected seconds, a timedelta or a datetime, got {when!r}")
-
-
-def _check_headers(headers: Mapping[str, str | bytes] | None) -> Headers:
-    out: Headers = []
-    for name, value in (headers or {}).items():
-        if name.startswith(RESERVED_HEADER_PREFIX):
-            raise ArgumentError(f"header {name!r}: the 'st-' prefix is reserved for streamtasks")
-        if isinstance(value, str):
-            out.append((name, value.encode()))
-        elif isinstance(value, bytes):
-            out.append((name, value))
-        else:
-            raise ArgumentError(f"header {name!r} must be str or bytes, got {type(value).__name__}")
-    return out
 
 
 def default_task_name(func: Callable[..., Any]) -> str:

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, SchemaError
 from streamtasks.wire.envelope import Envelope
+from streamtasks.wire.headers import HeaderList, user_headers
 from streamtasks.wire.ids import chord_marker_id, errback_id, member_id, parse_step_id, step_id
 from streamtasks.wire.records import ChordJoin, TaskFailure
 
@@ -127,16 +128,23 @@ class Chain:
         check_errback(errback)
         return dataclasses.replace(self, link_error=(*self.link_error, errback))
 
-    def apply_async(self, *, key: str | None = None) -> AsyncResult:
-        """Send the first step; returns the handle of the last step (the chain's result)."""
+    def apply_async(
+        self, *, key: str | None = None, headers: Mapping[str, str | bytes] | None = None
+    ) -> AsyncResult:
+        """Send the first step; returns the handle of the last step (the chain's result).
+        ``headers``: the sender's own, on the first step (a ``traceparent`` goes on to the
+        later steps)."""
         app: App = self.steps[0].task.app
+        extra = user_headers(headers)
         root = uuid.uuid4().hex
         last_id = step_id(root, len(self.steps) - 1)
         app.results_listener().expect(last_id)
-        delivery = self.publish(root, key=key)
+        delivery = self.publish(root, key=key, headers=extra)
         return AsyncResult(last_id, app=app, task=self.steps[-1].task, delivery=delivery)
 
-    def publish(self, root: str, *, key: str | None = None) -> Delivery:
+    def publish(
+        self, root: str, *, key: str | None = None, headers: HeaderList | None = None
+    ) -> Delivery:
         """Send the first step as workflow ``root`` (its steps get ids derived from it)."""
         first, rest = self.steps[0], self.steps[1:]
         app: App = first.task.app
@@ -150,7 +158,7 @@ class Chain:
             continuation=tuple(encode_step(app, s) for s in rest),
             link_error=encode_errbacks(app, (*first.link_error, *self.link_error)),
         )
-        return app.publisher.publish(env, key=key, headers=[])
+        return app.publisher.publish(env, key=key, headers=headers or [])
 
     delay = apply_async
 

@@ -63,6 +63,16 @@ def worker(
     heartbeat_interval: Annotated[
         float, typer.Option(help="Seconds between the worker's heartbeats on {ns}.events.")
     ] = 5.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on http://HOST:PORT/metrics."),
+    ] = None,
+    metrics_lag_interval: Annotated[
+        float, typer.Option(help="Seconds between consumer-lag samples for the metrics.")
+    ] = 5.0,
+    metrics_record: Annotated[
+        bool, typer.Option(hidden=True, help="Keep metrics for a supervisor that serves them.")
+    ] = False,
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -72,6 +82,7 @@ def worker(
     Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
     Example: streamtasks worker myproj.tasks:app --burst   (drain the queues, commit, exit 0)
     Example: streamtasks worker myproj.tasks:app --events   (then: streamtasks events APP -f)
+    Example: streamtasks worker myproj.tasks:app --processes 2 --metrics-port 9100
     """
     from streamtasks._loading import load_app
     from streamtasks.worker import Worker
@@ -85,7 +96,8 @@ def worker(
         if processes > 1:
             from streamtasks.worker.supervisor import Supervisor, child_args
 
-            raise typer.Exit(Supervisor(child_args(sys.argv[1:]), processes).run())
+            supervisor = Supervisor(child_args(sys.argv[1:]), processes, metrics_port=metrics_port)
+            raise typer.Exit(supervisor.run())
         w = Worker(
             the_app,
             queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
@@ -101,6 +113,9 @@ def worker(
             group_protocol=group_protocol,
             events=True if events else None,
             heartbeat_interval=heartbeat_interval,
+            metrics_port=metrics_port,
+            metrics=metrics_record,
+            metrics_lag_interval=metrics_lag_interval,
         )
         w.run(burst=burst)
     except StreamtasksError as exc:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from streamtasks.errors import ArgumentError
+
 if TYPE_CHECKING:
     from streamtasks.wire.envelope import Envelope
 
@@ -46,12 +48,14 @@ __all__ = [
     "TASK",
     "TASK_HEADERS",
     "TRACEBACK",
+    "TRACEPARENT",
     "VALUE_DROPPED",
     "WORKER_ID",
     "DeadLetterHeaders",
     "HeaderList",
     "is_own",
     "task_headers",
+    "user_headers",
 ]
 
 #: a header list as confluent-kafka takes it (same shape as ``wire.topics.Headers``)
@@ -73,6 +77,11 @@ NOT_BEFORE: Final = "st-not-before"
 FIRST_FAILURE: Final = "st-first-failure"
 #: the headers of a task record that describe the task itself (rewritten on re-publishing)
 TASK_HEADERS: Final[frozenset[str]] = frozenset({TASK, ID, ATTEMPT, NOT_BEFORE, FIRST_FAILURE})
+
+# -- trace context (W3C, not ours: a re-publish keeps it) ---------------------------------
+#: W3C Trace Context ``traceparent`` (``00-<trace id>-<parent span id>-<flags>``): set by
+#: ``send()``, continued by the worker's task span and carried to the task's follow-on records
+TRACEPARENT: Final = "traceparent"
 
 # -- on result and chord records -----------------------------------------------------------
 #: the status of a result (``PENDING``, ``SUCCESS``, ``FAILURE`` ...)
@@ -130,6 +139,22 @@ def task_headers(env: Envelope, *, attempt: int | None = None) -> HeaderList:
         (ID, env.id.encode()),
         (ATTEMPT, str(env.attempt if attempt is None else attempt).encode()),
     ]
+
+
+def user_headers(headers: Mapping[str, str | bytes] | None) -> HeaderList:
+    """A sender's own headers (``apply_async(headers=...)``), checked: str or bytes values, no
+    name with the reserved ``st-`` prefix (an :class:`ArgumentError` says which)."""
+    out: HeaderList = []
+    for name, value in (headers or {}).items():
+        if is_own(name):
+            raise ArgumentError(f"header {name!r}: the 'st-' prefix is reserved for streamtasks")
+        if isinstance(value, str):
+            out.append((name, value.encode()))
+        elif isinstance(value, bytes):
+            out.append((name, value))
+        else:
+            raise ArgumentError(f"header {name!r} must be str or bytes, got {type(value).__name__}")
+    return out
 
 
 @dataclass(frozen=True, slots=True)

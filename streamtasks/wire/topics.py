@@ -92,6 +92,13 @@ def retry_topic(ns: str, queue: str, tier: int) -> str:
     return f"{ns}.tasks.{queue}.retry.{tier}"
 
 
+def queue_of(topic: str, ns: str) -> str:
+    """The queue a task or retry-tier topic belongs to (other topics: the topic itself)."""
+    prefix = f"{ns}.tasks."
+    queue = topic[len(prefix) :] if topic.startswith(prefix) else topic
+    return queue.split(".retry.", 1)[0]
+
+
 def dlq_topic(ns: str, queue: str) -> str:
     return f"{ns}.tasks.{queue}.dlq"
 

@@ -30,10 +30,11 @@ import structlog
 
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus
+from streamtasks.wire.headers import TRACEPARENT
 from streamtasks.wire.ids import chord_marker_id, step_id
 from streamtasks.wire.records import ChordJoin, ChordMember
 from streamtasks.worker.continuation import Continuation
-from streamtasks.worker.outcomes import Output, Record, Results
+from streamtasks.worker.outcomes import Output, Record, Results, carry_traceparent, header
 from streamtasks.worker.tracker import OffsetTracker
 
 __all__ = ["ChordJoiner", "Completion"]
@@ -143,6 +144,9 @@ class ChordJoiner:
         del part.chords[chord_id]
         self._remember(chord_id)
         outputs, status = self._complete(chord_id, pending, failed)
+        trace = header(rec.headers, TRACEPARENT)  # the last member's: the callback continues it
+        if trace is not None:
+            outputs = tuple(carry_traceparent(o, trace) for o in outputs)
         marker = Envelope(
             id=chord_marker_id(chord_id), task="streamtasks.chord", queue="", args=b""
         )

@@ -25,8 +25,8 @@ import structlog
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus
 from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
-from streamtasks.wire.topics import events_topic, results_topic
-from streamtasks.worker.outcomes import Outcome, Output, Record, queue_of
+from streamtasks.wire.topics import events_topic, queue_of, results_topic
+from streamtasks.worker.outcomes import Outcome, Output, Record
 
 if TYPE_CHECKING:
     from streamtasks.app import App

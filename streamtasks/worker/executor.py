@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import random
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,10 @@ from streamtasks.errors import (
     UnknownSchemaError,
 )
 from streamtasks.signals import SoftTimeLimitExceeded
+from streamtasks.tracing import record_outcome, task_span
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
-from streamtasks.wire.topics import REPLAY_HEADER, task_topic
+from streamtasks.wire.headers import TASK, TRACEPARENT
+from streamtasks.wire.topics import REPLAY_HEADER, chords_topic, task_topic
 from streamtasks.worker.continuation import Continuation
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
 from streamtasks.worker.outcomes import (
@@ -46,6 +49,7 @@ from streamtasks.worker.outcomes import (
     Output,
     Record,
     Results,
+    carry_traceparent,
     error_info,
     header,
     staged,
@@ -98,21 +102,35 @@ class Executor:
         self._processes = processes
         self.worker_id = worker_id
         self._ns = app.settings.namespace
+        self._chords = chords_topic(self._ns)
         self.results = Results(app, worker_id, fired)
         self.continuation = Continuation(app, self.results)
         self.outcomes = Outcomes(app, worker_id, self.results, self.continuation, rng)
 
     def run(self, rec: Record) -> Outcome:
-        """Decode and run a synchronous task (on the calling thread)."""
-        return self._replayed(rec, self._run(rec))
+        """Decode and run a synchronous task (on the calling thread), inside its span."""
+        with self._span(rec) as trace:
+            outcome = self._run(rec, trace)
+            record_outcome(outcome.kind)
+        return self._follow_on(rec, outcome, trace)
 
-    def _run(self, rec: Record) -> Outcome:
+    def _span(self, rec: Record) -> AbstractContextManager[str | None]:
+        return task_span(
+            header(rec.headers, TASK),
+            header(rec.headers, TRACEPARENT),
+            rec.topic,
+            rec.partition,
+            rec.offset,
+        )
+
+    def _run(self, rec: Record, trace: str | None) -> Outcome:
         call = self.prepare(rec)
         if isinstance(call, Outcome):
             return call
         if call.task.pool == "process" and self._processes is not None:
             return self._run_in_process(call)
-        token = _current.set(_Pending(functools.partial(self._context, rec, call.env)))
+        build = functools.partial(self._context, rec, call.env, trace)
+        token = _current.set(_Pending(build, trace))
         try:
             value = call.task.func(*call.args, **call.kwargs)
         except Exception as exc:
@@ -127,14 +145,17 @@ class Executor:
         A ``soft_time_limit`` raises :class:`SoftTimeLimitExceeded` inside the coroutine at
         its next ``await`` (so ``finally`` blocks run), and counts as a failure.
         """
-        return self._replayed(rec, await self._run_async(rec))
+        with self._span(rec) as trace:
+            outcome = await self._run_async(rec, trace)
+            record_outcome(outcome.kind)
+        return self._follow_on(rec, outcome, trace)
 
-    async def _run_async(self, rec: Record) -> Outcome:
+    async def _run_async(self, rec: Record, trace: str | None) -> Outcome:
         call = self.prepare(rec)
         if isinstance(call, Outcome):
             return call
         # this asyncio task's own context
-        _current.set(_Pending(functools.partial(self._context, rec, call.env)))
+        _current.set(_Pending(functools.partial(self._context, rec, call.env, trace), trace))
         limit = call.task.soft_time_limit
         try:
             coro = call.task.func(*call.args, **call.kwargs)
@@ -251,29 +272,35 @@ class Executor:
             )
         return Call(rec, env, task, args, kwargs, started)
 
-    def _replayed(self, rec: Record, outcome: Outcome) -> Outcome:
-        """A replayed record's follow-on task events (next chain step, retry, error callbacks,
-        dead letter) stay marked as the replay, so they too run although their deterministic
-        ids may have a final result from the first run."""
+    def _follow_on(self, rec: Record, outcome: Outcome, trace: str | None) -> Outcome:
+        """The follow-on task events (next chain step, retry, error callbacks, dead letter)
+        carry the task's ``traceparent`` (``trace``: its span's, or the one it came with); a
+        replayed record's stay marked as the replay, so they too run although their
+        deterministic ids may have a final result from the first run."""
         replay = header(rec.headers, REPLAY_HEADER)
-        if replay is None:
+        if replay is None and trace is None:
             return outcome
         prefix = task_topic(self._ns, "")
+        tp = trace.encode() if trace is not None else None
 
-        def mark(outs: tuple[Output, ...]) -> tuple[Output, ...]:
-            return tuple(
-                dataclasses.replace(o, headers=[*o.headers, (REPLAY_HEADER, replay)])
-                if o.topic.startswith(prefix) and header(o.headers, REPLAY_HEADER) is None
-                else o
-                for o in outs
-            )
+        def mark(o: Output) -> Output:
+            to_task = o.topic.startswith(prefix)
+            if tp is not None and (to_task or o.topic == self._chords):  # a chord's join
+                o = carry_traceparent(o, tp)  # carries it on to the chord's callback
+            if to_task and replay is not None and header(o.headers, REPLAY_HEADER) is None:
+                o = dataclasses.replace(o, headers=[*o.headers, (REPLAY_HEADER, replay)])
+            return o
 
-        return dataclasses.replace(outcome, outputs=mark(outcome.outputs), then=mark(outcome.then))
+        return dataclasses.replace(
+            outcome,
+            outputs=tuple(map(mark, outcome.outputs)),
+            then=tuple(map(mark, outcome.then)),
+        )
 
     def close(self) -> None:
         self.results.close()
 
-    def _context(self, rec: Record, env: Envelope) -> TaskContext:
+    def _context(self, rec: Record, env: Envelope, trace: str | None) -> TaskContext:
         return TaskContext(
             id=env.id,
             name=env.task,
@@ -286,6 +313,7 @@ class Executor:
             topic=rec.topic,
             partition=rec.partition,
             offset=rec.offset,
+            traceparent=trace,
         )
 
 

@@ -37,9 +37,8 @@ from streamtasks.wire.events import (
     WorkerState,
     event_record,
 )
-from streamtasks.wire.topics import events_topic
+from streamtasks.wire.topics import events_topic, queue_of
 from streamtasks.worker.hooks import WorkerHooks
-from streamtasks.worker.outcomes import queue_of
 
 if TYPE_CHECKING:
     from streamtasks.app import App

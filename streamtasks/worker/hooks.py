@@ -24,28 +24,54 @@ offset is stored for commit (librdkafka commits stored offsets in the background
 synchronously on revoke and shutdown). A record that does not finish here (its partition was
 revoked, or shutdown's grace ran out) is counted by ``on_abandoned``; it is redelivered to the
 partition's next owner. ``on_assigned`` / ``on_revoked`` follow the group's rebalances.
+
+Two steps carry more than the record, for hooks that measure (the Prometheus metrics):
+``on_task_done`` comes right after ``on_finished`` with a :class:`TaskDone` (task name, queue,
+the seconds the task thread spent on it, the retry tier or dead-letter reason);
+``on_consumer_stats`` gets librdkafka's statistics JSON (consumer lag per partition) every
+``stats_interval_ms`` of the hooks that override it — the consumer emits statistics only then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
+
+from streamtasks.wire.headers import TASK
+from streamtasks.wire.topics import queue_of
+from streamtasks.worker.outcomes import header
 
 if TYPE_CHECKING:
     from streamtasks.worker.outcomes import Record
 
-__all__ = ["HookSet", "WorkerHooks", "WorkerStats"]
+__all__ = ["HookSet", "TaskDone", "WorkerHooks", "WorkerStats"]
 
 log = structlog.get_logger("streamtasks.worker")
 
 TP = tuple[str, int]
 
 
+class TaskDone(NamedTuple):
+    """What ``on_task_done`` tells about a finished task record (a tuple: made per task)."""
+
+    outcome: str
+    #: the ``st-task`` header (``unknown`` when the record has none)
+    task: str
+    queue: str
+    #: seconds the task thread spent on it (decode, run, build outputs); None when no task ran
+    runtime: float | None
+    #: the retry tier (``retry``) or the dead-letter reason (``dead``), else None
+    detail: str | None
+
+
 class WorkerHooks:
     """No-op hooks for each step of a record's life in a worker; override what you need."""
+
+    #: how often (ms) this hook wants ``on_consumer_stats`` (used when it overrides it)
+    stats_interval_ms = 5000
 
     def on_received(self, record: Record) -> None:
         """A task record was taken into the in-flight window (not a redelivery in progress)."""
@@ -55,6 +81,12 @@ class WorkerHooks:
 
     def on_finished(self, record: Record, outcome: str) -> None:
         """Every output of the record's outcome was acknowledged; its offset may be committed."""
+
+    def on_task_done(self, record: Record, done: TaskDone) -> None:
+        """Right after ``on_finished``: the details a measuring hook needs."""
+
+    def on_consumer_stats(self, stats: str) -> None:
+        """librdkafka's statistics JSON of the worker's consumer (on the poll thread)."""
 
     def on_retried(self, record: Record) -> None:
         """The outcome is a retry: the retry record was acknowledged (before ``on_finished``)."""
@@ -121,19 +153,32 @@ class WorkerStats(WorkerHooks):
         self.chords_joined += 1
 
 
+def _overrides(hook: WorkerHooks, name: str) -> bool:
+    return getattr(type(hook), name) is not getattr(WorkerHooks, name)
+
+
 def _overriding(hooks: Sequence[WorkerHooks], name: str) -> tuple[Callable[..., None], ...]:
-    base = getattr(WorkerHooks, name)
-    return tuple(getattr(h, name) for h in hooks if getattr(type(h), name) is not base)
+    return tuple(getattr(h, name) for h in hooks if _overrides(h, name))
 
 
 class HookSet:
     """Calls a list of hooks, each step only on the hooks that override it; errors are logged."""
 
-    def __init__(self, hooks: Sequence[WorkerHooks]) -> None:
+    def __init__(self, hooks: Sequence[WorkerHooks], namespace: str = "streamtasks") -> None:
         self.hooks = tuple(hooks)
+        self._ns = namespace
+        self._queues: dict[str, str] = {}  # topic -> queue
+        self._names: dict[bytes, str] = {}  # st-task header -> task name
         self._received = _overriding(hooks, "on_received")
         self._started = _overriding(hooks, "on_started")
         self._finished = _overriding(hooks, "on_finished")
+        self._task_done = _overriding(hooks, "on_task_done")
+        self._stats = _overriding(hooks, "on_consumer_stats")
+        #: the statistics interval the consumer needs (None: no hook wants statistics)
+        self.stats_interval_ms: int | None = min(
+            (h.stats_interval_ms for h in hooks if _overrides(h, "on_consumer_stats")),
+            default=None,
+        )
         self._retried = _overriding(hooks, "on_retried")
         self._dead_lettered = _overriding(hooks, "on_dead_lettered")
         self._abandoned = _overriding(hooks, "on_abandoned")
@@ -159,6 +204,28 @@ class HookSet:
                 _call(hook, record)
         for hook in self._finished:
             _call(hook, record, outcome)
+
+    def task_done(
+        self, record: Record, outcome: str, runtime: float | None, detail: str | None
+    ) -> None:
+        if not self._task_done:
+            return
+        raw = header(record.headers, TASK) or b""
+        task = self._names.get(raw)
+        if task is None:
+            task = raw.decode(errors="replace") or "unknown"
+            if len(self._names) < 1000:  # names come from records: bound the cache
+                self._names[raw] = task
+        queue = self._queues.get(record.topic)
+        if queue is None:
+            queue = self._queues[record.topic] = queue_of(record.topic, self._ns)
+        done = TaskDone(outcome, task, queue, runtime, detail)
+        for hook in self._task_done:
+            _call(hook, record, done)
+
+    def consumer_stats(self, stats: str) -> None:
+        for hook in self._stats:
+            _call(hook, stats)
 
     def abandoned(self, count: int) -> None:
         if count:

@@ -28,8 +28,8 @@ from streamtasks.errors import ResultTooLargeError, StreamtasksError
 from streamtasks.retry import decide
 from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
-from streamtasks.wire.headers import task_headers
-from streamtasks.wire.topics import Headers, dlq_topic, results_topic, retry_topic
+from streamtasks.wire.headers import TRACEPARENT, task_headers
+from streamtasks.wire.topics import Headers, dlq_topic, queue_of, results_topic, retry_topic
 from streamtasks.worker.indexes import FiredIndex
 from streamtasks.worker.pools.processes import ChildError
 
@@ -47,9 +47,9 @@ __all__ = [
     "Output",
     "Record",
     "Results",
+    "carry_traceparent",
     "error_info",
     "header",
-    "queue_of",
     "result_refused",
     "staged",
 ]
@@ -70,6 +70,8 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Headers | None
+    #: the record's timestamp (epoch ms) as the consumer reported it, when known
+    timestamp: int | None = None
 
     def log_fields(self) -> dict[str, object]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
@@ -93,11 +95,21 @@ class Outcome:
     kind: OutcomeKind
     outputs: tuple[Output, ...]
     then: tuple[Output, ...] = ()
+    #: for hooks: the retry tier (``retry``) or the dead-letter reason (``dead``)
+    detail: str | None = None
 
 
 def staged(kind: OutcomeKind, first: tuple[Output, ...], final: Output) -> Outcome:
     """``final`` after ``first`` (when there is a first)."""
     return Outcome(kind, first, (final,)) if first else Outcome(kind, (final,))
+
+
+def carry_traceparent(out: Output, traceparent: bytes) -> Output:
+    """``out`` carrying ``traceparent`` (instead of any it had): a follow-on record of a task
+    continues that task's trace."""
+    headers = [(k, v) for k, v in out.headers if k != TRACEPARENT]
+    headers.append((TRACEPARENT, traceparent))
+    return dataclasses.replace(out, headers=headers)
 
 
 def header(headers: Headers | None, name: str) -> bytes | None:
@@ -218,7 +230,7 @@ class Outcomes:
                 headers,
             )
             status = self._results.result_output(env, TaskStatus.RETRY, started, None, error)
-            return Outcome("retry", (retry_record, status))
+            return Outcome("retry", (retry_record, status), detail=str(verdict.tier))
         if verdict.action == "dead" and retry:
             return self.dead_letter_outcome(
                 rec, verdict.reason, exc, env, error=error, started=started
@@ -273,16 +285,16 @@ class Outcomes:
             dlq_topic(self._ns, queue_of(rec.topic, self._ns)), rec.key, rec.value, headers
         )
         if env is None:
-            return Outcome("dead", (letter,))
+            return Outcome("dead", (letter,), detail=reason)
         # someone may be waiting on this task id: tell them it is dead (last, see Outcome)
         dead = self._results.result_output(env, TaskStatus.DEAD, started, None, error)
         if not follow:
-            return Outcome("dead", (letter,), (dead,))
+            return Outcome("dead", (letter,), (dead,), detail=reason)
         after = (
             *self._continuation.chain_end(env, S.DEAD, started, error),
             *self._continuation.errbacks(env, S.DEAD, error),
         )
-        return Outcome("dead", (letter, *after), (dead,))
+        return Outcome("dead", (letter, *after), (dead,), detail=reason)
 
     def internal_error(self, rec: Record, exc: BaseException) -> Outcome:
         """The outcome of a record whose handling raised unexpectedly (a bug, or input no
@@ -327,13 +339,6 @@ def _carry_headers(headers: Headers | None, *, keep_task_headers: bool = False) 
 
 def _now_bytes() -> bytes:
     return str(now_ms()).encode()
-
-
-def queue_of(topic: str, ns: str) -> str:
-    """The queue a task, retry-tier or DLQ topic of namespace ``ns`` belongs to."""
-    prefix = f"{ns}.tasks."
-    queue = topic[len(prefix) :] if topic.startswith(prefix) else topic
-    return queue.split(".retry.", 1)[0]
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

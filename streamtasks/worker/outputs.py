@@ -54,6 +54,8 @@ class Job:
     joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
     preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
     received_ms: int = 0  # when the poll thread took it (set only with task events on)
+    runtime: float | None = None  # seconds its task thread spent on it (for hooks)
+    detail: str | None = None  # the outcome's retry tier or dead-letter reason (for hooks)
 
     @property
     def tp(self) -> TP:

@@ -66,6 +66,7 @@ class SessionSpec:
     app_spec: str | None
     max_in_flight: int
     max_in_flight_per_partition: int
+    stats_interval_ms: int | None = None  # librdkafka statistics for hooks (None: off)
 
 
 @dataclass(slots=True, eq=False)
@@ -108,9 +109,11 @@ class Session:
         *,
         done: Callable[[Job, bool], None],
         fatal: Callable[[], None],
+        stats: Callable[[str], None] | None = None,
     ) -> Session:
         """Make the clients, pools and collaborators of one run; ``done`` / ``fatal``: see
-        :class:`~streamtasks.worker.outputs.Outputs`."""
+        :class:`~streamtasks.worker.outputs.Outputs`; ``stats``: gets the consumer's
+        statistics JSON every ``spec.stats_interval_ms``."""
         settings = app.settings
         out_cfg: dict[str, KafkaValue] = {
             "client.id": f"{spec.worker_id}-out",
@@ -125,12 +128,17 @@ class Session:
         if spec.burst:
             consumer_cfg["enable.partition.eof"] = True
             drain = DrainWatch()
+        if spec.stats_interval_ms is not None and stats is not None:
+            consumer_cfg["statistics.interval.ms"] = spec.stats_interval_ms
         group_cfg = settings.consumer(spec.group_id, **consumer_cfg)
         if spec.group_protocol == "consumer":
             group_cfg["group.protocol"] = "consumer"
             for broker_side in _BROKER_SIDE_UNDER_KIP848:
                 group_cfg.pop(broker_side, None)
-        consumer = clients.make_consumer(group_cfg)
+        cfg: dict[str, object] = dict(group_cfg)
+        if spec.stats_interval_ms is not None and stats is not None:
+            cfg["stats_cb"] = stats  # called from consume/poll: on the poll thread
+        consumer = clients.make_consumer(cfg)
         flow = PartitionFlow(
             consumer,
             max_in_flight=spec.max_in_flight,

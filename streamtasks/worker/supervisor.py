@@ -6,19 +6,32 @@ children with growing backoff, up to 30 s); SIGTERM/SIGINT to the supervisor is 
 per signal (the first drains, a second stops at once — the children's own rule); children run
 in their own session, so a terminal's Ctrl-C reaches them only through the supervisor; the
 supervisor exits when every child has exited after a stop.
+
+Metrics (``--metrics-port N``): the supervisor serves the port, so it is bound (or refused, with
+a :class:`~streamtasks.errors.ConfigError`) before any child starts and stays up while children
+restart. It makes a per-run directory, hands it to the children as ``PROMETHEUS_MULTIPROC_DIR``
+(each child runs with ``--metrics-record`` instead of the port: it writes its values there) and
+serves their sum with prometheus-client's multiprocess collector; a child's live gauges are
+dropped when it exits, and the directory is removed when the supervisor stops.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import structlog
+from prometheus_client import CollectorRegistry, multiprocess
+
+from streamtasks.worker.metrics import serve_metrics
 
 __all__ = ["Supervisor"]
 
@@ -38,16 +51,43 @@ class _Slot:
 
 
 class Supervisor:
-    def __init__(self, child_args: Sequence[str], processes: int) -> None:
+    def __init__(
+        self, child_args: Sequence[str], processes: int, *, metrics_port: int | None = None
+    ) -> None:
         if processes < 1:
             raise ValueError("processes must be >= 1")
         self._argv = [sys.executable, "-m", "streamtasks", *child_args]
         self._slots = [_Slot(i) for i in range(processes)]
         self._stopping = threading.Event()
         self._signals = 0
+        self._metrics_port = metrics_port
+        self._metrics_dir: str | None = None
+        self._env: dict[str, str] | None = None
+
+    def _serve_metrics(self, port: int | None) -> Callable[[], None]:
+        if port is None:
+            return lambda: None
+        path = tempfile.mkdtemp(prefix="streamtasks-metrics-")
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+        try:
+            stop = serve_metrics(registry, port)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        self._metrics_dir = path
+        self._env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": path}
+        self._argv.append("--metrics-record")
+        log.info("serving metrics of the worker processes", port=port, directory=path)
+
+        def close() -> None:
+            stop()
+            shutil.rmtree(path, ignore_errors=True)
+
+        return close
 
     def _start(self, slot: _Slot) -> None:
-        slot.proc = subprocess.Popen(self._argv, start_new_session=True)
+        slot.proc = subprocess.Popen(self._argv, start_new_session=True, env=self._env)
         slot.started = time.monotonic()
         log.info("worker process started", index=slot.index, pid=slot.proc.pid)
 
@@ -61,7 +101,23 @@ class Supervisor:
             if slot.proc is not None and slot.proc.poll() is None:
                 slot.proc.send_signal(signal.SIGTERM)
 
+    def _exited(self, slot: _Slot, proc: subprocess.Popen[bytes], now: float) -> None:
+        if self._metrics_dir is not None:  # its live gauges (in flight, lag) are gone with it
+            multiprocess.mark_process_dead(proc.pid, self._metrics_dir)  # type: ignore[no-untyped-call]
+        ran = now - slot.started
+        slot.backoff = 0.5 if ran > _HEALTHY_AFTER else min(_MAX_BACKOFF, slot.backoff * 2)
+        slot.restart_at = now + (0 if ran > _HEALTHY_AFTER else slot.backoff)
+        log.warning(
+            "worker process exited; restarting",
+            index=slot.index,
+            pid=proc.pid,
+            returncode=proc.returncode,
+            restart_in=round(slot.restart_at - now, 1),
+        )
+        slot.proc = None
+
     def run(self) -> int:
+        stop_metrics = self._serve_metrics(self._metrics_port)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for slot in self._slots:
@@ -77,19 +133,7 @@ class Supervisor:
                     if self._stopping.is_set():
                         continue
                     if proc is not None:  # it exited on its own: a crash (or a kill)
-                        ran = now - slot.started
-                        slot.backoff = (
-                            0.5 if ran > _HEALTHY_AFTER else min(_MAX_BACKOFF, slot.backoff * 2)
-                        )
-                        slot.restart_at = now + (0 if ran > _HEALTHY_AFTER else slot.backoff)
-                        log.warning(
-                            "worker process exited; restarting",
-                            index=slot.index,
-                            pid=proc.pid,
-                            returncode=proc.returncode,
-                            restart_in=round(slot.restart_at - now, 1),
-                        )
-                        slot.proc = None
+                        self._exited(slot, proc, now)
                     if now >= slot.restart_at:
                         self._start(slot)
                         alive += 1
@@ -103,23 +147,29 @@ class Supervisor:
                 if slot.proc is not None and slot.proc.poll() is None:
                     slot.proc.kill()
                     slot.proc.wait()
+            stop_metrics()
         codes = [slot.proc.returncode for slot in self._slots if slot.proc is not None]
         log.info("supervisor stopped", returncodes=codes)
         return 0 if all(c == 0 for c in codes) else 1
 
 
+#: options the supervisor takes for itself (a child gets ``--metrics-record`` instead of a port)
+_OWN_OPTIONS = ("--processes", "--metrics-port")
+
+
 def child_args(argv: Sequence[str]) -> list[str]:
-    """``argv`` (after the program name) without ``--processes N`` / ``--processes=N``."""
+    """``argv`` (after the program name) without ``--processes N`` and ``--metrics-port N``
+    (also in their ``--name=N`` form)."""
     out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--processes":
+        if arg in _OWN_OPTIONS:
             skip = True
             continue
-        if arg.startswith("--processes="):
+        if arg.startswith(tuple(f"{name}=" for name in _OWN_OPTIONS)):
             continue
         out.append(arg)
     return out

@@ -41,6 +41,7 @@ import functools
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -61,6 +62,7 @@ from streamtasks.worker.events import TaskEvents
 from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.heartbeats import HeartbeatCounters, HeartbeatSender
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
+from streamtasks.worker.metrics import WorkerMetrics, serve_metrics
 from streamtasks.worker.outcomes import Outcome, Record, header
 from streamtasks.worker.outputs import Job
 from streamtasks.worker.partitions import Partitions
@@ -103,7 +105,13 @@ class Worker(Rebalancing):
         hooks: Sequence[WorkerHooks] = (),
         events: bool | None = None,
         heartbeat_interval: float = 5.0,
+        metrics_port: int | None = None,
+        metrics: bool = False,
+        metrics_lag_interval: float = 5.0,
     ) -> None:
+        """``metrics_port``: serve Prometheus metrics on ``/metrics`` there (see
+        :mod:`streamtasks.worker.metrics`); ``metrics``: keep them without serving (in
+        ``.metrics.registry``, or a supervisor's multiprocess directory)."""
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self.app = app
@@ -165,7 +173,16 @@ class Worker(Rebalancing):
         self.stats = WorkerStats()
         self._beats = HeartbeatCounters(app.settings.namespace, self.queues)
         # called on the poll thread (see streamtasks.worker.hooks); the counters come first
-        self._hooks = HookSet([self.stats, self._beats, *hooks])
+        self.metrics_port = metrics_port
+        self.metrics: WorkerMetrics | None = None
+        if metrics or metrics_port is not None:
+            self.metrics = WorkerMetrics(
+                namespace=app.settings.namespace,
+                lag_interval=metrics_lag_interval,
+                tasks=app.tasks,
+            )
+            hooks = [*hooks, self.metrics]
+        self._hooks = HookSet([self.stats, self._beats, *hooks], app.settings.namespace)
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
@@ -197,6 +214,16 @@ class Worker(Rebalancing):
         its end, nothing is in flight and no retry is held for later (see
         :mod:`streamtasks.worker.burst`) — for batch jobs and tests.
         """
+        if self.metrics is None or self.metrics_port is None:
+            return self._run(install_signal_handlers, burst)
+        # first: a port in use fails before anything connects
+        stop_metrics = serve_metrics(self.metrics.registry, self.metrics_port)
+        try:
+            return self._run(install_signal_handlers, burst)
+        finally:
+            stop_metrics()
+
+    def _run(self, install_signal_handlers: bool, burst: bool) -> WorkerStats:
         settings = self.app.settings
         if self.create_topics:
             self.app.apply_topics(self.queues)
@@ -216,9 +243,11 @@ class Worker(Rebalancing):
                 app_spec=self.app_spec,
                 max_in_flight=self.max_in_flight,
                 max_in_flight_per_partition=self.max_in_flight_per_partition,
+                stats_interval_ms=self._hooks.stats_interval_ms,
             ),
             done=self._acked,
             fatal=functools.partial(self.stop, force=True),
+            stats=self._hooks.consumer_stats,
         )
         beats = HeartbeatSender(
             self.app,
@@ -353,7 +382,7 @@ class Worker(Rebalancing):
             return  # fetched before the hold took effect; it is fetched again on resume
         headers = msg.headers()
         hdrs = list(headers.items()) if isinstance(headers, dict) else headers
-        rec = Record(topic, partition, offset, msg.key(), msg.value(), hdrs)
+        rec = Record(topic, partition, offset, msg.key(), msg.value(), hdrs, msg.timestamp()[1])
         if topic == self._chords_topic:
             self._join(rec)
             return
@@ -436,6 +465,7 @@ class Worker(Rebalancing):
             self._s.flow.finished(tp, tracker.unfinished)
         if finished:
             self._hooks.finished(job.record, job.outcome)
+            self._hooks.task_done(job.record, job.outcome, job.runtime, job.detail)
         else:
             self._hooks.abandoned(1)
         if current:
@@ -460,16 +490,19 @@ class Worker(Rebalancing):
     def _execute(self, job: Job) -> None:
         if self._abandoned_before_start(job):
             return
+        began = time.perf_counter()
         try:
             outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
         except Exception as exc:  # every record ends in an outcome, or its offset stalls
             outcome = self._s.executor.outcomes.internal_error(job.record, exc)
+        job.runtime = time.perf_counter() - began
         self._emit(job, outcome)
 
     async def _execute_async(self, job: Job) -> None:
         """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
         if self._abandoned_before_start(job):
             return
+        began = time.perf_counter()
         try:
             if job.preset is not None:
                 outcome = job.preset()
@@ -477,10 +510,12 @@ class Worker(Rebalancing):
                 outcome = await self._s.executor.run_async(job.record)
         except Exception as exc:
             outcome = self._s.executor.outcomes.internal_error(job.record, exc)
+        job.runtime = time.perf_counter() - began
         self._emit(job, outcome)
 
     def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
+        job.detail = outcome.detail
         if self._task_events is not None:  # acknowledged with the outcome, before the commit
             outcome = self._task_events.add(job.record, job.received_ms, outcome)
         if not self._s.outputs.start(job, outcome.outputs, outcome.then):

@@ -13,14 +13,19 @@ from streamtasks.wire.envelope import Envelope
 
 
 def _names() -> list[str]:
-    return [v for k, v in vars(hdr).items() if k.isupper() and isinstance(v, str) and k != "PREFIX"]
+    """The ``st-*`` names (``PREFIX`` and the W3C ``TRACEPARENT`` are not own headers)."""
+    return [
+        v
+        for k, v in vars(hdr).items()
+        if k.isupper() and isinstance(v, str) and k not in ("PREFIX", "TRACEPARENT")
+    ]
 
 
 def test_every_header_name_is_an_own_header_and_unique() -> None:
     names = _names()
     assert names and all(hdr.is_own(n) for n in names)
     assert len(names) == len(set(names))
-    assert not hdr.is_own("traceparent")
+    assert not hdr.is_own(hdr.TRACEPARENT)  # a redrive or replay keeps it
 
 
 def test_task_headers_name_the_task_its_id_and_attempt() -> None:

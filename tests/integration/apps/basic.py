@@ -93,6 +93,21 @@ def build(namespace: str | None = None, bootstrap_servers: str | None = None) ->
             counts[t] = counts.get(t, 0) + 1
         return Summary(f"{item.name}@{item.made.year}", area, counts)
 
+    @app.task(name="traced")
+    def traced(tag: str) -> str:
+        """The traceparent this task continues ("" without one)."""
+        return current_task().traceparent or ""
+
+    @app.task(name="traced_next")
+    def traced_next(before: str) -> list[str]:
+        """The step before's traceparent, then this step's own."""
+        return [before, current_task().traceparent or ""]
+
+    @app.task(name="traced_all")
+    def traced_all(before: list[str]) -> list[str]:
+        """A chord callback: its members' traceparents, then its own."""
+        return [*before, current_task().traceparent or ""]
+
     @app.task(name="flaky", retry=RetryPolicy(max_attempts=5, backoff=1.0, factor=2.0, jitter=0))
     def flaky(fail_times: int) -> int:
         attempt = current_task().attempt

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from streamtasks.cli import dev, schedules, tasks, worker
 from streamtasks.cli.common import fail
@@ -26,23 +25,7 @@ from streamtasks.logs import LogFormat, configure_logging
 
 __all__ = ["main"]
 
-# Commands of the design that this version does not have yet: naming one says so, instead
-# of suggesting an unrelated command that merely looks alike ('schemas' -> 'schedules').
-_NOT_BUILT: tuple[str, ...] = ()
-
-
-class _Commands(TyperGroup):
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
-        if args and args[0] in _NOT_BUILT and self.get_command(ctx, args[0]) is None:
-            ctx.fail(
-                f"No such command {args[0]!r}: it is not part of this version of streamtasks "
-                "(see --help for the commands there are)."
-            )
-        return super().resolve_command(ctx, args)
-
-
 cli = typer.Typer(
-    cls=_Commands,
     name="streamtasks",
     help="Kafka-native distributed task processing.",
     no_args_is_help=True,

@@ -111,15 +111,22 @@ def test_result_command_shows_the_stored_result_after_all_workers_restarted(
 def test_expire_writes_tombstones_and_a_fresh_store_no_longer_has_the_results(
     app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str, tmp_path: Path
 ) -> None:
-    # Given old results (a success and a failure) and, 3 s later, young ones
+    # Given old results (a success and a failure) and, 6 s later, young ones
     start_workers(1)
     add, fail = app.tasks["add"], app.tasks["fail"]
     old = [add.send(i, i) for i in range(5)] + [fail.send("old")]
     _finish(old)
-    time.sleep(3)  # the results must age; nothing else to wait for
+    time.sleep(6)  # the results must age; nothing else to wait for
+    young_sent = time.monotonic()
     young = [add.send(i, 0) for i in range(3)]
     _finish(young)
-    ttl = timedelta(seconds=2)
+
+    def young_ttl(slack: float = 1.0) -> float:
+        """A TTL the young results have not reached (in ``slack`` seconds) and the old ones,
+        >= 6 s older, have: on a loaded machine a fixed 2 s was passed by the young ones too."""
+        return time.monotonic() - young_sent + slack
+
+    ttl = timedelta(seconds=young_ttl())
     with ResultStore(app, tmp_path / "store.sqlite3") as store:
         # When a dry run counts them, nothing is removed
         assert store.expire(ttl, dry_run=True) == 6
@@ -159,7 +166,7 @@ def test_expire_writes_tombstones_and_a_fresh_store_no_longer_has_the_results(
         "--app",
         APP_SPEC,
         "--older-than",
-        "2",
+        f"{young_ttl(slack=4.0):.1f}",  # the slack covers the command's own start-up
         "--dry-run",
         "--db",
         str(tmp_path / "cli.sqlite3"),

@@ -79,6 +79,7 @@ class App:
         consumer_config: Mapping[str, object] | None = None,
         schema_registry_url: str | None = None,
         schema_registry_config: Mapping[str, object] | None = None,
+        events: bool = False,
     ) -> None:
         self.settings = Settings.resolve(
             name,
@@ -94,6 +95,9 @@ class App:
             consumer_config=consumer_config,
         )
         self.retry_policy: RetryPolicy = retry if retry is not None else NO_RETRY
+        #: per-task lifecycle events on {ns}.events (SENT from send(), the rest from workers;
+        #: ``streamtasks worker --events`` turns them on for one worker)
+        self.events = events
         self.codec = Codec()
         # with a registry (or STREAMTASKS_SCHEMA_REGISTRY_URL): the Confluent wire format
         registry_conf = registry_config(schema_registry_url, schema_registry_config)

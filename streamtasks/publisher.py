@@ -9,7 +9,8 @@ produced (so its result cannot be missed); a record over ``max_payload_bytes`` i
 it reaches the producer; a task due later (``eta``) goes to the retry tier covering the delay,
 with ``st-not-before``, instead of the task topic; a record carries a ``traceparent`` when
 there is a trace to continue (the caller's own header, else the active OpenTelemetry span's,
-else the running task's: see :mod:`streamtasks.tracing`).
+else the running task's: see :mod:`streamtasks.tracing`); with ``App(events=True)`` a ``SENT``
+event follows each task record to ``{ns}.events``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from streamtasks.kafka.delivery import Delivery
 from streamtasks.retry import tier_for
 from streamtasks.tracing import outgoing
 from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
 from streamtasks.wire.headers import NOT_BEFORE, TRACEPARENT, task_headers
-from streamtasks.wire.topics import Headers, record_size, retry_topic, task_topic
+from streamtasks.wire.topics import Headers, events_topic, record_size, retry_topic, task_topic
 
 if TYPE_CHECKING:
     from streamtasks.app import App
@@ -71,5 +73,21 @@ class Publisher:
             on_delivery=delivery.on_delivery,
             label=f"task {envelope.id}",
         )
+        if app.events:
+            _sent(app, envelope)
         app.producer.poll(0)
         return delivery
+
+
+def _sent(app: App, envelope: Envelope) -> None:
+    """The SENT event of a task just produced (informational: the send does not wait)."""
+    event = TaskEvent(
+        task_id=envelope.id,
+        task=envelope.task,
+        queue=envelope.queue,
+        type=TaskEventType.SENT,
+        attempt=envelope.attempt,
+    )
+    key, value, headers = event_record(event)
+    topic = events_topic(app.settings.namespace)
+    app.produce(topic, value, key=key, headers=headers, label=f"SENT event of {envelope.id}")

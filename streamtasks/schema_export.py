@@ -58,6 +58,7 @@ BUILTIN_FILES = (
     "envelope.avsc",
     "result.avsc",
     "event.avsc",
+    "heartbeat.avsc",
     "signature.avsc",
     "chord_join.avsc",
     "chord_member.avsc",

@@ -24,6 +24,7 @@ from streamtasks.cli.common import (
     timestamp,
 )
 from streamtasks.cli.dlq import dlq_cli
+from streamtasks.cli.events import events_command
 from streamtasks.cli.ops import register as register_ops
 from streamtasks.cli.schemas import schemas_cli
 from streamtasks.errors import BrokerError, ConfigError, DeliveryError, StreamtasksError
@@ -33,7 +34,7 @@ __all__ = ["main"]
 
 # Commands of the design that this version does not have yet: naming one says so, instead
 # of suggesting an unrelated command that merely looks alike ('schemas' -> 'schedules').
-_NOT_BUILT = ("dashboard", "events")
+_NOT_BUILT = ("dashboard",)
 
 
 class _Commands(TyperGroup):
@@ -58,6 +59,7 @@ topics_cli = typer.Typer(help="Manage the app's Kafka topics.", no_args_is_help=
 cli.add_typer(topics_cli, name="topics")
 cli.add_typer(dlq_cli, name="dlq")
 register_ops(cli)  # replay, status, offsets reset
+cli.command("events")(events_command)
 cli.add_typer(schemas_cli, name="schemas")
 
 
@@ -210,6 +212,15 @@ def worker(
     metrics_record: Annotated[
         bool, typer.Option(hidden=True, help="Keep metrics for a supervisor that serves them.")
     ] = False,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events", "-E", help="Write per-task lifecycle events to {ns}.events (like -E)."
+        ),
+    ] = False,
+    heartbeat_interval: Annotated[
+        float, typer.Option(help="Seconds between the worker's heartbeats on {ns}.events.")
+    ] = 5.0,
 ) -> None:
     """Run tasks of APP as a member of its consumer group.
 
@@ -219,6 +230,7 @@ def worker(
     Example: streamtasks worker myproj.tasks:app --processes 4   (one per core, supervised)
     Example: streamtasks worker myproj.tasks:app --burst   (drain the queues, commit, exit 0)
     Example: streamtasks worker myproj.tasks:app --processes 2 --metrics-port 9100
+    Example: streamtasks worker myproj.tasks:app --events   (then: streamtasks events APP -f)
     """
     from streamtasks._loading import load_app
     from streamtasks.worker import Worker
@@ -250,6 +262,8 @@ def worker(
             metrics_port=metrics_port,
             metrics=metrics_record,
             metrics_lag_interval=metrics_lag_interval,
+            events=True if events else None,
+            heartbeat_interval=heartbeat_interval,
         )
         w.run(burst=burst)
     except StreamtasksError as exc:

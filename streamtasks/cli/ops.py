@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from streamtasks.cli.common import AppArg, fail, jsonable
+from streamtasks.cli.common import AppArg, fail, jsonable, require_broker
 from streamtasks.errors import ConfigError, StreamtasksError
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ def replay(
     console = Console(stderr=True)
     try:
         the_app = load_app(app)
+        require_broker(the_app)  # one line and exit 1, not a stall in the first read
         if resume is not None:
             if start or end or task or key or status or new_ids:
                 raise ConfigError(
@@ -203,8 +204,9 @@ def status(
     """Lag per queue and partition (messages and seconds), retry tiers, DLQ, the workers.
 
     lag_seconds is the age of the oldest unconsumed record (the one at the committed offset).
-    Workers are the consumer group's members (host, client id, pid, partitions); task rates
-    from worker heartbeats are not reported yet (they come with the lifecycle events).
+    Rates (tasks/s finished and failed over the last minute) and workers (id, host, pid,
+    queues, in flight, last heartbeat age, online) come from the workers' heartbeats; the
+    group's members are listed under group.members.
 
     Example: streamtasks status myproj.tasks:app
     Example: streamtasks status myproj.tasks:app --json | jq '.queues[].lag'

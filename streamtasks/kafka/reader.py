@@ -10,6 +10,7 @@ The operations commands (replay, status, offsets reset) read Kafka only through 
 * :func:`heads` — per partition, the first record at or after an offset and the end offset;
 * :func:`read_range` — every record from given offsets up to the end each partition had when
   the read reached it (or until a ``stop`` predicate says so);
+* :func:`tail` — the records from given offsets on, waiting for new ones until told to stop;
 * :func:`offset_for_time` — the first offset whose record is timestamped at or after a time
   (the search itself, :func:`search_time`, is pure and unit-tested).
 
@@ -51,6 +52,7 @@ __all__ = [
     "record_ts",
     "require_partitions",
     "search_time",
+    "tail",
 ]
 
 TP = tuple[str, int]
@@ -228,6 +230,26 @@ def read_range(
                 last = time.monotonic()
             elif time.monotonic() - last > timeout:
                 raise BrokerError(f"reading {_fmt(pending)} made no progress for {timeout:g}s")
+    finally:
+        consumer.unassign()
+
+
+def tail(
+    consumer: Consumer, starts: Mapping[TP, int], *, stop: Callable[[], bool], wait: float = 0.2
+) -> Iterator[Message]:
+    """The records from ``starts`` (per partition, in offset order) and every later one, as
+    they arrive, until ``stop()`` is true (checked at least every ``wait`` seconds)."""
+    if not starts:
+        return
+    _assign(consumer, starts)
+    try:
+        while not stop():
+            for msg in consumer.consume(1000, wait):
+                err = msg.error()
+                if err is None:
+                    yield msg
+                elif not is_partition_eof(err):
+                    _raise_if_fatal(err, (str(msg.topic()), int(msg.partition() or 0)))
     finally:
         consumer.unassign()
 

@@ -62,11 +62,13 @@ from streamtasks.ops.replayspec import (
 )
 from streamtasks.ops.store import ResultStore
 from streamtasks.wire.envelope import Envelope, TaskStatus, now_ms
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
 from streamtasks.wire.topics import (
     REPLAY_HEADER,
     REPLAY_ORIGIN_HEADER,
     Headers,
     TopicSpec,
+    events_topic,
     replays_topic,
     task_topic,
 )
@@ -319,6 +321,11 @@ class Replay:
             partition=cand.partition,
             acks=acks,
         )
+        if self.app.events:  # acknowledged like the event itself, before the position is
+            replayed = TaskEvent(env.id, env.task, env.queue, TaskEventType.REPLAYED)
+            events = events_topic(self.app.settings.namespace)
+            key, value, headers = event_record(replayed)
+            _produce(producer, events, value, key=key, headers=headers, partition=None, acks=acks)
 
     def _save_positions(self, producer: Any, read_to: Mapping[int, int], acks: Acks) -> None:
         """Every event read so far was enqueued and acknowledged: record how far."""

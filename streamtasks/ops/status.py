@@ -5,19 +5,21 @@ end offset, the lag in messages and the lag in seconds — the age of the oldest
 record, which is the record at the committed offset, read; per retry tier the records after
 the committed offset, split into due and not yet due by their ``st-not-before`` header; the
 DLQ depth (dead letters neither redriven nor purged). For the group: its state and members
-(host, client id, the pid parsed from a worker's client id, partitions).
+(host, client id, the pid parsed from a worker's client id, partitions). From the worker
+heartbeats on ``{ns}.events`` (:mod:`streamtasks.ops.events`): per queue the tasks/s finished
+and failed over the last minute, and each worker seen in the last five minutes (id, host, pid,
+queues, in flight, age of its last heartbeat, online).
 
 Invariants: figures come from records read (:mod:`streamtasks.kafka.reader`), not from watermarks a
 broker may report stale; the pure parts (:func:`lag_of`, :func:`age_seconds`,
-:func:`split_due`, :func:`pid_of`) take numbers, not clients. Task rates come with the worker
-heartbeats (a later change); until then ``workers`` lists the group's members.
+:func:`split_due`, :func:`pid_of`) take numbers, not clients.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -25,6 +27,13 @@ from rich.table import Table
 from streamtasks.kafka import clients, reader
 from streamtasks.kafka.clients import GroupInfo, committed_offsets, describe_group
 from streamtasks.ops.dlq import DeadLetterQueue
+from streamtasks.ops.events import (
+    QueueRate,
+    WorkerView,
+    queue_rates,
+    recent_heartbeats,
+    worker_views,
+)
 from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import retry_topic, task_topic
@@ -114,16 +123,45 @@ class QueueStatus:
         return max((p.lag_seconds for p in self.partitions), default=0.0)
 
 
+#: the window of the task rates
+RATE_WINDOW_S = 60.0
+#: workers whose last heartbeat is older than this are not listed
+WORKERS_LOOKBACK_S = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class StatusReport:
     at_ms: int
     group: GroupInfo
     queues: list[QueueStatus]
+    workers: list[WorkerView] = field(default_factory=list)
+    rates: dict[str, QueueRate] = field(default_factory=dict)
+
+    def _rates(self, queue: str) -> dict[str, float]:
+        rate = self.rates.get(queue)
+        return {
+            "window_s": RATE_WINDOW_S,
+            "finished_per_s": round(rate.finished, 3) if rate else 0.0,
+            "failed_per_s": round(rate.failed, 3) if rate else 0.0,
+        }
 
     def to_json(self) -> dict[str, Any]:
         return {
             "at_ms": self.at_ms,
-            "group": {"id": self.group.group, "state": self.group.state},
+            "group": {
+                "id": self.group.group,
+                "state": self.group.state,
+                "members": [
+                    {
+                        "member_id": m.member_id,
+                        "client_id": m.client_id,
+                        "host": m.host,
+                        "pid": pid_of(m.client_id),
+                        "partitions": m.partitions,
+                    }
+                    for m in self.group.members
+                ],
+            },
             "queues": [
                 {
                     "name": q.name,
@@ -151,19 +189,11 @@ class StatusReport:
                         for t in q.retry
                     ],
                     "dlq_depth": q.dlq_depth,
+                    "rates": self._rates(q.name),
                 }
                 for q in self.queues
             ],
-            "workers": [
-                {
-                    "member_id": m.member_id,
-                    "client_id": m.client_id,
-                    "host": m.host,
-                    "pid": pid_of(m.client_id),
-                    "partitions": m.partitions,
-                }
-                for m in self.group.members
-            ],
+            "workers": [w.as_dict() for w in self.workers],
         }
 
 
@@ -209,7 +239,11 @@ def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
             out.append(QueueStatus(queue, topic, lags, tiers, dlq))
     finally:
         consumer.close()
-    return StatusReport(now_ms(), info, out)
+    at = now_ms()
+    beats = recent_heartbeats(app, at - int(WORKERS_LOOKBACK_S * 1000))
+    return StatusReport(
+        at, info, out, worker_views(beats, at), queue_rates(beats, at, RATE_WINDOW_S)
+    )
 
 
 def _start(committed: int | None) -> int:
@@ -236,6 +270,7 @@ def render(report: StatusReport) -> list[Table]:
         t = Table(
             title=f"{q.name} ({q.topic}): lag {q.lag}, {q.lag_seconds:.1f}s; DLQ {q.dlq_depth}; "
             + ", ".join(f"tier {r.tier} {r.depth} ({r.due} due)" for r in q.retry)
+            + _rate_text(report.rates.get(q.name))
         )
         for column in ("partition", "committed", "end", "lag", "lag s"):
             t.add_column(column, justify="right")
@@ -250,4 +285,30 @@ def render(report: StatusReport) -> list[Table]:
         pid = pid_of(m.client_id)
         w.add_row(m.client_id, m.host, "-" if pid is None else str(pid), ", ".join(m.partitions))
     tables.append(w)
+    if report.workers:
+        tables.append(_workers_table(report.workers))
     return tables
+
+
+def _rate_text(rate: QueueRate | None) -> str:
+    if rate is None:
+        return ""
+    return f"; {rate.finished:.1f} tasks/s finished, {rate.failed:.1f} failed (last minute)"
+
+
+def _workers_table(workers: list[WorkerView]) -> Table:
+    t = Table(title="workers (heartbeats)")
+    for column in ("worker", "host", "pid", "queues", "in flight", "last heartbeat", "online"):
+        t.add_column(column, overflow="fold")
+    for v in workers:
+        hb = v.heartbeat
+        t.add_row(
+            hb.worker_id,
+            hb.host,
+            str(hb.pid),
+            ",".join(hb.queues),
+            str(hb.in_flight),
+            f"{v.age_seconds:.1f}s ago",
+            "yes" if v.online else f"no ({hb.state.value.lower()})",
+        )
+    return t

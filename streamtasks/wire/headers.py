@@ -31,6 +31,7 @@ __all__ = [
     "ERROR_TYPE",
     "FIRST_FAILURE",
     "ID",
+    "KIND",
     "LAST_FAILURE",
     "NOT_BEFORE",
     "ORIGIN_OFFSET",
@@ -89,6 +90,11 @@ STATUS: Final = "st-status"
 CHORD: Final = "st-chord"
 #: on a revocation record: when it was revoked (epoch ms)
 REVOKED_AT: Final = "st-revoked-at"
+
+# -- on {ns}.events records ----------------------------------------------------------------
+#: what an events record is (``task`` or ``heartbeat``, see :mod:`streamtasks.wire.events`),
+#: so that a reader can skip kinds without decoding them
+KIND: Final = "st-kind"
 
 # -- on dead letters -----------------------------------------------------------------------
 DLQ_REASON: Final = "st-dlq-reason"

@@ -49,6 +49,7 @@ __all__ = [
     "carry_traceparent",
     "error_info",
     "header",
+    "queue_of",
     "result_refused",
     "staged",
 ]

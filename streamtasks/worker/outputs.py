@@ -49,6 +49,7 @@ class Job:
     preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
     runtime: float | None = None  # seconds its task thread spent on it (for hooks)
     detail: str | None = None  # the outcome's retry tier or dead-letter reason (for hooks)
+    received_ms: int = 0  # when the poll thread took it (set only with task events on)
 
     @property
     def tp(self) -> TP:

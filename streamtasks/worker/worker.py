@@ -29,7 +29,9 @@ workflow continuation in :mod:`.continuation`), the clients of one run in :mod:`
 broker and stall warnings in :mod:`.health`.
 
 Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
-at each step of a record's life; :class:`WorkerStats` is the first of them.
+at each step of a record's life; :class:`WorkerStats` is the first of them, the heartbeat
+counters (:mod:`.heartbeats`, always on) the second. Per-task lifecycle events
+(``events=True``, :mod:`.events`) are outputs of each outcome, acknowledged before the commit.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import Completion
+from streamtasks.worker.events import TaskEvents
 from streamtasks.worker.health import BrokerWatch, StallWatch
+from streamtasks.worker.heartbeats import HeartbeatCounters, HeartbeatSender
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.metrics import WorkerMetrics, serve_metrics
 from streamtasks.worker.outcomes import Outcome, Record, header
@@ -100,6 +104,8 @@ class Worker:
         metrics_port: int | None = None,
         metrics: bool = False,
         metrics_lag_interval: float = 5.0,
+        events: bool | None = None,
+        heartbeat_interval: float = 5.0,
     ) -> None:
         """``metrics_port``: serve Prometheus metrics on ``/metrics`` there (see
         :mod:`streamtasks.worker.metrics`); ``metrics``: keep them without serving (in
@@ -156,7 +162,14 @@ class Worker:
                 "protocol (KIP-848) is always incremental"
             )
         self.group_protocol = group_protocol
+        if not heartbeat_interval > 0:
+            raise ConfigError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
+        self.heartbeat_interval = heartbeat_interval
+        # per-task events (None: as the app says); heartbeats are always on
+        self.events = app.events if events is None else events
+        self._task_events = TaskEvents(app, self.worker_id) if self.events else None
         self.stats = WorkerStats()
+        self._beats = HeartbeatCounters(app.settings.namespace, self.queues)
         # called on the poll thread (see streamtasks.worker.hooks); the counters come first
         self.metrics_port = metrics_port
         self.metrics: WorkerMetrics | None = None
@@ -167,7 +180,7 @@ class Worker:
                 tasks=app.tasks,
             )
             hooks = [*hooks, self.metrics]
-        self._hooks = HookSet([self.stats, *hooks], app.settings.namespace)
+        self._hooks = HookSet([self.stats, self._beats, *hooks], app.settings.namespace)
         self.ready = threading.Event()  # set once the first partitions are assigned
         self._ns = app.settings.namespace
         self._results_topic = results_topic(self._ns)
@@ -234,6 +247,16 @@ class Worker:
             fatal=functools.partial(self.stop, force=True),
             stats=self._hooks.consumer_stats,
         )
+        beats = HeartbeatSender(
+            self.app,
+            self._beats,
+            worker_id=self.worker_id,
+            group_id=self.group_id,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            interval=self.heartbeat_interval,
+            events=self.events,
+        ).start()
         log.info(
             "worker started",
             worker_id=self.worker_id,
@@ -261,6 +284,7 @@ class Worker:
         finally:
             watch.stop()
             self._s.close(wait_for_pool=not self._force.is_set())
+            beats.stop()  # the OFFLINE heartbeat, once the group was left
             if restore is not None:
                 restore()
         log.info("worker stopped", worker_id=self.worker_id, **vars(self.stats))
@@ -376,6 +400,8 @@ class Worker:
         self._in_flight += 1
         flow.received(tp, tracker.unfinished)
         job = Job(rec, self._parts.generation(tp), preset=preset)
+        if self._task_events is not None:
+            job.received_ms = now_ms()
         if self._parts.queue_behind_key(tp, rec.key, job):
             return  # same key in flight: runs after it, in offset order
         self._submit(job)
@@ -508,6 +534,8 @@ class Worker:
     def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
         job.detail = outcome.detail
+        if self._task_events is not None:  # acknowledged with the outcome, before the commit
+            outcome = self._task_events.add(job.record, job.received_ms, outcome)
         if not self._s.outputs.start(job, outcome.outputs, outcome.then):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
 

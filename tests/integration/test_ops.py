@@ -113,7 +113,9 @@ def test_status_shows_lag_in_messages_and_seconds_tier_and_dlq_depths(
     assert (tiers[1]["depth"], tiers[1]["due"], tiers[1]["not_due"]) == (5, 2, 3)
     assert tiers[2]["depth"] == tiers[3]["depth"] == 0
     assert queue["dlq_depth"] == 4
-    assert report["workers"] == []
+    assert report["group"]["members"] == []
+    # ... and the burst worker that ran the 14, seen by its heartbeats, is offline
+    assert [w["online"] for w in report["workers"]] == [False]
 
 
 @pytest.mark.timeout(240)

@@ -1,6 +1,6 @@
 """Diagnostics: one streamtasks Worker in-process with its consumer/producer calls timed.
 
-    python bench/diag_worker.py [--n 5000] [--concurrency 8] [--cprofile out.pstats]
+    python bench/diag_worker.py [--n 5000] [--concurrency 8] [--events] [--cprofile out.pstats]
 
 Starts an embedded broker (or uses --bootstrap-servers), runs ``Worker(app).run()`` in a
 thread of this process with the consumer's consume/pause/resume and the producer's poll
@@ -72,6 +72,7 @@ def main() -> int:
     ap.add_argument("--max-in-flight", type=int, default=None)
     ap.add_argument("--bootstrap-servers", default=os.environ.get("STREAMTASKS_BOOTSTRAP_SERVERS"))
     ap.add_argument("--cprofile", help="write worker-thread cProfile stats here")
+    ap.add_argument("--events", action="store_true", help="per-task lifecycle events on")
     ap.add_argument("--timeline", type=int, default=0, help="print the first K loop events")
     args = ap.parse_args()
 
@@ -86,7 +87,10 @@ def main() -> int:
         clients.make_consumer = lambda cfg: TimedConsumer(cfg)
         clients.make_producer = lambda cfg: TimedProducer(cfg)
         w = worker_mod.Worker(
-            worker_app, concurrency=args.concurrency, max_in_flight=args.max_in_flight
+            worker_app,
+            concurrency=args.concurrency,
+            max_in_flight=args.max_in_flight,
+            events=args.events,
         )
         profiles: list[cProfile.Profile] = []  # one per worker thread (cProfile is per thread)
 

@@ -30,6 +30,7 @@ __all__ = [
     "HEARTBEAT_SCHEMA",
     "KIND_HEARTBEAT",
     "KIND_TASK",
+    "TASK_EVENT_FRAME_HEADER",
     "Event",
     "EventDecodeError",
     "TaskEvent",
@@ -40,6 +41,7 @@ __all__ = [
     "encode_heartbeat",
     "encode_task_event",
     "event_headers",
+    "event_headers_of",
     "event_key",
     "event_record",
     "kind_of",
@@ -59,6 +61,8 @@ COUNTERS = ("received", "succeeded", "failed", "retried", "dead", "expired", "re
 _CODEC = Codec()
 _EVENT = _CODEC.register(EVENT_SCHEMA)
 _HEARTBEAT = _CODEC.register(HEARTBEAT_SCHEMA)
+#: the single-object header every task event frame starts with (its schema's fingerprint)
+TASK_EVENT_FRAME_HEADER: Final = _EVENT.header
 
 
 class EventDecodeError(DecodeError):
@@ -228,8 +232,13 @@ def event_key(event: Event) -> bytes:
 def event_headers(event: Event) -> hdr.HeaderList:
     """The headers of an events record: its kind (and, for a task event, the task name)."""
     if isinstance(event, TaskEvent):
-        return [(hdr.KIND, KIND_TASK.encode()), (hdr.TASK, event.task.encode())]
+        return event_headers_of(event.task)
     return [(hdr.KIND, KIND_HEARTBEAT.encode())]
+
+
+def event_headers_of(task: str) -> hdr.HeaderList:
+    """The headers of a task event of task ``task``."""
+    return [(hdr.KIND, KIND_TASK.encode()), (hdr.TASK, task.encode())]
 
 
 def event_record(event: Event) -> tuple[bytes, bytes, hdr.HeaderList]:

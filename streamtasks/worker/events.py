@@ -24,8 +24,9 @@ import structlog
 
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus
-from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
-from streamtasks.wire.topics import events_topic, queue_of, results_topic
+from streamtasks.wire.event_frames import AttemptFrames
+from streamtasks.wire.events import TaskEvent, TaskEventType, event_headers_of, event_record
+from streamtasks.wire.topics import Headers, events_topic, queue_of, results_topic
 from streamtasks.worker.outcomes import Outcome, Output, Record
 
 if TYPE_CHECKING:
@@ -54,8 +55,13 @@ def event_output(topic: str, event: TaskEvent) -> Output:
     return Output(topic, key, value, headers)
 
 
+#: one lifecycle step of an attempt: its type, time, run time (ms) and error
+_Step = tuple[TaskEventType, int, float | None, ErrorInfo | None]
+
+
 class TaskEvents:
-    """Adds the task events of one worker's outcomes (thread-safe: no state of its own)."""
+    """Adds the task events of one worker's outcomes (thread-safe: its only state is a cache
+    of header lists by task name, which never changes a value once set)."""
 
     def __init__(self, app: App, worker_id: str) -> None:
         self._app = app
@@ -63,6 +69,7 @@ class TaskEvents:
         self._ns = app.settings.namespace
         self._topic = events_topic(self._ns)
         self._results = results_topic(self._ns)
+        self._headers: dict[str, Headers] = {}
 
     def add(self, rec: Record, received_ms: int, outcome: Outcome) -> Outcome:
         """``outcome`` with its task events first among its outputs (unchanged if it has no
@@ -71,55 +78,65 @@ class TaskEvents:
             result = self._result_of(outcome)
             if result is None:
                 return outcome
-            events = self.events(rec, received_ms, result)
+            outputs = self._outputs(rec, received_ms, result)
         except (StreamtasksError, ValueError, KeyError) as exc:  # never strand the offset
             log.error("could not build task events", error=repr(exc), **rec.log_fields())
             return outcome
-        outputs = tuple(event_output(self._topic, e) for e in events)
         if not outcome.outputs:
             return dataclasses.replace(outcome, outputs=outputs)
         return dataclasses.replace(outcome, outputs=(*outputs, *outcome.outputs))
 
     def events(self, rec: Record, received_ms: int, result: ResultRecord) -> list[TaskEvent]:
         """The events of a record whose outcome wrote ``result`` (pure)."""
-        final = _FINAL.get(result.status)
-        if final is None:
-            return []
-        finished = result.finished_at if result.finished_at is not None else received_ms
+        frames = self._frames(rec, result)
+        return [frames.event(*step) for step in _steps(received_ms, result)]
+
+    def _outputs(self, rec: Record, received_ms: int, result: ResultRecord) -> tuple[Output, ...]:
+        """The event records of ``result``'s attempt, encoded with their shared parts once."""
+        steps = _steps(received_ms, result)
+        if not steps:
+            return ()
+        frames = self._frames(rec, result)
+        key = result.task_id.encode()
+        headers = self._headers.get(result.task)
+        if headers is None:
+            headers = self._headers.setdefault(result.task, event_headers_of(result.task))
+        topic = self._topic
+        return tuple(Output(topic, key, frames.frame(*step), headers) for step in steps)
+
+    def _frames(self, rec: Record, result: ResultRecord) -> AttemptFrames:
         queue = queue_of(rec.topic, self._ns)
-
-        def event(
-            kind: TaskEventType,
-            at: int,
-            runtime: float | None = None,
-            error: ErrorInfo | None = None,
-        ) -> TaskEvent:
-            return TaskEvent(
-                result.task_id,
-                result.task,
-                queue,
-                kind,
-                result.attempts,
-                at,
-                self._worker_id,
-                runtime,
-                error,
-                rec.partition,
-                rec.offset,
-            )
-
-        events = [event(T.RECEIVED, received_ms or finished)]
-        runtime = None
-        if result.started_at is not None and result.status not in _NOT_RUN:
-            events.append(event(T.STARTED, result.started_at))
-            runtime = float(max(0, finished - result.started_at))
-        events.append(event(final, finished, runtime, result.error))
-        return events
+        return AttemptFrames(
+            result.task_id,
+            result.task,
+            queue,
+            result.attempts,
+            self._worker_id,
+            rec.partition,
+            rec.offset,
+        )
 
     def _result_of(self, outcome: Outcome) -> ResultRecord | None:
         app = self._app
         for out in (*outcome.then, *outcome.outputs):
             if out.topic == self._results and out.value is not None:
+                if out.result is not None:  # written by this worker: no need to decode it
+                    return out.result
                 _, raw = app.codec.decode(out.value, expect=app.result_schema)
                 return ResultRecord.from_avro(raw)
         return None
+
+
+def _steps(received_ms: int, result: ResultRecord) -> list[_Step]:
+    """RECEIVED, STARTED (for a task that ran) and the final event of ``result``'s attempt."""
+    final = _FINAL.get(result.status)
+    if final is None:
+        return []
+    finished = result.finished_at if result.finished_at is not None else received_ms
+    steps: list[_Step] = [(T.RECEIVED, received_ms or finished, None, None)]
+    runtime = None
+    if result.started_at is not None and result.status not in _NOT_RUN:
+        steps.append((T.STARTED, result.started_at, None, None))
+        runtime = float(max(0, finished - result.started_at))
+    steps.append((final, finished, runtime, result.error))
+    return steps

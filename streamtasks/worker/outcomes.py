@@ -83,6 +83,9 @@ class Output:
     key: bytes | None
     value: bytes | None
     headers: Headers
+    #: the result record a result output's value encodes (set by :meth:`Results.result_output`:
+    #: the task events read it instead of decoding the value again)
+    result: ResultRecord | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class Results:
         )
         value = self.app.codec.encode(self.app.result_schema, record.to_avro())
         headers: Headers = [(hdr.TASK, env.task.encode()), (hdr.STATUS, status.value.encode())]
-        return Output(self._topic, env.id.encode(), value, headers)
+        return Output(self._topic, env.id.encode(), value, headers, record)
 
 
 class Outcomes:

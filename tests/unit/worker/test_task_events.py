@@ -114,3 +114,20 @@ def test_the_filter_and_the_dump_line() -> None:
     assert EventFilter.of().kinds() is None
     with pytest.raises(ConfigError, match="unknown event type NOPE"):
         EventFilter.of(types=["NOPE"])
+
+
+def test_a_result_read_back_from_its_bytes_gives_the_same_events(app: App) -> None:
+    # Given the same result output with and without the record this worker built it from
+    built = _result(app, TaskStatus.SUCCESS)
+    assert built.result is not None
+    read = Output(built.topic, built.key, built.value, built.headers)  # e.g. a chord's result
+    # When both outcomes get their events
+    events = TaskEvents(app, "w-1")
+    with_built = events.add(REC, 900, Outcome("success", (built,)))
+    with_read = events.add(REC, 900, Outcome("success", (read,)))
+    # Then they are the same records
+    assert [(o.key, o.value, o.headers) for o in with_built.outputs[:3]] == [
+        (o.key, o.value, o.headers) for o in with_read.outputs[:3]
+    ]
+    kinds = [kind for kind, _ in _types(with_built)]
+    assert kinds == ["RECEIVED", "STARTED", "SUCCEEDED"]

@@ -125,6 +125,7 @@ class Awaiter(threading.Thread):
                     }
                 )
                 t_prev, done_prev = now, self.done
+                print(f"  ... {self.done:,} done, load {load()}", file=sys.stderr, flush=True)
 
 
 def sample_indexes(n: int, sample: int) -> set[int]:

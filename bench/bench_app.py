@@ -8,7 +8,9 @@ Workers load it as ``bench_app:app`` (cwd or PYTHONPATH = this folder); the name
 bootstrap address come from STREAMTASKS_NAMESPACE / STREAMTASKS_BOOTSTRAP_SERVERS, so each
 benchmark part can use fresh topics. ``BENCH_CLIENT_LINGER_MS`` / ``BENCH_WORKER_LINGER_MS``
 set ``linger.ms`` of one side only (``client_producer_config`` / ``worker_producer_config``),
-for measuring the trade-off. ``bench/run.py`` builds its client-side app with
+for measuring the trade-off; ``BENCH_FETCH_WAIT_MS`` the consumers' ``fetch.wait.max.ms``
+(default 10: Tansu answers an empty fetch only after it, so it bounds the pick-up delay).
+``bench/run.py`` builds its client-side app with
 :func:`make_app` and the same settings.
 """
 
@@ -26,7 +28,7 @@ PARTITIONS = 6
 CONSUMER_CONFIG: dict[str, str | int | float | bool] = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 1000,
-    "fetch.wait.max.ms": 10,
+    "fetch.wait.max.ms": int(os.environ.get("BENCH_FETCH_WAIT_MS", "10")),
 }
 
 

@@ -7,7 +7,8 @@
 * events (from an hour ago, :func:`streamtasks.ops.events.read_events`): task timelines and
   the latest heartbeat of each worker;
 * status: lag, tier and DLQ depths and the group (``ops.status``) every few seconds, which also
-  gives the lag samples behind the red banner; the scheduler's state topic alike.
+  gives the lag samples behind the red banner (its worker rates from the heartbeats the events
+  tail keeps, so ``{ns}.events`` is read once); the scheduler's state topic alike.
 
 Invariants: a tail never stops on a broker error (it logs it, shows it on the pages through
 :attr:`Tails.problems`, and tries again); the threads are daemons stopped by :meth:`Tails.stop`.
@@ -234,7 +235,8 @@ class Tails:
     def _status_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                report = status_mod.collect(self.app)
+                # the heartbeats the events tail follows: no second read of {ns}.events
+                report = status_mod.collect(self.app, heartbeats=self.agg.window_heartbeats())
                 self.status = report
                 for q in report.queues:
                     self.agg.record_lag(q.name, report.at_ms, q.lag_seconds)

@@ -40,7 +40,7 @@ from streamtasks.wire.topics import task_topic
 if TYPE_CHECKING:
     from streamtasks.app import App
 
-__all__ = ["ScheduleRow", "Tails", "cache_path", "queue_of"]
+__all__ = ["ScheduleRow", "Tails", "cache_path", "queue_of_task"]
 
 log = structlog.get_logger("streamtasks.dashboard")
 
@@ -57,7 +57,9 @@ def cache_path(app: App, cache_dir: Path | None) -> Path:
     return folder / f"dashboard-{default.name}"
 
 
-def queue_of(app: App, task: str) -> str:
+def queue_of_task(app: App, task: str) -> str:
+    """The queue task name ``task`` is registered on (``"?"``: not a task of this app); the
+    queue of a topic is :func:`streamtasks.wire.topics.queue_of`."""
     known = app.tasks.get(task)
     return known.queue if known is not None else "?"
 
@@ -150,17 +152,17 @@ class Tails:
         now = now_ms()
         for ch, previous in changes:
             if ch.record is not None:
-                queue = queue_of(self.app, ch.record.task)
+                queue = queue_of_task(self.app, ch.record.task)
                 self.agg.record_result(ch.record, queue, now, previous)
             elif previous is not None:
-                self.agg.retract(previous, queue_of(self.app, previous.task), now)
+                self.agg.retract(previous, queue_of_task(self.app, previous.task), now)
 
     def _results_loop(self) -> None:
         store = _FeedingStore(self.app, self.path, self._feed)
         try:
             now = now_ms()
             for rec in store.query(limit=None):
-                self.agg.record_result(rec, queue_of(self.app, rec.task), now)
+                self.agg.record_result(rec, queue_of_task(self.app, rec.task), now)
             while not self._stop.is_set():
                 try:
                     store.sync(timeout=10.0)

@@ -15,24 +15,12 @@ from streamtasks.kafka.clients import GroupInfo
 from streamtasks.ops import status
 from streamtasks.ops.events import queue_rates
 from streamtasks.wire.events import WorkerHeartbeat
-
-NOW = 1_796_000_000_000
+from tests.unit.test_events import NOW
+from tests.unit.test_events import _hb as heartbeat
 
 
 def _hb(worker: str, at: int, done: int) -> WorkerHeartbeat:
-    return WorkerHeartbeat(
-        worker_id=worker,
-        host="h",
-        pid=42,
-        group_id="g",
-        queues=("default",),
-        concurrency=4,
-        in_flight=1,
-        started_at=NOW - 600_000,
-        interval_ms=5000,
-        timestamp=at,
-        queue_counters={"default": {"succeeded": done, "failed": 0}},
-    )
+    return heartbeat(worker, at, queue_counters={"default": {"succeeded": done, "failed": 0}})
 
 
 class _Closable:

@@ -3,7 +3,7 @@
 Invariants: an App holds at most one producer and one result listener per process, created
 lazily on first use (so importing a module that defines an App never touches the network; the
 producer and its ledger are in :mod:`streamtasks.producing`, the topic layout in
-:mod:`streamtasks.wire.topics`);
+:mod:`streamtasks.topology`);
 every task name and every schedule name is registered once; the codec knows every schema the app
 can write.
 """
@@ -25,7 +25,7 @@ from streamtasks.publisher import Publisher
 from streamtasks.retry import NO_RETRY, RetryPolicy
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
-from streamtasks.wire import topics
+from streamtasks.topology import topic_specs, worker_partitions, worker_topics
 from streamtasks.wire.codec import Codec
 from streamtasks.wire.envelope import (
     CHORD_JOIN_SCHEMA,
@@ -294,17 +294,17 @@ class App(Producing):
 
     # -- topics ---------------------------------------------------------------------------
     def worker_topics(self, queues: Iterable[str] | None = None) -> list[str]:
-        """See :func:`~streamtasks.wire.topics.worker_topics` (default: every queue)."""
-        return topics.worker_topics(self.settings, queues if queues is not None else self.queues())
+        """See :func:`~streamtasks.topology.worker_topics` (default: every queue)."""
+        return worker_topics(self.settings, queues if queues is not None else self.queues())
 
     def worker_partitions(self, queues: Iterable[str] | None = None) -> int:
-        """See :func:`~streamtasks.wire.topics.worker_partitions` (default: every queue)."""
+        """See :func:`~streamtasks.topology.worker_partitions` (default: every queue)."""
         qs = queues if queues is not None else self.queues()
-        return topics.worker_partitions(self.settings, qs)
+        return worker_partitions(self.settings, qs)
 
     def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
-        """See :func:`~streamtasks.wire.topics.topic_specs` (default: every queue)."""
-        return topics.topic_specs(self.settings, queues if queues is not None else self.queues())
+        """See :func:`~streamtasks.topology.topic_specs` (default: every queue)."""
+        return topic_specs(self.settings, queues if queues is not None else self.queues())
 
     def apply_topics(
         self, queues: Iterable[str] | None = None, *, timeout: float = 30.0

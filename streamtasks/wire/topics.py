@@ -18,14 +18,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from streamtasks.wire import headers as hdr
-
-if TYPE_CHECKING:
-    from streamtasks.config import Settings
 
 __all__ = [
     "REPLAY_HEADER",
@@ -44,10 +39,7 @@ __all__ = [
     "revoked_topic",
     "scheduler_topic",
     "task_topic",
-    "topic_specs",
     "validate_name",
-    "worker_partitions",
-    "worker_topics",
 ]
 
 #: Kafka record headers as confluent-kafka accepts and returns them.
@@ -153,37 +145,3 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
-
-
-def worker_topics(s: Settings, queues: Iterable[str]) -> list[str]:
-    """The topics a worker of ``queues`` consumes: task topics, their retry tiers, and the
-    chord outcomes (every worker of the app may join chords)."""
-    ns, tiers, qs = s.namespace, range(1, len(s.retry_tiers) + 1), list(queues)
-    tasks = [task_topic(ns, q) for q in qs]
-    return tasks + [retry_topic(ns, q, n) for q in qs for n in tiers] + [chords_topic(ns)]
-
-
-def worker_partitions(s: Settings, queues: Iterable[str]) -> int:
-    """How many partitions a worker group of ``queues`` owns in all (see
-    :func:`worker_topics`): what every joined member's assignments add up to."""
-    per_queue = s.partitions + len(s.retry_tiers) * s.retry_partition_count
-    return len(list(queues)) * per_queue + s.chord_partition_count
-
-
-def topic_specs(s: Settings, queues: Iterable[str]) -> list[TopicSpec]:
-    """Every topic an app of ``queues`` uses, with its partition count and config."""
-    ns, compact = s.namespace, {"cleanup.policy": "compact"}
-    specs: list[TopicSpec] = []
-    for q in queues:
-        specs.append(TopicSpec(task_topic(ns, q), s.partitions))
-        specs.append(TopicSpec(dlq_topic(ns, q), s.partitions))
-        specs.append(TopicSpec(dlq_state_topic(ns, q), 1, dict(compact)))
-        for tier in range(1, len(s.retry_tiers) + 1):
-            specs.append(TopicSpec(retry_topic(ns, q, tier), s.retry_partition_count))
-    specs.append(TopicSpec(results_topic(ns), s.partitions, dict(compact)))
-    specs.append(TopicSpec(events_topic(ns), s.partitions))
-    specs.append(TopicSpec(revoked_topic(ns), 1, dict(compact)))
-    specs.append(TopicSpec(scheduler_topic(ns), 1, dict(compact)))
-    specs.append(TopicSpec(chords_topic(ns), s.chord_partition_count))
-    specs.append(TopicSpec(replays_topic(ns), 1, dict(compact)))
-    return specs

@@ -191,14 +191,10 @@ class Tails:
     def _follow_task_topics(self) -> None:
         """The task topics from :data:`HISTORY_MS` ago on: the arguments of recent tasks."""
         ns = self.app.settings.namespace
-        since = now_ms() - HISTORY_MS
+        topics = [task_topic(ns, q) for q in self.app.queues()]
         consumer = reader.open_reader(self.app)
         try:
-            starts = {
-                (topic, p): reader.offset_for_time(consumer, topic, p, since)
-                for topic in (task_topic(ns, q) for q in self.app.queues())
-                for p in reader.partitions_of(consumer, topic)
-            }
+            starts = reader.starts_since(consumer, topics, now_ms() - HISTORY_MS)
             for msg in reader.tail(consumer, starts, stop=self._stop.is_set):
                 self._on_task_record(msg)
         finally:

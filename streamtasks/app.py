@@ -1,15 +1,15 @@
 """The application object: settings, the task and schedule registries, and the shared clients.
 
 Invariants: an App holds at most one producer and one result listener per process, created
-lazily on first use (so importing a module that defines an App never touches the network);
+lazily on first use (so importing a module that defines an App never touches the network; the
+producer and its ledger are in :mod:`streamtasks.producing`, the topic layout in
+:mod:`streamtasks.topology`);
 every task name and every schedule name is registered once; the codec knows every schema the app
 can write.
 """
 
 from __future__ import annotations
 
-import atexit
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar, overload
@@ -19,37 +19,22 @@ import structlog
 from streamtasks.asyncresult import AsyncResult, ResultListener
 from streamtasks.config import Settings
 from streamtasks.errors import ArgumentError, BrokerError, ConfigError
-from streamtasks.kafka import KafkaError, KafkaException, Message, Producer, clients
-from streamtasks.kafka.delivery import Delivery, produce_with_room
-from streamtasks.kafka.ledger import Ledger, Outgoing, produce_batch
+from streamtasks.kafka import KafkaException, clients
+from streamtasks.producing import Producing
 from streamtasks.publisher import Publisher
 from streamtasks.retry import NO_RETRY, RetryPolicy
 from streamtasks.schedules import DEFAULT_GRACE, EPOCH, Misfire, Schedule
 from streamtasks.task import Task, default_task_name
+from streamtasks.topology import topic_specs, worker_partitions, worker_topics
 from streamtasks.wire.codec import Codec
 from streamtasks.wire.envelope import (
     CHORD_JOIN_SCHEMA,
     CHORD_MEMBER_SCHEMA,
     SIGNATURE_SCHEMA,
-    now_ms,
     register_builtin,
 )
-from streamtasks.wire.headers import REVOKED_AT
 from streamtasks.wire.registry import SchemaRegistry, registry_config
-from streamtasks.wire.topics import (
-    Headers,
-    TopicSpec,
-    chords_topic,
-    dlq_state_topic,
-    dlq_topic,
-    events_topic,
-    replays_topic,
-    results_topic,
-    retry_topic,
-    revoked_topic,
-    scheduler_topic,
-    task_topic,
-)
+from streamtasks.wire.topics import TopicSpec
 
 __all__ = ["App"]
 
@@ -59,7 +44,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class App:
+class App(Producing):
     """A streamtasks application: ``App("billing", bootstrap_servers="kafka:9092")``."""
 
     def __init__(
@@ -121,14 +106,9 @@ class App:
         self.publisher = Publisher(self)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
-        self._lock = threading.Lock()
-        self._producer: Producer | None = None
+        self._init_producing()
         self._listener: ResultListener | None = None
         self._history: ResultListener | None = None
-        self._atexit_registered = False
-        # Records produced and not yet acknowledged (label: task id or topic), and the ones
-        # the broker never acknowledged since the last flush: nothing is dropped silently.
-        self._ledger = Ledger()
 
     def __repr__(self) -> str:
         return f"<App {self.settings.name} ns={self.settings.namespace} tasks={len(self.tasks)}>"
@@ -314,41 +294,17 @@ class App:
 
     # -- topics ---------------------------------------------------------------------------
     def worker_topics(self, queues: Iterable[str] | None = None) -> list[str]:
-        """The topics a worker of ``queues`` consumes: task topics, their retry tiers, and the
-        chord outcomes (every worker of the app may join chords)."""
-        ns, tiers = self.settings.namespace, range(1, len(self.settings.retry_tiers) + 1)
-        qs = list(queues) if queues is not None else self.queues()
-        tasks = [task_topic(ns, q) for q in qs]
-        return tasks + [retry_topic(ns, q, n) for q in qs for n in tiers] + [chords_topic(ns)]
+        """See :func:`~streamtasks.topology.worker_topics` (default: every queue)."""
+        return worker_topics(self.settings, queues if queues is not None else self.queues())
 
     def worker_partitions(self, queues: Iterable[str] | None = None) -> int:
-        """How many partitions a worker group of ``queues`` owns in all (see
-        :meth:`worker_topics`): what every joined member's assignments add up to."""
-        s = self.settings
-        qs = list(queues) if queues is not None else self.queues()
-        tiers = len(s.retry_tiers)
-        return len(qs) * (s.partitions + tiers * s.retry_partition_count) + s.chord_partition_count
+        """See :func:`~streamtasks.topology.worker_partitions` (default: every queue)."""
+        qs = queues if queues is not None else self.queues()
+        return worker_partitions(self.settings, qs)
 
     def topic_specs(self, queues: Iterable[str] | None = None) -> list[TopicSpec]:
-        s = self.settings
-        specs: list[TopicSpec] = []
-        for q in queues if queues is not None else self.queues():
-            specs.append(TopicSpec(task_topic(s.namespace, q), s.partitions))
-            specs.append(TopicSpec(dlq_topic(s.namespace, q), s.partitions))
-            specs.append(
-                TopicSpec(dlq_state_topic(s.namespace, q), 1, {"cleanup.policy": "compact"})
-            )
-            for tier in range(1, len(s.retry_tiers) + 1):
-                specs.append(TopicSpec(retry_topic(s.namespace, q, tier), s.retry_partition_count))
-        specs.append(
-            TopicSpec(results_topic(s.namespace), s.partitions, {"cleanup.policy": "compact"})
-        )
-        specs.append(TopicSpec(events_topic(s.namespace), s.partitions))
-        specs.append(TopicSpec(revoked_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
-        specs.append(TopicSpec(scheduler_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
-        specs.append(TopicSpec(chords_topic(s.namespace), s.chord_partition_count))
-        specs.append(TopicSpec(replays_topic(s.namespace), 1, {"cleanup.policy": "compact"}))
-        return specs
+        """See :func:`~streamtasks.topology.topic_specs` (default: every queue)."""
+        return topic_specs(self.settings, queues if queues is not None else self.queues())
 
     def apply_topics(
         self, queues: Iterable[str] | None = None, *, timeout: float = 30.0
@@ -392,104 +348,6 @@ class App:
                 f"within {timeout:g}s: {exc.args[0].str()}"
             ) from exc
         self.results_listener().connect(timeout)
-
-    @property
-    def producer(self) -> Producer:
-        if self._producer is None:
-            with self._lock:
-                if self._producer is None:
-                    self._producer = clients.make_producer(self.settings.client_producer())
-                    if not self._atexit_registered:
-                        atexit.register(self._flush_at_exit)
-                        self._atexit_registered = True
-        return self._producer
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: str | bytes | None,
-        headers: Headers | None = None,
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-        label: str | None = None,
-    ) -> None:
-        """Produce one record, waiting for room when the local queue is full.
-
-        A record the broker does not acknowledge is remembered (see :meth:`flush`)."""
-        producer = self.producer
-        ledger = self._ledger
-        seq = ledger.enter([label or topic])
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            ledger.report(seq, err)
-            if on_delivery is not None:
-                on_delivery(err, msg)
-
-        try:
-            produce_with_room(
-                producer, topic, value, key=key, headers=headers, on_delivery=delivered
-            )
-        except BaseException:
-            ledger.withdraw(range(seq, seq + 1))
-            raise
-
-    def produce_many(self, records: Sequence[Outgoing]) -> list[Delivery]:
-        """Produce task records back to back; one :class:`Delivery` per record, in order.
-        Tracked like :meth:`produce` (see :func:`~streamtasks.kafka.ledger.produce_batch`)."""
-        if not records:
-            return []
-        return produce_batch(self.producer, self._ledger, records)
-
-    def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
-        """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task
-        that already started is not interrupted."""
-        self.produce(
-            revoked_topic(self.settings.namespace),
-            str(now_ms()).encode(),
-            key=task_id,
-            headers=[(REVOKED_AT, str(now_ms()).encode())],
-        )
-        if self.flush(timeout):
-            raise BrokerError(f"the revoke of {task_id} was not acknowledged within {timeout}s")
-
-    def flush(self, timeout: float = 30.0) -> int:
-        """Wait until every produced record is acknowledged; returns how many were not: still
-        queued after ``timeout``, or refused/timed out since the last flush (those are logged
-        as an error with their task ids). ``0`` means everything sent was enqueued."""
-        if self._producer is None:
-            return 0
-        remaining: int = self._producer.flush(timeout)
-        failed = self._ledger.take_failed()
-        if failed:
-            log.error(
-                "not delivered: the broker did not acknowledge these records",
-                count=len(failed),
-                records=[what for what, _ in failed],
-                error=failed[-1][1],
-            )
-        return remaining + len(failed)
-
-    def failure_reported(self, label: str) -> None:
-        """The caller was told (a raised DeliveryError): flush/close need not report it again."""
-        self._ledger.forget_failure(label)
-
-    def undelivered(self) -> list[str]:
-        """Labels (``"task <id>"`` or a topic) of records not acknowledged yet."""
-        return self._ledger.pending()
-
-    def _flush_at_exit(self, timeout: float = 10.0) -> int:
-        if self._producer is None:
-            return 0
-        failed = self.flush(timeout)
-        lost = self.undelivered()
-        if lost:
-            log.error(
-                "exiting with records not delivered: they were NOT enqueued",
-                count=len(lost),
-                records=lost,
-            )
-        return failed
 
     # -- results --------------------------------------------------------------------------
     def results_listener(self, *, history: bool = False) -> ResultListener:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from streamtasks.ops.status import RATE_WINDOW_S
 from streamtasks.wire.envelope import ResultRecord, TaskStatus
 from streamtasks.wire.events import WorkerHeartbeat
 
@@ -39,6 +40,7 @@ __all__ = [
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
+_RATE_WINDOW_MS = int(RATE_WINDOW_S * 1000)
 RECENT_TASKS = 1_000
 TIMELINES = 5_000
 EVENTS_PER_TASK = 40
@@ -147,7 +149,8 @@ class Aggregates:
         self._timelines: _Lru[str, list[TimelineEntry]] = _Lru(TIMELINES)
         self._args: _Lru[str, tuple[str, bytes]] = _Lru(ARGS_KEPT)
         self._failures: _Lru[tuple[str, str], FailureGroup] = _Lru(FAILURE_GROUPS)
-        self._heartbeats: dict[str, WorkerHeartbeat] = {}
+        # per worker, its heartbeats of the status rate window before its latest (kept too)
+        self._heartbeats: dict[str, deque[WorkerHeartbeat]] = {}
         self.results_seen = 0
         self.events_seen = 0
 
@@ -221,13 +224,18 @@ class Aggregates:
             self._args.put(task_id, (task, args))
 
     def record_heartbeat(self, worker_id: str, heartbeat: WorkerHeartbeat) -> None:
-        """Keep each worker's latest heartbeat; workers silent for an hour are forgotten."""
+        """Keep each worker's latest heartbeat and those of the rate window before it (what
+        :func:`streamtasks.ops.status.collect` needs for the tasks/s); an older one than the
+        latest is ignored; workers silent for an hour are forgotten."""
         with self.lock:
-            known = self._heartbeats.get(worker_id)
-            if known is None or heartbeat.timestamp >= known.timestamp:
-                self._heartbeats[worker_id] = heartbeat
+            beats = self._heartbeats.setdefault(worker_id, deque())
+            if beats and heartbeat.timestamp < beats[-1].timestamp:
+                return
+            beats.append(heartbeat)
+            while beats[0].timestamp < heartbeat.timestamp - _RATE_WINDOW_MS:
+                beats.popleft()
             oldest = heartbeat.timestamp - HOUR_MS
-            for wid in [w for w, hb in self._heartbeats.items() if hb.timestamp < oldest]:
+            for wid in [w for w, b in self._heartbeats.items() if b[-1].timestamp < oldest]:
                 del self._heartbeats[wid]
 
     def record_lag(self, queue: str, at_ms: int, lag_seconds: float) -> None:
@@ -285,8 +293,15 @@ class Aggregates:
         return sorted(groups, key=lambda g: (-g.count, g.task, g.error_type))
 
     def heartbeats(self) -> list[WorkerHeartbeat]:
+        """Each worker's latest heartbeat."""
         with self.lock:
-            return list(self._heartbeats.values())
+            return [beats[-1] for beats in self._heartbeats.values()]
+
+    def window_heartbeats(self) -> list[WorkerHeartbeat]:
+        """Every heartbeat kept: each worker's latest and those of the rate window before it
+        (pass them to :func:`streamtasks.ops.status.collect` as ``heartbeats=``)."""
+        with self.lock:
+            return [hb for beats in self._heartbeats.values() for hb in beats]
 
     def sizes(self) -> dict[str, int]:
         """How much is held (for the load measurement and the footer)."""

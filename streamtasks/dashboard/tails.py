@@ -7,7 +7,8 @@
 * events (from an hour ago, :func:`streamtasks.ops.events.read_events`): task timelines and
   the latest heartbeat of each worker;
 * status: lag, tier and DLQ depths and the group (``ops.status``) every few seconds, which also
-  gives the lag samples behind the red banner; the scheduler's state topic alike.
+  gives the lag samples behind the red banner (its worker rates from the heartbeats the events
+  tail keeps, so ``{ns}.events`` is read once); the scheduler's state topic alike.
 
 Invariants: a tail never stops on a broker error (it logs it, shows it on the pages through
 :attr:`Tails.problems`, and tries again); the threads are daemons stopped by :meth:`Tails.stop`.
@@ -39,7 +40,7 @@ from streamtasks.wire.topics import task_topic
 if TYPE_CHECKING:
     from streamtasks.app import App
 
-__all__ = ["ScheduleRow", "Tails", "cache_path", "queue_of"]
+__all__ = ["ScheduleRow", "Tails", "cache_path", "queue_of_task"]
 
 log = structlog.get_logger("streamtasks.dashboard")
 
@@ -56,7 +57,9 @@ def cache_path(app: App, cache_dir: Path | None) -> Path:
     return folder / f"dashboard-{default.name}"
 
 
-def queue_of(app: App, task: str) -> str:
+def queue_of_task(app: App, task: str) -> str:
+    """The queue task name ``task`` is registered on (``"?"``: not a task of this app); the
+    queue of a topic is :func:`streamtasks.wire.topics.queue_of`."""
     known = app.tasks.get(task)
     return known.queue if known is not None else "?"
 
@@ -149,17 +152,17 @@ class Tails:
         now = now_ms()
         for ch, previous in changes:
             if ch.record is not None:
-                queue = queue_of(self.app, ch.record.task)
+                queue = queue_of_task(self.app, ch.record.task)
                 self.agg.record_result(ch.record, queue, now, previous)
             elif previous is not None:
-                self.agg.retract(previous, queue_of(self.app, previous.task), now)
+                self.agg.retract(previous, queue_of_task(self.app, previous.task), now)
 
     def _results_loop(self) -> None:
         store = _FeedingStore(self.app, self.path, self._feed)
         try:
             now = now_ms()
             for rec in store.query(limit=None):
-                self.agg.record_result(rec, queue_of(self.app, rec.task), now)
+                self.agg.record_result(rec, queue_of_task(self.app, rec.task), now)
             while not self._stop.is_set():
                 try:
                     store.sync(timeout=10.0)
@@ -188,14 +191,10 @@ class Tails:
     def _follow_task_topics(self) -> None:
         """The task topics from :data:`HISTORY_MS` ago on: the arguments of recent tasks."""
         ns = self.app.settings.namespace
-        since = now_ms() - HISTORY_MS
+        topics = [task_topic(ns, q) for q in self.app.queues()]
         consumer = reader.open_reader(self.app)
         try:
-            starts = {
-                (topic, p): reader.offset_for_time(consumer, topic, p, since)
-                for topic in (task_topic(ns, q) for q in self.app.queues())
-                for p in reader.partitions_of(consumer, topic)
-            }
+            starts = reader.starts_since(consumer, topics, now_ms() - HISTORY_MS)
             for msg in reader.tail(consumer, starts, stop=self._stop.is_set):
                 self._on_task_record(msg)
         finally:
@@ -234,7 +233,8 @@ class Tails:
     def _status_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                report = status_mod.collect(self.app)
+                # the heartbeats the events tail follows: no second read of {ns}.events
+                report = status_mod.collect(self.app, heartbeats=self.agg.window_heartbeats())
                 self.status = report
                 for q in report.queues:
                     self.agg.record_lag(q.name, report.at_ms, q.lag_seconds)

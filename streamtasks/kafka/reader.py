@@ -12,7 +12,8 @@ The operations commands (replay, status, offsets reset) read Kafka only through 
   the read reached it (or until a ``stop`` predicate says so);
 * :func:`tail` — the records from given offsets on, waiting for new ones until told to stop;
 * :func:`offset_for_time` — the first offset whose record is timestamped at or after a time
-  (the search itself, :func:`search_time`, is pure and unit-tested);
+  (the search itself, :func:`search_time`, is pure and unit-tested); :func:`starts_since` —
+  that offset for every partition of some topics, where a read "since a time" starts;
 * :class:`TopicTail` — follow a topic from given positions, for a reader that keeps reading
   (an index, the result store's sync, the scheduler's state): batches of records as they
   come, and which partitions have not reached their end yet.
@@ -56,6 +57,7 @@ __all__ = [
     "record_ts",
     "require_partitions",
     "search_time",
+    "starts_since",
     "tail",
 ]
 
@@ -316,6 +318,21 @@ def tail(
             yield from follow.take(wait)
     finally:
         consumer.unassign()
+
+
+def starts_since(
+    consumer: Consumer, topics: Iterable[str], since_ms: int | None, *, timeout: float = 10.0
+) -> dict[TP, int]:
+    """Where to start reading each partition of ``topics`` for the records stamped at or
+    after ``since_ms`` (:func:`offset_for_time`; None: the beginning). A topic that does not
+    exist has no partitions here."""
+    return {
+        (topic, p): BEGINNING
+        if since_ms is None
+        else offset_for_time(consumer, topic, p, since_ms, timeout=timeout)
+        for topic in topics
+        for p in partitions_of(consumer, topic, timeout=timeout)
+    }
 
 
 #: ``probe(offset)``: (offset, timestamp) of the first record at or after ``offset``, None at

@@ -268,19 +268,11 @@ def read_events(
     topic = events_topic(app.settings.namespace)
     consumer = reader.open_reader(app)
     try:
-        parts = reader.partitions_of(consumer, topic, timeout=timeout)
-        if not parts and not missing_ok:
+        starts = reader.starts_since(consumer, [topic], since_ms, timeout=timeout)
+        if not starts and not missing_ok:
             raise BrokerError(
                 f"topic {topic} does not exist: start a worker, or run `streamtasks topics apply`"
             )
-        starts = {
-            (topic, p): (
-                reader.BEGINNING
-                if since_ms is None
-                else reader.offset_for_time(consumer, topic, p, since_ms, timeout=timeout)
-            )
-            for p in parts
-        }
         if follow:
             msgs = reader.tail(consumer, starts, stop=stop or (lambda: False))
         else:

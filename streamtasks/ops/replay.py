@@ -347,13 +347,7 @@ class Replay:
         out: set[tuple[int, int]] = set()
         consumer = reader.open_reader(self.app)
         try:
-            parts = reader.partitions_of(consumer, self.topic)
-            starts = {
-                (self.topic, p): reader.offset_for_time(
-                    consumer, self.topic, p, spec.created_ms - SKEW_MS
-                )
-                for p in parts
-            }
+            starts = reader.starts_since(consumer, [self.topic], spec.created_ms - SKEW_MS)
             for msg in reader.read_range(consumer, starts):
                 hdrs = dict(_headers(msg) or [])
                 if _as_bytes(hdrs.get(REPLAY_HEADER)) != mine:

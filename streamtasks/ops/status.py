@@ -6,7 +6,8 @@ record, which is the record at the committed offset, read; per retry tier the re
 the committed offset, split into due and not yet due by their ``st-not-before`` header; the
 DLQ depth (dead letters neither redriven nor purged). For the group: its state and members
 (host, client id, the pid parsed from a worker's client id, partitions). From the worker
-heartbeats on ``{ns}.events`` (:mod:`streamtasks.ops.events`): per queue the tasks/s finished
+heartbeats on ``{ns}.events`` (:mod:`streamtasks.ops.events`, or passed in by a caller that
+follows them already): per queue the tasks/s finished
 and failed over the last minute, and each worker seen in the last five minutes (id, host, pid,
 queues, in flight, age of its last heartbeat, online).
 
@@ -36,6 +37,7 @@ from streamtasks.ops.events import (
 )
 from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import now_ms
+from streamtasks.wire.events import WorkerHeartbeat
 from streamtasks.wire.topics import retry_topic, task_topic
 
 if TYPE_CHECKING:
@@ -198,8 +200,17 @@ class StatusReport:
 
 
 # -- I/O --------------------------------------------------------------------------------------
-def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
-    """Read the figures of ``queues`` (default: all of the app's) from the broker."""
+def collect(
+    app: App,
+    queues: Iterable[str] | None = None,
+    *,
+    heartbeats: Iterable[WorkerHeartbeat] | None = None,
+) -> StatusReport:
+    """Read the figures of ``queues`` (default: all of the app's) from the broker.
+
+    ``heartbeats``: the worker heartbeats of the last :data:`WORKERS_LOOKBACK_S` seconds from
+    a caller that follows ``{ns}.events`` already (the dashboard), used for the workers and
+    the rates instead of reading that topic again; ``None``: read them here."""
     settings = app.settings
     # quiet: a broker that is down is reported as one line (BrokerError), not librdkafka's
     # connection-refused log every 50 ms
@@ -240,7 +251,11 @@ def collect(app: App, queues: Iterable[str] | None = None) -> StatusReport:
     finally:
         consumer.close()
     at = now_ms()
-    beats = recent_heartbeats(app, at - int(WORKERS_LOOKBACK_S * 1000))
+    since = at - int(WORKERS_LOOKBACK_S * 1000)
+    if heartbeats is None:
+        beats = recent_heartbeats(app, since)
+    else:
+        beats = [hb for hb in heartbeats if hb.timestamp >= since]
     return StatusReport(
         at, info, out, worker_views(beats, at), queue_rates(beats, at, RATE_WINDOW_S)
     )

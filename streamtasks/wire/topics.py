@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -92,8 +93,11 @@ def retry_topic(ns: str, queue: str, tier: int) -> str:
     return f"{ns}.tasks.{queue}.retry.{tier}"
 
 
+@functools.lru_cache(maxsize=4096)
 def queue_of(topic: str, ns: str) -> str:
-    """The queue a task or retry-tier topic belongs to (other topics: the topic itself)."""
+    """The queue a task or retry-tier topic belongs to (other topics: the topic itself).
+
+    Cached (the worker asks once a record, its hooks again): callers need no memo of their own."""
     prefix = f"{ns}.tasks."
     queue = topic[len(prefix) :] if topic.startswith(prefix) else topic
     return queue.split(".retry.", 1)[0]

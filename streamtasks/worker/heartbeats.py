@@ -67,16 +67,13 @@ class HeartbeatCounters(WorkerHooks):
     def __init__(self, ns: str, queues: Sequence[str]) -> None:
         self._ns = ns
         self._lock = threading.Lock()
-        self._queue_of: dict[str, str] = {}
         self._per_queue: dict[str, dict[str, int]] = {q: dict.fromkeys(COUNTERS, 0) for q in queues}
         self._abandoned = 0
         self._in_flight = 0
         self._partitions: set[TP] = set()
 
     def _counts(self, topic: str) -> dict[str, int]:
-        queue = self._queue_of.get(topic)
-        if queue is None:
-            queue = self._queue_of[topic] = queue_of(topic, self._ns)
+        queue = queue_of(topic, self._ns)
         counts = self._per_queue.get(queue)
         if counts is None:
             counts = self._per_queue[queue] = dict.fromkeys(COUNTERS, 0)

@@ -167,7 +167,6 @@ class HookSet:
     def __init__(self, hooks: Sequence[WorkerHooks], namespace: str = "streamtasks") -> None:
         self.hooks = tuple(hooks)
         self._ns = namespace
-        self._queues: dict[str, str] = {}  # topic -> queue
         self._names: dict[bytes, str] = {}  # st-task header -> task name
         self._received = _overriding(hooks, "on_received")
         self._started = _overriding(hooks, "on_started")
@@ -216,10 +215,7 @@ class HookSet:
             task = raw.decode(errors="replace") or "unknown"
             if len(self._names) < 1000:  # names come from records: bound the cache
                 self._names[raw] = task
-        queue = self._queues.get(record.topic)
-        if queue is None:
-            queue = self._queues[record.topic] = queue_of(record.topic, self._ns)
-        done = TaskDone(outcome, task, queue, runtime, detail)
+        done = TaskDone(outcome, task, queue_of(record.topic, self._ns), runtime, detail)
         for hook in self._task_done:
             _call(hook, record, done)
 

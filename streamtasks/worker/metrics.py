@@ -115,7 +115,6 @@ class WorkerMetrics(WorkerHooks):
         )
         self._ns = namespace
         self._known = frozenset(tasks) if tasks is not None else None
-        self._queues: dict[str, str] = {}
         self._flight: dict[TP, int] = {}
         self._queue_flight: dict[str, int] = {}
         self._written_flight: dict[str, int] = {}
@@ -127,12 +126,6 @@ class WorkerMetrics(WorkerHooks):
         self._done_child: dict[tuple[str, str, str], Counter] = {}
         self._done: dict[tuple[str, str, str], int] = {}  # not yet added to the counters
         self._duration_child: dict[tuple[str, str], Histogram] = {}
-
-    def _queue(self, topic: str) -> str:
-        queue = self._queues.get(topic)
-        if queue is None:
-            queue = self._queues[topic] = queue_of(topic, self._ns)
-        return queue
 
     def flush(self) -> None:
         """Write the counts kept in plain dictionaries to the metrics: at most every 0.1 s
@@ -160,7 +153,7 @@ class WorkerMetrics(WorkerHooks):
     def on_received(self, record: Record) -> None:
         tp = (record.topic, record.partition)
         self._flight[tp] = self._flight.get(tp, 0) + 1
-        queue = self._queue(record.topic)
+        queue = queue_of(record.topic, self._ns)
         self._queue_flight[queue] = self._queue_flight.get(queue, 0) + 1
         if record.timestamp is not None and record.timestamp > 0:
             self._last_ts[tp] = record.timestamp
@@ -200,7 +193,7 @@ class WorkerMetrics(WorkerHooks):
         for tp in partitions:
             left = self._flight.pop(tp, 0)
             if left:
-                self._queue_flight[self._queue(tp[0])] -= left
+                self._queue_flight[queue_of(tp[0], self._ns)] -= left
             self._last_ts.pop(tp, None)
             labels = (tp[0], str(tp[1]))
             self._owned.discard(labels)

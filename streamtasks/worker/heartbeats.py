@@ -71,6 +71,8 @@ class HeartbeatCounters(WorkerHooks):
         self._abandoned = 0
         self._in_flight = 0
         self._partitions: set[TP] = set()
+        #: set when the assignment changed: the sender reports it at once, not a beat later
+        self.changed = threading.Event()
 
     def _counts(self, topic: str) -> dict[str, int]:
         queue = queue_of(topic, self._ns)
@@ -100,10 +102,12 @@ class HeartbeatCounters(WorkerHooks):
     def on_assigned(self, partitions: Sequence[TP]) -> None:
         with self._lock:
             self._partitions.update(partitions)
+        self.changed.set()
 
     def on_revoked(self, partitions: Sequence[TP], *, lost: bool) -> None:
         with self._lock:
             self._partitions.difference_update(partitions)
+        self.changed.set()
 
     def snapshot(self) -> tuple[dict[str, int], dict[str, dict[str, int]], int, list[str]]:
         """``(totals, per queue, in flight, partitions)``, consistent with each other."""
@@ -179,6 +183,7 @@ class HeartbeatSender:
     def stop(self, *, timeout: float = 5.0) -> None:
         """Stop the thread, send the ``OFFLINE`` heartbeat and wait (bounded) for it."""
         self._stop.set()
+        self._counters.changed.set()  # wakes the thread
         if self._thread is not None:
             self._thread.join(timeout)
         self._send(WorkerState.OFFLINE)
@@ -186,7 +191,13 @@ class HeartbeatSender:
             log.warning("the offline heartbeat was not acknowledged", timeout=timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        """A beat every interval, and one as soon as the assignment changed."""
+        changed = self._counters.changed
+        while True:
+            changed.wait(self._interval)
+            if self._stop.is_set():
+                return
+            changed.clear()
             self._send(WorkerState.ONLINE)
 
     def _send(self, state: WorkerState) -> None:

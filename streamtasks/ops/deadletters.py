@@ -236,15 +236,6 @@ class DeadLetter:
         }
 
 
-def _int(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
-
-
 # -- selection and state (pure) ---------------------------------------------------------------
 
 
@@ -303,7 +294,7 @@ class StateMarker:
         else:
             return None
         ts = next((v for k, v in reversed(record.headers) if k == MARKER_TIMESTAMP_HEADER), None)
-        return cls(ref, state, _int(ts.decode("ascii", "replace")) if ts else None)
+        return cls(ref, state, hdr.parse_int(ts.decode("ascii", "replace")) if ts else None)
 
 
 def latest_markers(markers: Iterable[StateMarker | None]) -> dict[str, StateMarker]:

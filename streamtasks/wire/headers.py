@@ -53,7 +53,9 @@ __all__ = [
     "WORKER_ID",
     "DeadLetterHeaders",
     "HeaderList",
+    "header",
     "is_own",
+    "parse_int",
     "task_headers",
     "user_headers",
 ]
@@ -124,6 +126,15 @@ REPLAY: Final = "st-replay"
 REPLAY_ORIGIN: Final = "st-replay-origin"
 #: On an event replayed under a fresh id (``--new-ids``): the original task id.
 REPLAY_OF: Final = "st-replay-of"
+
+
+def header(headers: HeaderList | None, name: str) -> bytes | None:
+    """The last value of header ``name`` (as bytes), or None."""
+    found: bytes | None = None
+    for key, value in headers or ():
+        if key == name:
+            found = value.encode() if isinstance(value, str) else value
+    return found
 
 
 def is_own(name: str) -> bool:
@@ -203,12 +214,12 @@ class DeadLetterHeaders:
             error_type=headers.get(ERROR_TYPE),
             error_message=headers.get(ERROR_MESSAGE),
             traceback=headers.get(TRACEBACK),
-            attempts=_int(headers.get(ATTEMPTS)),
-            first_failure_ms=_int(headers.get(FIRST_FAILURE)),
-            last_failure_ms=_int(headers.get(LAST_FAILURE)),
+            attempts=parse_int(headers.get(ATTEMPTS)),
+            first_failure_ms=parse_int(headers.get(FIRST_FAILURE)),
+            last_failure_ms=parse_int(headers.get(LAST_FAILURE)),
             origin_topic=headers.get(ORIGIN_TOPIC),
-            origin_partition=_int(headers.get(ORIGIN_PARTITION)),
-            origin_offset=_int(headers.get(ORIGIN_OFFSET)),
+            origin_partition=parse_int(headers.get(ORIGIN_PARTITION)),
+            origin_offset=parse_int(headers.get(ORIGIN_OFFSET)),
             worker_id=headers.get(WORKER_ID),
             value_dropped=headers.get(VALUE_DROPPED),
             task_id=headers.get(ID),
@@ -216,7 +227,8 @@ class DeadLetterHeaders:
         )
 
 
-def _int(text: str | None) -> int | None:
+def parse_int(text: str | None) -> int | None:
+    """A header's decimal text as an int; None when absent or not a number."""
     if text is None:
         return None
     try:

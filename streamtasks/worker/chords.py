@@ -30,11 +30,11 @@ import structlog
 
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus
-from streamtasks.wire.headers import TRACEPARENT
+from streamtasks.wire.headers import TRACEPARENT, header
 from streamtasks.wire.ids import chord_marker_id, step_id
 from streamtasks.wire.records import ChordJoin, ChordMember
 from streamtasks.worker.continuation import Continuation
-from streamtasks.worker.outcomes import Output, Record, Results, carry_traceparent, header
+from streamtasks.worker.outcomes import Output, Record, Results, carry_traceparent
 from streamtasks.worker.tracker import OffsetTracker
 
 __all__ = ["ChordJoiner", "Completion"]

@@ -39,7 +39,7 @@ from streamtasks.errors import (
 from streamtasks.signals import SoftTimeLimitExceeded
 from streamtasks.tracing import record_outcome, task_span
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
-from streamtasks.wire.headers import TASK, TRACEPARENT
+from streamtasks.wire.headers import TASK, TRACEPARENT, header
 from streamtasks.wire.topics import REPLAY_HEADER, chords_topic, task_topic
 from streamtasks.worker.continuation import Continuation
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
@@ -51,7 +51,6 @@ from streamtasks.worker.outcomes import (
     Results,
     carry_traceparent,
     error_info,
-    header,
     staged,
 )
 from streamtasks.worker.pools.processes import ChildError, ProcessPool

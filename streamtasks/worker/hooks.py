@@ -40,9 +40,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
-from streamtasks.wire.headers import TASK
+from streamtasks.wire.headers import TASK, header
 from streamtasks.wire.topics import queue_of
-from streamtasks.worker.outcomes import header
 
 if TYPE_CHECKING:
     from streamtasks.worker.outcomes import Record

@@ -28,7 +28,7 @@ from streamtasks.errors import ResultTooLargeError, StreamtasksError
 from streamtasks.retry import decide
 from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
-from streamtasks.wire.headers import TRACEPARENT, task_headers
+from streamtasks.wire.headers import TRACEPARENT, header, task_headers
 from streamtasks.wire.topics import Headers, dlq_topic, queue_of, results_topic, retry_topic
 from streamtasks.worker.indexes import FiredIndex
 from streamtasks.worker.pools.processes import ChildError
@@ -49,7 +49,6 @@ __all__ = [
     "Results",
     "carry_traceparent",
     "error_info",
-    "header",
     "result_refused",
     "staged",
 ]
@@ -113,15 +112,6 @@ def carry_traceparent(out: Output, traceparent: bytes) -> Output:
     headers = [(k, v) for k, v in out.headers if k != TRACEPARENT]
     headers.append((TRACEPARENT, traceparent))
     return dataclasses.replace(out, headers=headers)
-
-
-def header(headers: Headers | None, name: str) -> bytes | None:
-    """The last value of header ``name`` (as bytes), or None."""
-    found: bytes | None = None
-    for key, value in headers or ():
-        if key == name:
-            found = value.encode() if isinstance(value, str) else value
-    return found
 
 
 class Results:

@@ -63,7 +63,7 @@ from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.heartbeats import HeartbeatCounters, HeartbeatSender
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
 from streamtasks.worker.metrics import WorkerMetrics, serve_metrics
-from streamtasks.worker.outcomes import Outcome, Record, header
+from streamtasks.worker.outcomes import Outcome, Record
 from streamtasks.worker.outputs import Job
 from streamtasks.worker.partitions import Partitions
 from streamtasks.worker.rebalance import Rebalancing
@@ -411,7 +411,7 @@ class Worker(Rebalancing):
     def _hold_if_early(self, rec: Record) -> Callable[[], Outcome] | None:
         """A retry-tier record: held (its partition paused) until its ``st-not-before``; a
         header that is not a time makes it a dead letter (returned, to run on a task thread)."""
-        due = header(rec.headers, hdr.NOT_BEFORE)
+        due = hdr.header(rec.headers, hdr.NOT_BEFORE)
         if due is None:
             return None
         try:
@@ -442,7 +442,10 @@ class Worker(Rebalancing):
 
     def _submit(self, job: Job) -> None:
         self._hooks.started(job.record)
-        if self._s.aio is not None and header(job.record.headers, hdr.TASK) in self._async_tasks:
+        if (
+            self._s.aio is not None
+            and hdr.header(job.record.headers, hdr.TASK) in self._async_tasks
+        ):
             self._s.aio.submit(lambda: self._execute_async(job))
             return
         self._s.pool.submit(lambda: self._execute(job))

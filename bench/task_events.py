@@ -2,7 +2,7 @@
 
     python bench/task_events.py [--n 20000] [--repeats 5]
 
-Times :meth:`streamtasks.worker.events.TaskEvents.add` on a SUCCESS outcome of a no-op task
+Times :meth:`streamtasks.worker.events.TaskEvents.frames` on a SUCCESS outcome of a no-op task
 (RECEIVED, STARTED, SUCCEEDED) and, interleaved with it so load changes hit both alike, the
 way it was done before the hand-written frames: decode the result record back from its bytes
 and encode each event with fastavro (``event_record``). Prints the best of ``--repeats`` as
@@ -34,7 +34,7 @@ def main() -> None:
     events = TaskEvents(app, "host-1234-abcdef")
 
     def now() -> None:
-        events.add(rec, 900, outcome)
+        events.frames(rec, 900, outcome)
 
     def before() -> None:  # the result decoded again, each event through fastavro
         assert result.value is not None

@@ -59,6 +59,7 @@ BUILTIN_FILES = (
     "envelope.avsc",
     "result.avsc",
     "event.avsc",
+    "event_batch.avsc",
     "heartbeat.avsc",
     "signature.avsc",
     "chord_join.avsc",

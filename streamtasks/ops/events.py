@@ -32,12 +32,13 @@ from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.events import (
     KIND_HEARTBEAT,
     KIND_TASK,
+    KIND_TASK_BATCH,
     Event,
     EventDecodeError,
     TaskEventType,
     WorkerHeartbeat,
     WorkerState,
-    decode_event,
+    decode_events,
     kind_of,
 )
 from streamtasks.wire.topics import events_topic
@@ -258,13 +259,16 @@ def read_events(
 ) -> Iterator[Event]:
     """The events of ``app``'s ``{ns}.events`` stamped at or after ``since_ms`` (None: from the
     beginning), in offset order per partition, to the end it had when reached; with ``follow``
-    new ones as they come, until ``stop()`` is true. ``kinds``: only these
-    :data:`~streamtasks.wire.headers.KIND` values (``task``, ``heartbeat``).
+    new ones as they come, until ``stop()`` is true; a batch of task events is expanded into
+    its events. ``kinds``: only these :data:`~streamtasks.wire.headers.KIND` values (``task``
+    — single task events and batches of them — or ``heartbeat``).
 
     Raises :class:`BrokerError` when no broker answers, or when the topic does not exist
     (``missing_ok``: nothing is read then).
     """
     wanted = frozenset(kinds) if kinds is not None else None
+    if wanted is not None and KIND_TASK in wanted:  # task events: single ones and batches
+        wanted |= {KIND_TASK_BATCH}
     topic = events_topic(app.settings.namespace)
     consumer = reader.open_reader(app)
     try:
@@ -281,12 +285,18 @@ def read_events(
             if since_ms is not None and reader.record_ts(msg) < since_ms:
                 continue
             headers = msg.headers()
-            if wanted is not None and (kind_of(headers) or KIND_TASK) not in wanted:
+            kind = kind_of(headers)
+            if wanted is not None and (kind or KIND_TASK) not in wanted:
                 continue
             try:
-                yield decode_event(msg.value(), headers)
+                events = decode_events(msg.value(), headers)
             except EventDecodeError as exc:
                 on_bad(msg, exc)
+                continue
+            if kind == KIND_TASK_BATCH and since_ms is not None:
+                # a batch is stamped when it was written: its first events may be older
+                events = [e for e in events if e.timestamp >= since_ms]
+            yield from events
     finally:
         consumer.close()
 

@@ -5,10 +5,13 @@ A worker with per-task events on writes three event records per task. fastavro's
 this one fixed schema the encoding (Avro 1.11 spec, "Binary Encoding": zig-zag varints,
 length-prefixed UTF-8, a union as its branch index then the value) is written here, and the
 fields one attempt's events share (task id, name, queue, attempt, worker, partition, offset) are
-encoded once per attempt (:class:`AttemptFrames`).
+encoded once per attempt (:class:`AttemptFrames`). :func:`batch_frame` wraps many such frames
+in one ``TaskEventBatch`` (``schemas/event_batch.avsc``: an array of ``bytes``), which is what a
+worker writes: one record for the events of many tasks.
 
 Invariants: :meth:`AttemptFrames.frame` returns exactly the bytes
-:func:`~streamtasks.wire.events.encode_task_event` (fastavro) writes for the same event — the
+:func:`~streamtasks.wire.events.encode_task_event` (fastavro) writes for the same event, and
+:func:`batch_frame` those of :func:`~streamtasks.wire.events.encode_task_event_batch` — the
 unit tests compare them; an event with an error (a nested record) is encoded by fastavro; a
 change of event.avsc's fields fails at import, naming this module, instead of writing frames
 that do not match the schema.
@@ -22,14 +25,16 @@ from typing import Final
 from streamtasks.errors import SchemaError
 from streamtasks.wire.envelope import ErrorInfo
 from streamtasks.wire.events import (
+    EVENT_BATCH_SCHEMA,
     EVENT_SCHEMA,
+    TASK_EVENT_BATCH_HEADER,
     TASK_EVENT_FRAME_HEADER,
     TaskEvent,
     TaskEventType,
     encode_task_event,
 )
 
-__all__ = ["AttemptFrames"]
+__all__ = ["AttemptFrames", "batch_frame"]
 
 #: the field order the encoding below writes; event.avsc must have exactly these, in order
 _FIELDS: Final = (
@@ -49,6 +54,14 @@ if tuple(f["name"] for f in EVENT_SCHEMA["fields"]) != _FIELDS:  # pragma: no co
     raise SchemaError(
         "schemas/event.avsc changed its fields: update streamtasks/wire/event_frames.py "
         "(the hand-written encoding of task events) to match"
+    )
+
+if [f["type"] for f in EVENT_BATCH_SCHEMA["fields"]] != [
+    {"type": "array", "items": "bytes"}
+]:  # pragma: no cover
+    raise SchemaError(
+        "schemas/event_batch.avsc changed: update streamtasks/wire/event_frames.py "
+        "(the hand-written encoding of task event batches) to match"
     )
 
 _NULL: Final = b"\x00"
@@ -73,6 +86,19 @@ def _long(n: int) -> bytes:
 def _string(s: str) -> bytes:
     b = s.encode()
     return _long(len(b)) + b
+
+
+def batch_frame(frames: list[bytes]) -> bytes:
+    """The single-object frame of a ``TaskEventBatch`` of ``frames`` (TaskEvent frames): an
+    Avro array as one block (its count, each item length-prefixed) and the end marker."""
+    parts = [TASK_EVENT_BATCH_HEADER]
+    if frames:
+        parts.append(_long(len(frames)))
+        for frame in frames:
+            parts.append(_long(len(frame)))
+            parts.append(frame)
+    parts.append(_NULL)
+    return b"".join(parts)
 
 
 def _optional_long(n: int | None) -> bytes:

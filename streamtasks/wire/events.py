@@ -1,14 +1,17 @@
 """What is on ``{ns}.events``: task lifecycle events and worker heartbeats, and their frames.
 
-Two record types share the topic, told apart by the :data:`~streamtasks.wire.headers.KIND`
+Three record types share the topic, told apart by the :data:`~streamtasks.wire.headers.KIND`
 header without decoding: :class:`TaskEvent` (``schemas/event.avsc``, key = task id, kind
-``task``) and :class:`WorkerHeartbeat` (``schemas/heartbeat.avsc``, key = worker id, kind
-``heartbeat``). Times are epoch milliseconds (UTC).
+``task``: the client's SENT, a replay's REPLAYED), a batch of task event frames
+(``schemas/event_batch.avsc``, key = worker id, kind ``task-batch``: what workers write, the
+events of many tasks in one record) and :class:`WorkerHeartbeat` (``schemas/heartbeat.avsc``,
+key = worker id, kind ``heartbeat``). Times are epoch milliseconds (UTC).
 
 Invariants: events are always written in the Avro single-object encoding (also where the app
 uses a schema registry), so any reader decodes them with the shipped schemas alone;
 :func:`decode_event` never raises anything but :class:`EventDecodeError` (which keeps the raw
-bytes), so one bad record cannot end a reader; :meth:`TaskEvent.as_dict` and
+bytes), so one bad record cannot end a reader; :func:`decode_events` expands a batch into its
+events (and a single event or heartbeat into itself); :meth:`TaskEvent.as_dict` and
 :meth:`WorkerHeartbeat.as_dict` give the JSON shape the CLI prints and the dashboard reads.
 """
 
@@ -30,6 +33,7 @@ __all__ = [
     "HEARTBEAT_SCHEMA",
     "KIND_HEARTBEAT",
     "KIND_TASK",
+    "KIND_TASK_BATCH",
     "TASK_EVENT_FRAME_HEADER",
     "Event",
     "EventDecodeError",
@@ -38,8 +42,10 @@ __all__ = [
     "WorkerHeartbeat",
     "WorkerState",
     "decode_event",
+    "decode_events",
     "encode_heartbeat",
     "encode_task_event",
+    "encode_task_event_batch",
     "event_headers",
     "event_headers_of",
     "event_key",
@@ -49,11 +55,15 @@ __all__ = [
 
 #: the :data:`~streamtasks.wire.headers.KIND` header of a task event (key = task id)
 KIND_TASK: Final = "task"
+#: the :data:`~streamtasks.wire.headers.KIND` header of a batch of task event frames (key =
+#: worker id)
+KIND_TASK_BATCH: Final = "task-batch"
 #: the :data:`~streamtasks.wire.headers.KIND` header of a worker heartbeat (key = worker id)
 KIND_HEARTBEAT: Final = "heartbeat"
 
 EVENT_SCHEMA: dict[str, Any] = load_builtin_schema("event.avsc")
 HEARTBEAT_SCHEMA: dict[str, Any] = load_builtin_schema("heartbeat.avsc")
+EVENT_BATCH_SCHEMA: dict[str, Any] = load_builtin_schema("event_batch.avsc")
 
 #: the counters every heartbeat carries (its ``counters`` map may hold more)
 COUNTERS = ("received", "succeeded", "failed", "retried", "dead", "expired", "revoked")
@@ -61,8 +71,11 @@ COUNTERS = ("received", "succeeded", "failed", "retried", "dead", "expired", "re
 _CODEC = Codec()
 _EVENT = _CODEC.register(EVENT_SCHEMA)
 _HEARTBEAT = _CODEC.register(HEARTBEAT_SCHEMA)
+_BATCH = _CODEC.register(EVENT_BATCH_SCHEMA)
 #: the single-object header every task event frame starts with (its schema's fingerprint)
 TASK_EVENT_FRAME_HEADER: Final = _EVENT.header
+#: the single-object header of a batch of task event frames
+TASK_EVENT_BATCH_HEADER: Final = _BATCH.header
 
 
 class EventDecodeError(DecodeError):
@@ -213,11 +226,16 @@ Event = TaskEvent | WorkerHeartbeat
 _HeaderInput = Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None] | None
 
 
-_SCHEMA_OF = {KIND_TASK: _EVENT, KIND_HEARTBEAT: _HEARTBEAT}
+_SCHEMA_OF = {KIND_TASK: _EVENT, KIND_HEARTBEAT: _HEARTBEAT, KIND_TASK_BATCH: _BATCH}
 
 
 def encode_task_event(event: TaskEvent) -> bytes:
     return _CODEC.encode(_EVENT, event.to_avro())
+
+
+def encode_task_event_batch(frames: Sequence[bytes]) -> bytes:
+    """A ``TaskEventBatch`` frame holding ``frames`` (TaskEvent frames) as they are."""
+    return _CODEC.encode(_BATCH, {"events": list(frames)})
 
 
 def encode_heartbeat(heartbeat: WorkerHeartbeat) -> bytes:
@@ -258,17 +276,53 @@ def kind_of(headers: _HeaderInput) -> str | None:
 
 
 def decode_event(value: bytes | None, headers: _HeaderInput = None) -> Event:
-    """Decode an events record; :class:`EventDecodeError` when it is not one."""
+    """Decode an events record holding one event; :class:`EventDecodeError` when it is not
+    one (a batch of task events is not one event: :func:`decode_events` expands it)."""
+    schema, rec = _decode(value, headers)
+    if schema is _BATCH:
+        raise EventDecodeError("a batch of task events: use decode_events", raw=value)
+    return _event_of(schema, rec, value)
+
+
+def decode_events(value: bytes | None, headers: _HeaderInput = None) -> list[Event]:
+    """The events of an events record: a batch's task events in order, else the one event.
+
+    :class:`EventDecodeError` when the record is not one; a batch item that is not a
+    TaskEvent frame fails the whole record, with that item's raw bytes.
+    """
+    schema, rec = _decode(value, headers)
+    if schema is not _BATCH:
+        return [_event_of(schema, rec, value)]
+    items = rec.get("events")
+    if not isinstance(items, list):
+        raise EventDecodeError("malformed events batch: no events array", raw=value)
+    events: list[Event] = []
+    for item in items:
+        item_schema, item_rec = _decode(item, None)
+        if item_schema is not _EVENT:
+            raise EventDecodeError("an events batch item is not a TaskEvent frame", raw=item)
+        events.append(_event_of(item_schema, item_rec, item))
+    return events
+
+
+def _decode(value: bytes | None, headers: _HeaderInput) -> tuple[object, dict[str, Any]]:
     kind = kind_of(headers)
     if kind is not None and kind not in _SCHEMA_OF:
         raise EventDecodeError(f"unknown events record kind {kind!r}", raw=value)
     expect = _SCHEMA_OF[kind] if kind is not None else None  # no header: by fingerprint
     try:
         schema, rec = _CODEC.decode(value, expect=expect)
+    except DecodeError as exc:
+        raise EventDecodeError(f"not an events record: {exc}", raw=value) from exc
+    if not isinstance(rec, dict):
+        raise EventDecodeError("malformed events record: not a record", raw=value)
+    return schema, rec
+
+
+def _event_of(schema: object, rec: Mapping[str, Any], value: bytes | None) -> Event:
+    try:
         if schema is _HEARTBEAT:
             return WorkerHeartbeat.from_avro(rec)
         return TaskEvent.from_avro(rec)
-    except DecodeError as exc:
-        raise EventDecodeError(f"not an events record: {exc}", raw=value) from exc
     except (KeyError, ValueError, TypeError) as exc:
         raise EventDecodeError(f"malformed events record: {exc!r}", raw=value) from exc

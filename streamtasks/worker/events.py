@@ -1,23 +1,25 @@
 """Per-task lifecycle events of a worker (``Worker(events=True)``, ``worker --events``).
 
-:meth:`TaskEvents.add` turns a record's :class:`~streamtasks.worker.outcomes.Outcome` into the
-same outcome plus its :class:`~streamtasks.wire.events.TaskEvent` records on ``{ns}.events``:
-``RECEIVED`` (when the poll thread took the record), ``STARTED`` (when its task began, for a
-task that ran) and the final one — ``SUCCEEDED``, ``FAILED``, ``RETRIED``, ``DEAD``,
-``EXPIRED`` or ``REVOKED`` — with the attempt, run time, error, partition and offset.
+:meth:`TaskEvents.frames` gives a record's :class:`~streamtasks.worker.outcomes.Outcome` its
+:class:`~streamtasks.wire.events.TaskEvent` frames: ``RECEIVED`` (when the poll thread took
+the record), ``STARTED`` (when its task began, for a task that ran) and the final one —
+``SUCCEEDED``, ``FAILED``, ``RETRIED``, ``DEAD``, ``EXPIRED`` or ``REVOKED`` — with the
+attempt, run time, error, partition and offset. The worker's
+:class:`~streamtasks.worker.outputs.Outputs` writes them in batches (``TaskEventBatch``
+records: the events of many tasks in one record, see ``schemas/event_batch.avsc``).
 
-Invariants: the events are **outputs of the outcome**, produced with it and acknowledged before
-the record's offset may be committed (at-least-once: after a crash an event may repeat, it is
-never missing for a committed record); they go before a staged final result, so a task whose
-result is final has its events written. What an event says is read from the outcome's result
-record, so it cannot disagree with the result. An outcome without a result record (a
-duplicate that was skipped, a record that is not a task envelope) gets no task events: there
-is no task id to key them by (such a dead letter is in the DLQ with its reason).
+Invariants: the events are **outputs of the outcome**: the batch that carries them is
+acknowledged before the record's offset may be committed (at-least-once: after a crash an
+event may repeat, it is never missing for a committed record), and before a staged final
+result is produced, so a task whose result is final has its events written. What an event
+says is read from the outcome's result record, so it cannot disagree with the result. An
+outcome without a result record (a duplicate that was skipped, a record that is not a task
+envelope) gets no task events: there is no task id to name them by (such a dead letter is in
+the DLQ with its reason).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import structlog
@@ -25,14 +27,14 @@ import structlog
 from streamtasks.errors import StreamtasksError
 from streamtasks.wire.envelope import ErrorInfo, ResultRecord, TaskStatus
 from streamtasks.wire.event_frames import AttemptFrames
-from streamtasks.wire.events import TaskEvent, TaskEventType, event_headers_of, event_record
-from streamtasks.wire.topics import Headers, events_topic, queue_of, results_topic
-from streamtasks.worker.outcomes import Outcome, Output, Record
+from streamtasks.wire.events import TaskEvent, TaskEventType
+from streamtasks.wire.topics import queue_of, results_topic
+from streamtasks.worker.outcomes import Outcome, Record
 
 if TYPE_CHECKING:
     from streamtasks.app import App
 
-__all__ = ["TaskEvents", "event_output"]
+__all__ = ["TaskEvents"]
 
 log = structlog.get_logger("streamtasks.worker")
 
@@ -49,60 +51,40 @@ _FINAL = {
 _NOT_RUN = (TaskStatus.EXPIRED, TaskStatus.REVOKED)
 
 
-def event_output(topic: str, event: TaskEvent) -> Output:
-    """The record of ``event`` on the events topic ``topic``."""
-    key, value, headers = event_record(event)
-    return Output(topic, key, value, headers)
-
-
 #: one lifecycle step of an attempt: its type, time, run time (ms) and error
 _Step = tuple[TaskEventType, int, float | None, ErrorInfo | None]
 
 
 class TaskEvents:
-    """Adds the task events of one worker's outcomes (thread-safe: its only state is a cache
-    of header lists by task name, which never changes a value once set)."""
+    """Builds the task event frames of one worker's outcomes (thread-safe: no state changes
+    after construction)."""
 
     def __init__(self, app: App, worker_id: str) -> None:
         self._app = app
         self._worker_id = worker_id
         self._ns = app.settings.namespace
-        self._topic = events_topic(self._ns)
         self._results = results_topic(self._ns)
-        self._headers: dict[str, Headers] = {}
 
-    def add(self, rec: Record, received_ms: int, outcome: Outcome) -> Outcome:
-        """``outcome`` with its task events first among its outputs (unchanged if it has no
-        result record, or if building them fails: the offset must still finish)."""
+    def frames(self, rec: Record, received_ms: int, outcome: Outcome) -> list[bytes]:
+        """The TaskEvent frames of ``outcome``'s attempt, in order ([] if it has no result
+        record, or if building them fails: the offset must still finish)."""
         try:
             result = self._result_of(outcome)
             if result is None:
-                return outcome
-            outputs = self._outputs(rec, received_ms, result)
+                return []
+            steps = _steps(received_ms, result)
+            if not steps:
+                return []
+            frames = self._frames(rec, result)
+            return [frames.frame(*step) for step in steps]
         except (StreamtasksError, ValueError, KeyError) as exc:  # never strand the offset
             log.error("could not build task events", error=repr(exc), **rec.log_fields())
-            return outcome
-        if not outcome.outputs:
-            return dataclasses.replace(outcome, outputs=outputs)
-        return dataclasses.replace(outcome, outputs=(*outputs, *outcome.outputs))
+            return []
 
     def events(self, rec: Record, received_ms: int, result: ResultRecord) -> list[TaskEvent]:
         """The events of a record whose outcome wrote ``result`` (pure)."""
         frames = self._frames(rec, result)
         return [frames.event(*step) for step in _steps(received_ms, result)]
-
-    def _outputs(self, rec: Record, received_ms: int, result: ResultRecord) -> tuple[Output, ...]:
-        """The event records of ``result``'s attempt, encoded with their shared parts once."""
-        steps = _steps(received_ms, result)
-        if not steps:
-            return ()
-        frames = self._frames(rec, result)
-        key = result.task_id.encode()
-        headers = self._headers.get(result.task)
-        if headers is None:
-            headers = self._headers.setdefault(result.task, event_headers_of(result.task))
-        topic = self._topic
-        return tuple(Output(topic, key, frames.frame(*step), headers) for step in steps)
 
     def _frames(self, rec: Record, result: ResultRecord) -> AttemptFrames:
         queue = queue_of(rec.topic, self._ns)

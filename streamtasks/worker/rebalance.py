@@ -133,7 +133,7 @@ class Rebalancing:
             return self._parts.unfinished(wanted)
 
         while unfinished() and time.monotonic() < deadline and not self._force.is_set():
-            self._s.producer.poll(0.02)
+            self._s.outputs.poll(0.02)  # sends the batch of task events first
             while self._abandoned:
                 self._complete(self._abandoned.popleft(), finished=False)
             while self._no_output:

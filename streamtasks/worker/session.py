@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 from streamtasks.config import KafkaValue
 from streamtasks.kafka import clients
-from streamtasks.wire.topics import results_topic
+from streamtasks.wire.topics import events_topic, results_topic
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import ChordJoiner
 from streamtasks.worker.executor import Executor
@@ -151,6 +151,8 @@ class Session:
             done=done,
             fatal=fatal,
             seen=drain.seen if drain is not None else None,
+            events_topic=events_topic(app.settings.namespace),
+            events_key=spec.worker_id.encode(),
         )
         aio = None
         if spec.async_concurrency is not None:

@@ -32,7 +32,8 @@ and their acks in :mod:`.outputs`; running a record in :mod:`.executor` (outcome
 Hooks (:mod:`streamtasks.worker.hooks`, ``Worker(hooks=[...])``) are called on the poll thread
 at each step of a record's life; :class:`WorkerStats` is the first of them, the heartbeat
 counters (:mod:`.heartbeats`, always on) the second. Per-task lifecycle events
-(``events=True``, :mod:`.events`) are outputs of each outcome, acknowledged before the commit.
+(``events=True``, :mod:`.events`) are outputs of each outcome (written in batches of many
+tasks' events), acknowledged before the commit.
 """
 
 from __future__ import annotations
@@ -294,7 +295,7 @@ class Worker(Rebalancing):
 
     # -- the poll loop ----------------------------------------------------------------------
     def _loop(self) -> None:
-        consumer, producer, flow = self._s.consumer, self._s.producer, self._s.flow
+        consumer, flow = self._s.consumer, self._s.flow
         drain = self._s.drain
         while not self._stop.is_set():
             room = self.max_in_flight - self._in_flight
@@ -328,7 +329,7 @@ class Worker(Rebalancing):
                         offset=msg.offset(),
                     )
             # nothing new while tasks run: wait briefly for the next acknowledgement
-            producer.poll(0.001 if not msgs and self._in_flight else 0)
+            self._s.outputs.poll(0.001 if not msgs and self._in_flight else 0)
             self._after_poll()
             if drain is not None and self._burst_done(drain):
                 log.info("burst: drained, stopping", worker_id=self.worker_id)
@@ -519,9 +520,10 @@ class Worker(Rebalancing):
     def _emit(self, job: Job, outcome: Outcome) -> None:
         job.outcome = outcome.kind
         job.detail = outcome.detail
+        events: list[bytes] = []
         if self._task_events is not None:  # acknowledged with the outcome, before the commit
-            outcome = self._task_events.add(job.record, job.received_ms, outcome)
-        if not self._s.outputs.start(job, outcome.outputs, outcome.then):
+            events = self._task_events.frames(job.record, job.received_ms, outcome)
+        if not self._s.outputs.start(job, outcome.outputs, outcome.then, events=events):
             self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
 
 

@@ -38,11 +38,16 @@ def _worker(bootstrap: str, ns: str, *args: str) -> WorkerProcess:
 
 
 def _task_events(app: App) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
+    """Each task's event types in time order (a task's events are on several partitions:
+    SENT and REPLAYED on its id's, a worker's in that worker's batches)."""
+    found: dict[str, list[TaskEvent]] = defaultdict(list)
     for e in read_events(app, kinds=["task"]):
         assert isinstance(e, TaskEvent)
-        out[e.task_id].append(e.type.value)
-    return out
+        found[e.task_id].append(e)
+    return {
+        task_id: [e.type.value for e in sorted(line, key=lambda e: e.timestamp)]
+        for task_id, line in found.items()
+    }
 
 
 def _heartbeats(app: App, worker_id: str | None = None) -> list[WorkerHeartbeat]:
@@ -117,7 +122,7 @@ def test_every_event_type_is_written_and_the_events_command_prints_them(
     out = _cli(kafka_bootstrap, ns, "events", APP_SPEC, "--json", "--task", "flaky")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [d["type"] for d in lines] == events[flaky.id]
+    assert [d["type"] for d in sorted(lines, key=lambda d: d["timestamp"])] == events[flaky.id]
     assert {d["task_id"] for d in lines} == {flaky.id}
     # ... and the plain dump filtered by type
     out = _cli(kafka_bootstrap, ns, "events", APP_SPEC, "--type", "DEAD,HEARTBEAT")

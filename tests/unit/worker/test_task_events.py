@@ -1,4 +1,4 @@
-"""A worker's task events (outputs of the outcome) and heartbeat counters, without a broker."""
+"""A worker's task event frames (of each outcome) and heartbeat counters, without a broker."""
 
 from __future__ import annotations
 
@@ -30,47 +30,47 @@ def _result(app: App, status: TaskStatus, error: ErrorInfo | None = None) -> Out
     return results.result_output(env, status, 1_000, None, error)
 
 
-def _types(outcome: Outcome) -> list[tuple[str, str]]:
+def _decoded(frames: list[bytes]) -> list[TaskEvent]:
     out = []
-    for o in outcome.outputs:
-        if o.topic == f"{NS}.events":
-            e = decode_event(o.value, o.headers)
-            assert isinstance(e, TaskEvent)
-            out.append((e.type.value, e.queue))
+    for frame in frames:
+        e = decode_event(frame)
+        assert isinstance(e, TaskEvent)
+        out.append(e)
     return out
 
 
-def test_a_retry_outcome_gets_received_started_retried_before_its_outputs(app: App) -> None:
+def _types(frames: list[bytes]) -> list[tuple[str, str]]:
+    return [(e.type.value, e.queue) for e in _decoded(frames)]
+
+
+def test_a_retry_outcome_gets_received_started_retried(app: App) -> None:
     retry = Output(f"{NS}.tasks.default.retry.2", b"k", b"env", [])
     outcome = Outcome("retry", (retry, _result(app, TaskStatus.RETRY, ErrorInfo("E", "m"))))
-    with_events = TaskEvents(app, "w-1").add(REC, 900, outcome)
-    assert _types(with_events) == [
+    frames = TaskEvents(app, "w-1").frames(REC, 900, outcome)
+    assert _types(frames) == [
         ("RECEIVED", "default"),
         ("STARTED", "default"),
         ("RETRIED", "default"),
     ]
-    assert with_events.outputs[3:] == outcome.outputs  # the outcome's own outputs follow
-    last = decode_event(with_events.outputs[2].value, with_events.outputs[2].headers)
-    assert isinstance(last, TaskEvent)
+    last = _decoded(frames)[2]
     assert (last.attempt, last.partition, last.offset, last.worker_id) == (2, 2, 41, "w-1")
     assert last.error == ErrorInfo("E", "m") and last.runtime_ms is not None
 
 
-def test_a_staged_result_keeps_its_place_last(app: App) -> None:
+def test_a_staged_result_gives_the_events_of_its_attempt(app: App) -> None:
     step = Output(f"{NS}.tasks.default", b"k", b"next", [])
     outcome = Outcome("success", (step,), (_result(app, TaskStatus.SUCCESS),))
-    with_events = TaskEvents(app, "w-1").add(REC, 900, outcome)
-    assert [t for t, _ in _types(with_events)] == ["RECEIVED", "STARTED", "SUCCEEDED"]
-    assert with_events.then == outcome.then
+    frames = TaskEvents(app, "w-1").frames(REC, 900, outcome)
+    assert [t for t, _ in _types(frames)] == ["RECEIVED", "STARTED", "SUCCEEDED"]
 
 
 def test_expired_has_no_started_and_no_result_means_no_events(app: App) -> None:
-    expired = TaskEvents(app, "w-1").add(REC, 900, Outcome("expired", (_result(app, S.EXPIRED),)))
+    events = TaskEvents(app, "w-1")
+    expired = events.frames(REC, 900, Outcome("expired", (_result(app, S.EXPIRED),)))
     assert [t for t, _ in _types(expired)] == ["RECEIVED", "EXPIRED"]
-    skipped = Outcome("skipped", ())
-    assert TaskEvents(app, "w-1").add(REC, 900, skipped) is skipped
+    assert events.frames(REC, 900, Outcome("skipped", ())) == []
     letter = Outcome("dead", (Output(f"{NS}.tasks.default.dlq", None, b"x", []),))
-    assert TaskEvents(app, "w-1").add(REC, 900, letter) is letter
+    assert events.frames(REC, 900, letter) == []
 
 
 def test_heartbeat_counters_count_per_queue_and_in_flight() -> None:
@@ -123,11 +123,9 @@ def test_a_result_read_back_from_its_bytes_gives_the_same_events(app: App) -> No
     read = Output(built.topic, built.key, built.value, built.headers)  # e.g. a chord's result
     # When both outcomes get their events
     events = TaskEvents(app, "w-1")
-    with_built = events.add(REC, 900, Outcome("success", (built,)))
-    with_read = events.add(REC, 900, Outcome("success", (read,)))
-    # Then they are the same records
-    assert [(o.key, o.value, o.headers) for o in with_built.outputs[:3]] == [
-        (o.key, o.value, o.headers) for o in with_read.outputs[:3]
-    ]
+    with_built = events.frames(REC, 900, Outcome("success", (built,)))
+    with_read = events.frames(REC, 900, Outcome("success", (read,)))
+    # Then they are the same frames
+    assert with_built == with_read
     kinds = [kind for kind, _ in _types(with_built)]
     assert kinds == ["RECEIVED", "STARTED", "SUCCEEDED"]

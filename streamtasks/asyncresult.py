@@ -327,6 +327,9 @@ class ResultListener:
 class AsyncResult:
     """A handle on a task's outcome: ``.status``, ``.ready()``, ``.get(timeout=...)``."""
 
+    # a process may hold a million of these (send_many): no per-instance dict
+    __slots__ = ("_delivery", "_final", "app", "id", "task")
+
     def __init__(
         self,
         task_id: str,

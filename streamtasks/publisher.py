@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 __all__ = ["Publisher"]
 
 
+class _Current:
+    """The default of :meth:`Publisher.record`'s ``trace``: look up the current trace."""
+
+
+_CURRENT = _Current()
+
+
 class Publisher:
     """Sends the task records of one :class:`~streamtasks.app.App`."""
 
@@ -63,10 +70,14 @@ class Publisher:
         so a record that is refused (:class:`ArgumentError` naming its index) leaves nothing
         produced. Returns one acknowledgement per item, in order."""
         records: list[Outgoing] = []
+        trace = outgoing()  # one caller, one context: the same trace for the whole batch
         for i, (envelope, key, headers) in enumerate(items):
             try:
                 records.append(
-                    (*self.record(envelope, key=key, headers=headers), f"task {envelope.id}")
+                    (
+                        *self.record(envelope, key=key, headers=headers, trace=trace),
+                        f"task {envelope.id}",
+                    )
                 )
             except ArgumentError as exc:
                 raise ArgumentError(f"item {i}: {exc} (nothing of this batch was sent)") from exc
@@ -78,9 +89,15 @@ class Publisher:
         return deliveries
 
     def record(
-        self, envelope: Envelope, *, key: str | bytes | None, headers: Headers
+        self,
+        envelope: Envelope,
+        *,
+        key: str | bytes | None,
+        headers: Headers,
+        trace: str | _Current | None = _CURRENT,
     ) -> tuple[str, bytes, str | bytes, Headers]:
-        """The ``(topic, payload, key, headers)`` of ``envelope``'s record, checked."""
+        """The ``(topic, payload, key, headers)`` of ``envelope``'s record, checked;
+        ``trace``: the traceparent to carry (default: the caller's current one)."""
         app = self._app
         payload = app.codec.encode(app.envelope_schema, envelope.to_avro())
         record_key = key if key is not None else envelope.id
@@ -101,7 +118,8 @@ class Publisher:
         else:
             topic = task_topic(ns, queue)
         if not any(name == TRACEPARENT for name, _ in headers):
-            trace = outgoing()
+            if isinstance(trace, _Current):
+                trace = outgoing()
             if trace is not None:
                 std.append((TRACEPARENT, trace.encode()))
         if headers:

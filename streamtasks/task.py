@@ -23,6 +23,7 @@ from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
 from streamtasks.wire.envelope import Envelope, now_ms
 from streamtasks.wire.headers import PREFIX, user_headers
+from streamtasks.wire.ids import new_task_ids
 from streamtasks.wire.schema.adapters import TypeAdapter
 from streamtasks.wire.schema.signature import Signature, return_adapter, signature_of
 from streamtasks.wire.topics import Headers, task_topic, validate_name
@@ -178,8 +179,9 @@ class Task(Generic[P, R]):
         extra = user_headers(headers)
         with _collector_paused():
             batch: list[tuple[Envelope, str | bytes | None, Headers]] = []
+            ids = new_task_ids()
             for i, item in enumerate(items):
-                envelope = self._item_envelope(i, item, countdown, expires, queue)
+                envelope = self._item_envelope(i, item, countdown, expires, queue, next(ids))
                 batch.append((envelope, key(i) if callable(key) else key, extra))
             deliveries = self.app.publisher.publish_many(batch)
             return [
@@ -194,6 +196,7 @@ class Task(Generic[P, R]):
         countdown: float | None,
         expires: float | timedelta | datetime | None,
         queue: str | None,
+        task_id: str,
     ) -> Envelope:
         if isinstance(item, Mapping):
             args: Sequence[Any] = ()
@@ -207,7 +210,9 @@ class Task(Generic[P, R]):
                 "(value,)); nothing of this batch was sent"
             )
         try:
-            return self._envelope(args, kwargs, countdown=countdown, expires=expires, queue=queue)
+            return self._envelope(
+                args, kwargs, countdown=countdown, expires=expires, queue=queue, task_id=task_id
+            )
         except ArgumentError as exc:
             raise ArgumentError(
                 f"send_many item {i}: {exc}; nothing of this batch was sent"

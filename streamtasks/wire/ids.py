@@ -1,15 +1,21 @@
-"""Deterministic task ids: what a workflow step, a chord member, an error callback or a
-scheduler fire is called, derived from what it belongs to (and parsed back).
+"""Task ids. Deterministic ones: what a workflow step, a chord member, an error callback or a
+scheduler fire is called, derived from what it belongs to (and parsed back). Random ones made
+in bulk (:func:`new_task_ids`, for ``send_many``): ``uuid.uuid4()`` reads 16 bytes from the OS
+and builds a ``UUID`` object per call, which costs as much as encoding a small task's
+arguments; these read the randomness for many ids at once and set the version bits themselves.
 
 Invariants: the same inputs give the same id on every process and every run — a redelivered
 step, a retried chord join or a fire computed by two scheduler replicas produces the same id,
 which is what makes their results idempotent. Each shape has a distinct prefix (``wf.``,
-``err.``, ``sched.``) so one never parses as another.
+``err.``, ``sched.``) so one never parses as another. A random id is 32 lowercase hex digits of
+an RFC 4122 version-4 UUID (122 random bits from :func:`os.urandom`), ``uuid4().hex``'s form.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -20,6 +26,7 @@ __all__ = [
     "errback_id",
     "fire_task_id",
     "member_id",
+    "new_task_ids",
     "parse_fire_task_id",
     "parse_step_id",
     "step_id",
@@ -83,3 +90,20 @@ def parse_fire_task_id(task_id: str) -> tuple[str, datetime] | None:
         return match["name"], _EPOCH + int(match["ms"]) * _MS
     except OverflowError:  # the shape of a fire id, but no time a schedule can fire at
         return None
+
+
+# -- random ids, in bulk ----------------------------------------------------------------------
+#: random ids made per read of the OS's randomness
+ID_CHUNK: Final = 512
+
+
+def new_task_ids(chunk: int = ID_CHUNK) -> Iterator[str]:
+    """Endless fresh random task ids, ``chunk`` made at a time."""
+    while True:
+        raw = bytearray(os.urandom(16 * chunk))
+        for i in range(6, 16 * chunk, 16):
+            raw[i] = (raw[i] & 0x0F) | 0x40  # version 4
+            raw[i + 2] = (raw[i + 2] & 0x3F) | 0x80  # variant: RFC 4122
+        text = raw.hex()
+        for j in range(0, 32 * chunk, 32):
+            yield text[j : j + 32]

@@ -156,7 +156,7 @@ class _Sent:
 
     def __init__(self, app: App, monkeypatch: pytest.MonkeyPatch) -> None:
         self.headers: list[dict[str, bytes]] = []
-        listener = SimpleNamespace(expect=lambda _id: None)
+        listener = SimpleNamespace(expect=lambda _id: None, expect_many=lambda _ids: None)
         monkeypatch.setattr(app, "results_listener", lambda **_kw: listener)
         monkeypatch.setattr(app, "produce", self._produce)
         idle = SimpleNamespace(poll=lambda _t: 0, produce=self._produce)
@@ -190,4 +190,29 @@ def test_send_puts_the_right_traceparent_on_the_record(
         b"00-sender-own",
         TP.encode(),
         f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}".encode(),
+    ]
+
+
+def test_send_many_puts_the_callers_traceparent_on_every_record_and_the_callers_own_wins(
+    tracer: trace.Tracer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = App("tp", bootstrap_servers="127.0.0.1:1")
+
+    @app.task(name="t")
+    def t(i: int) -> None: ...
+
+    sent = _Sent(app, monkeypatch)
+    t.send_many([(1,), (2,)])  # no trace anywhere: no header
+    with tracer.start_as_current_span("batch") as span:
+        t.send_many([(3,), (4,), (5,)])  # the active span's, looked up once for the batch
+        ctx = span.get_span_context()
+        t.send_many([(6,)], headers={"traceparent": "00-sender-own"})
+    active = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}".encode()
+    assert [h.get(TRACEPARENT) for h in sent.headers] == [
+        None,
+        None,
+        active,
+        active,
+        active,
+        b"00-sender-own",
     ]

@@ -22,8 +22,9 @@ Invariants (at-least-once):
    unfinished offset does not move for ``stall_warning`` seconds is logged (partition, offset,
    reason).
 
-This module is the options, the run and the poll loop; what it drives lives beside it: what
-happens when partitions come and go, and the shutdown drain, in :mod:`.rebalance`; the stop
+This module is the options, the run and the poll loop; what it drives lives beside it: running
+an admitted record and completing it in :mod:`.running`; what happens when partitions come
+and go, and the shutdown drain, in :mod:`.rebalance`; the stop
 signals in :mod:`.stopsignals`; per-partition state in :mod:`.partitions`; producing outputs
 and their acks in :mod:`.outputs`; running a record in :mod:`.executor` (outcomes in
 :mod:`.outcomes`, workflow continuation in :mod:`.continuation`); the clients of one run in
@@ -42,7 +43,6 @@ import functools
 import os
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -58,7 +58,6 @@ from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
-from streamtasks.worker.chords import Completion
 from streamtasks.worker.events import TaskEvents
 from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.heartbeats import HeartbeatCounters, HeartbeatSender
@@ -68,6 +67,7 @@ from streamtasks.worker.outcomes import Outcome, Record
 from streamtasks.worker.outputs import Job
 from streamtasks.worker.partitions import Partitions
 from streamtasks.worker.rebalance import Rebalancing
+from streamtasks.worker.running import TaskRunning
 from streamtasks.worker.session import Session, SessionSpec
 from streamtasks.worker.stopsignals import drain_then_force, on_stop_signals
 
@@ -79,7 +79,7 @@ TP = tuple[str, int]
 _BATCH = 500  # records taken per consume call, at most
 
 
-class Worker(Rebalancing):
+class Worker(TaskRunning, Rebalancing):
     """Runs an app's tasks from one or more queues as a member of the app's consumer group."""
 
     _s: Session  # set by run(): the clients and collaborators of the current run
@@ -424,107 +424,8 @@ class Worker(Rebalancing):
             self._s.flow.hold((rec.topic, rec.partition), rec.offset, due_ms)
         return None
 
-    def _join(self, rec: Record) -> None:
-        """Poll thread: a chord member's outcome. Not a task: it takes no in-flight slot
-        (a chord may have more members than the window) and runs no code of the user."""
-        try:
-            completion = self._s.joiner.add(rec)
-        except Exception:  # the joiner's own invariant broke: finish the record, go on
-            log.exception("error joining a chord record; record skipped", **rec.log_fields())
-            completion = Completion((rec.topic, rec.partition), (rec.offset,))
-        if completion is None:
-            return
-        tp = completion.tp
-        job = Job(rec, self._parts.generation(tp), outcome="joined", joins=completion.offsets)
-        if completion.outputs:
-            self._hooks.chord_joined(rec)
-        if not self._s.outputs.start(job, completion.outputs, completion.then, poll_thread=True):
-            self._complete(job, finished=True)
-
-    def _submit(self, job: Job) -> None:
-        self._hooks.started(job.record)
-        if (
-            self._s.aio is not None
-            and hdr.header(job.record.headers, hdr.TASK) in self._async_tasks
-        ):
-            self._s.aio.submit(lambda: self._execute_async(job))
-            return
-        self._s.pool.submit(lambda: self._execute(job))
-
-    def _acked(self, job: Job, finished: bool) -> None:
-        self._complete(job, finished=finished)
-
-    def _complete(self, job: Job, *, finished: bool) -> None:
-        """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
-        tp = job.tp
-        if job.joins:  # a chord completion: no task, no in-flight slot
-            current = finished and self._parts.current(tp, job.generation)
-            if current and self._s.joiner.finished(tp, job.joins):
-                self._parts.dirty.add(tp)
-            return
-        self._in_flight -= 1
-        current = self._parts.current(tp, job.generation)
-        if finished and current:
-            tracker = self._parts.complete(tp, job.record.offset)
-            self._s.flow.finished(tp, tracker.unfinished)
-        if finished:
-            self._hooks.finished(job.record, job.outcome)
-            self._hooks.task_done(job.record, job.outcome, job.runtime, job.detail)
-        else:
-            self._hooks.abandoned(1)
-        if current:
-            following = self._parts.next_of_key(tp, job.record.key)
-            if following is not None:
-                self._submit(following)
-
     def _install_signals(self) -> Callable[[], None] | None:
         return on_stop_signals(drain_then_force(self.stop))
-
-    # -- task threads ---------------------------------------------------------------------
-    def _abandoned_before_start(self, job: Job) -> bool:
-        """Task thread: the partition was revoked, or shutdown began, before ``job`` started:
-        it is left for the next owner (the poll thread finishes it as abandoned)."""
-        if self._parts.current(job.tp, job.generation) and not (
-            self._draining.is_set() or self._force.is_set()
-        ):
-            return False
-        self._abandoned.append(job)
-        return True
-
-    def _execute(self, job: Job) -> None:
-        if self._abandoned_before_start(job):
-            return
-        began = time.perf_counter()
-        try:
-            outcome = job.preset() if job.preset is not None else self._s.executor.run(job.record)
-        except Exception as exc:  # every record ends in an outcome, or its offset stalls
-            outcome = self._s.executor.outcomes.internal_error(job.record, exc)
-        job.runtime = time.perf_counter() - began
-        self._emit(job, outcome)
-
-    async def _execute_async(self, job: Job) -> None:
-        """Event loop thread: like :meth:`_execute`, for ``async def`` tasks."""
-        if self._abandoned_before_start(job):
-            return
-        began = time.perf_counter()
-        try:
-            if job.preset is not None:
-                outcome = job.preset()
-            else:
-                outcome = await self._s.executor.run_async(job.record)
-        except Exception as exc:
-            outcome = self._s.executor.outcomes.internal_error(job.record, exc)
-        job.runtime = time.perf_counter() - began
-        self._emit(job, outcome)
-
-    def _emit(self, job: Job, outcome: Outcome) -> None:
-        job.outcome = outcome.kind
-        job.detail = outcome.detail
-        events: list[bytes] = []
-        if self._task_events is not None:  # acknowledged with the outcome, before the commit
-            events = self._task_events.frames(job.record, job.received_ms, outcome)
-        if not self._s.outputs.start(job, outcome.outputs, outcome.then, events=events):
-            self._no_output.append(job)  # nothing to acknowledge (a duplicate fire): done now
 
 
 def _drain_saw(drain: DrainWatch, msg: Message, err: KafkaError | None) -> None:

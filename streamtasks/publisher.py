@@ -18,7 +18,7 @@ caller's own header, else the active OpenTelemetry span's, else the running task
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamtasks.errors import ArgumentError
 from streamtasks.kafka.delivery import Delivery
@@ -26,7 +26,7 @@ from streamtasks.retry import tier_for
 from streamtasks.tracing import outgoing
 from streamtasks.wire.envelope import Envelope, now_ms
 from streamtasks.wire.events import TaskEvent, TaskEventType, event_record
-from streamtasks.wire.headers import NOT_BEFORE, TRACEPARENT, task_headers
+from streamtasks.wire.headers import NOT_BEFORE, TRACEPARENT, task_headers_of
 from streamtasks.wire.topics import Headers, events_topic, record_size, retry_topic, task_topic
 
 if TYPE_CHECKING:
@@ -60,32 +60,29 @@ class Publisher:
             [(topic, payload, record_key, all_headers, f"task {envelope.id}")]
         )
         if app.events:
-            _sent(app, envelope)
+            _sent(app, envelope.id, envelope.task, envelope.queue, envelope.attempt)
         return delivery
 
     def publish_many(
-        self, items: Sequence[tuple[Envelope, str | bytes | None, Headers]]
+        self, items: Sequence[tuple[dict[str, Any], str | bytes | None, Headers]]
     ) -> list[Delivery]:
-        """Produce a batch of ``(envelope, key, headers)``; all are encoded and checked first,
-        so a record that is refused (:class:`ArgumentError` naming its index) leaves nothing
-        produced. Returns one acknowledgement per item, in order."""
+        """Produce a batch of ``(envelope, key, headers)``, each envelope in its Avro form
+        (``Envelope.to_avro()``, or :func:`~streamtasks.wire.envelope.new_envelope_avro`); all
+        are encoded and checked first, so a record that is refused (:class:`ArgumentError`
+        naming its index) leaves nothing produced. Returns one acknowledgement per item, in
+        order."""
         records: list[Outgoing] = []
         trace = outgoing()  # one caller, one context: the same trace for the whole batch
-        for i, (envelope, key, headers) in enumerate(items):
+        for i, (avro, key, headers) in enumerate(items):
             try:
-                records.append(
-                    (
-                        *self.record(envelope, key=key, headers=headers, trace=trace),
-                        f"task {envelope.id}",
-                    )
-                )
+                records.append((*self._record(avro, key, headers, trace), f"task {avro['id']}"))
             except ArgumentError as exc:
                 raise ArgumentError(f"item {i}: {exc} (nothing of this batch was sent)") from exc
-        self._app.results_listener().expect_many([env.id for env, _, _ in items])
+        self._app.results_listener().expect_many([avro["id"] for avro, _, _ in items])
         deliveries = self._app.produce_many(records)
         if self._app.events:
-            for envelope, _, _ in items:
-                _sent(self._app, envelope)
+            for avro, _, _ in items:
+                _sent(self._app, avro["id"], avro["task"], avro["queue"], avro["attempt"])
         return deliveries
 
     def record(
@@ -98,23 +95,33 @@ class Publisher:
     ) -> tuple[str, bytes, str | bytes, Headers]:
         """The ``(topic, payload, key, headers)`` of ``envelope``'s record, checked;
         ``trace``: the traceparent to carry (default: the caller's current one)."""
+        return self._record(envelope.to_avro(), key, headers, trace)
+
+    def _record(
+        self,
+        avro: dict[str, Any],
+        key: str | bytes | None,
+        headers: Headers,
+        trace: str | _Current | None,
+    ) -> tuple[str, bytes, str | bytes, Headers]:
         app = self._app
-        payload = app.codec.encode(app.envelope_schema, envelope.to_avro())
-        record_key = key if key is not None else envelope.id
+        payload = app.codec.encode(app.envelope_schema, avro)
+        task, task_id, queue, eta = avro["task"], avro["id"], avro["queue"], avro["eta"]
+        record_key = key if key is not None else task_id
         size = record_size(payload, record_key, headers)
         if size > app.settings.max_payload_bytes:
             raise ArgumentError(
-                f"task {envelope.task!r}: the message is {size} bytes, over "
+                f"task {task!r}: the message is {size} bytes, over "
                 f"max_payload_bytes={app.settings.max_payload_bytes}; pass large data by "
                 "reference (e.g. a URL or object key) or raise max_payload_bytes"
             )
-        ns, queue = app.settings.namespace, envelope.queue
-        std: Headers = task_headers(envelope)
-        delay = 0.0 if envelope.eta is None else (envelope.eta - now_ms()) / 1000
+        ns = app.settings.namespace
+        std: Headers = task_headers_of(task, task_id, avro["attempt"])
+        delay = 0.0 if eta is None else (eta - now_ms()) / 1000
         if delay > 0:
             # Delayed: held in the retry tier that covers the delay until it is due.
             topic = retry_topic(ns, queue, tier_for(delay, app.settings.retry_tiers))
-            std.append((NOT_BEFORE, str(envelope.eta).encode()))
+            std.append((NOT_BEFORE, str(eta).encode()))
         else:
             topic = task_topic(ns, queue)
         if not any(name == TRACEPARENT for name, _ in headers):
@@ -127,15 +134,11 @@ class Publisher:
         return topic, payload, record_key, std
 
 
-def _sent(app: App, envelope: Envelope) -> None:
+def _sent(app: App, task_id: str, task: str, queue: str, attempt: int) -> None:
     """The SENT event of a task just produced (informational: the send does not wait)."""
     event = TaskEvent(
-        task_id=envelope.id,
-        task=envelope.task,
-        queue=envelope.queue,
-        type=TaskEventType.SENT,
-        attempt=envelope.attempt,
+        task_id=task_id, task=task, queue=queue, type=TaskEventType.SENT, attempt=attempt
     )
     key, value, headers = event_record(event)
     topic = events_topic(app.settings.namespace)
-    app.produce(topic, value, key=key, headers=headers, label=f"SENT event of {envelope.id}")
+    app.produce(topic, value, key=key, headers=headers, label=f"SENT event of {task_id}")

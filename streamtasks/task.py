@@ -21,7 +21,7 @@ from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, ConfigError, SchemaError
 from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
-from streamtasks.wire.envelope import Envelope, now_ms
+from streamtasks.wire.envelope import Envelope, new_envelope_avro, now_ms
 from streamtasks.wire.headers import PREFIX, user_headers
 from streamtasks.wire.ids import new_task_ids
 from streamtasks.wire.schema.adapters import TypeAdapter
@@ -178,14 +178,16 @@ class Task(Generic[P, R]):
                 raise ArgumentError(problem)
         extra = user_headers(headers)
         with _collector_paused():
-            batch: list[tuple[Envelope, str | bytes | None, Headers]] = []
+            batch: list[tuple[dict[str, Any], str | bytes | None, Headers]] = []
             ids = new_task_ids()
+            to_queue = queue or self.queue
             for i, item in enumerate(items):
-                envelope = self._item_envelope(i, item, countdown, expires, queue, next(ids))
+                envelope = self._item_envelope(i, item, countdown, expires, to_queue, next(ids))
                 batch.append((envelope, key(i) if callable(key) else key, extra))
             deliveries = self.app.publisher.publish_many(batch)
+            app = self.app
             return [
-                AsyncResult(env.id, app=self.app, task=self, delivery=d)
+                AsyncResult(env["id"], app=app, task=self, delivery=d)
                 for (env, _, _), d in zip(batch, deliveries, strict=True)
             ]
 
@@ -195,9 +197,10 @@ class Task(Generic[P, R]):
         item: Sequence[Any] | Mapping[str, Any],
         countdown: float | None,
         expires: float | timedelta | datetime | None,
-        queue: str | None,
+        queue: str,
         task_id: str,
-    ) -> Envelope:
+    ) -> dict[str, Any]:
+        """Item ``i``'s envelope in its Avro form (what ``_envelope(...).to_avro()`` gives)."""
         if isinstance(item, Mapping):
             args: Sequence[Any] = ()
             kwargs: Mapping[str, Any] = item
@@ -210,8 +213,15 @@ class Task(Generic[P, R]):
                 "(value,)); nothing of this batch was sent"
             )
         try:
-            return self._envelope(
-                args, kwargs, countdown=countdown, expires=expires, queue=queue, task_id=task_id
+            created = now_ms()
+            return new_envelope_avro(
+                task_id,
+                self.name,
+                queue,
+                self.encode_args(args, kwargs),
+                created,
+                _deadline_ms(countdown, created),
+                _deadline_ms(expires, created),
             )
         except ArgumentError as exc:
             raise ArgumentError(

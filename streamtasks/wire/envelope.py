@@ -27,6 +27,7 @@ __all__ = [
     "ErrorInfo",
     "ResultRecord",
     "TaskStatus",
+    "new_envelope_avro",
     "now_ms",
     "register_builtin",
 ]
@@ -128,6 +129,36 @@ class Envelope:
             last_error=ErrorInfo.from_avro(rec["last_error"]),
             link_error=tuple(rec["link_error"]),
         )
+
+
+def new_envelope_avro(
+    task_id: str,
+    task: str,
+    queue: str,
+    args: bytes,
+    created_at: int,
+    eta: int | None,
+    expires: int | None,
+) -> dict[str, Any]:
+    """``Envelope(id=task_id, ..., root_id=task_id).to_avro()`` of a new first-attempt task,
+    built directly (a bulk send's path: no dataclass per task). The unit tests hold the two
+    equal."""
+    return {
+        "id": task_id,
+        "task": task,
+        "queue": queue,
+        "attempt": 1,
+        "created_at": created_at,
+        "eta": eta,
+        "expires": expires,
+        "parent_id": None,
+        "root_id": task_id,
+        "workflow_id": None,
+        "continuation": [],
+        "last_error": None,
+        "args": args,
+        "link_error": [],
+    }
 
 
 @dataclass(frozen=True, slots=True)

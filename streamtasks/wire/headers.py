@@ -57,6 +57,7 @@ __all__ = [
     "is_own",
     "parse_int",
     "task_headers",
+    "task_headers_of",
     "user_headers",
 ]
 
@@ -145,11 +146,12 @@ def is_own(name: str) -> bool:
 def task_headers(env: Envelope, *, attempt: int | None = None) -> HeaderList:
     """The headers every task record starts with: its task name, id and attempt (``attempt``
     overrides the envelope's, for a retry being produced)."""
-    return [
-        (TASK, env.task.encode()),
-        (ID, env.id.encode()),
-        (ATTEMPT, str(env.attempt if attempt is None else attempt).encode()),
-    ]
+    return task_headers_of(env.task, env.id, env.attempt if attempt is None else attempt)
+
+
+def task_headers_of(task: str, task_id: str, attempt: int) -> HeaderList:
+    """:func:`task_headers` from the three values (an envelope in its Avro form)."""
+    return [(TASK, task.encode()), (ID, task_id.encode()), (ATTEMPT, str(attempt).encode())]
 
 
 def user_headers(headers: Mapping[str, str | bytes] | None) -> HeaderList:

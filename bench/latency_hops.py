@@ -143,7 +143,9 @@ def main() -> None:
     with broker(None, args.broker) as (bootstrap, pid, what):
         log_dir = Path(tempfile.mkdtemp(prefix="st-hops-"))
         ctx = Ctx(bootstrap, pid, 2, 8, log_dir, None, None, False, False, [])
-        print(what)
+        probe = make_app("settings", bootstrap).settings
+        lingers = (probe.client_producer()["linger.ms"], probe.worker_producer()["linger.ms"])
+        print(f"{what}; linger.ms client {lingers[0]}, worker {lingers[1]}")
         for run in range(args.runs):
             stamps = one_run(ctx, args.n, args.rate)
             print(f"run {run + 1}: {len(stamps['send'])} of {args.n} tasks, ms median / p99")

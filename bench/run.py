@@ -950,6 +950,7 @@ def main(argv: list[str] | None = None) -> int:
             args.idle,
             args.worker_args.split(),
         )
+        probe = make_app("settings", bootstrap)
         settings = {
             "broker": where,
             "n": args.n,
@@ -964,6 +965,11 @@ def main(argv: list[str] | None = None) -> int:
                 "auto.commit.interval.ms": 1000,
             },
             "producer": {"acks": "all", "enable.idempotence": True, "linger.ms": 5},
+            # what the streamtasks clients really use (BENCH_CLIENT/WORKER_LINGER_MS apply)
+            "streamtasks_linger_ms": {
+                "client": probe.settings.client_producer()["linger.ms"],
+                "worker": probe.settings.worker_producer()["linger.ms"],
+            },
             "raw_payload_bytes": payload_size,
             "raw_result_bytes": result_size,
             "latency": {"count": args.latency_n, "rate": args.rate},

@@ -68,6 +68,11 @@ _NULL: Final = b"\x00"
 _SOME: Final = b"\x02"  # union branch 1 (the non-null type)
 _DOUBLE = struct.Struct("<d").pack
 _ONE_BYTE: Final = [bytes((z,)) for z in range(0x80)]
+_SIX_FROM: Final = 1 << 35
+_SIX_TO: Final = 1 << 42
+#: the encoded task name and queue of each (task, queue) seen (few: a worker's own tasks)
+_NAMES: dict[tuple[str, str], bytes] = {}
+_NAMES_MAX: Final = 4096
 
 
 def _long(n: int) -> bytes:
@@ -75,6 +80,17 @@ def _long(n: int) -> bytes:
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:  # most lengths, attempts and partitions
         return _ONE_BYTE[z]
+    if _SIX_FROM <= z < _SIX_TO:  # six bytes: epoch-ms timestamps of 2001-2039, unrolled
+        return bytes(
+            (
+                z & 0x7F | 0x80,
+                z >> 7 & 0x7F | 0x80,
+                z >> 14 & 0x7F | 0x80,
+                z >> 21 & 0x7F | 0x80,
+                z >> 28 & 0x7F | 0x80,
+                z >> 35,
+            )
+        )
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -128,7 +144,12 @@ class AttemptFrames:
         offset: int | None,
     ) -> None:
         self._base = (task_id, task, queue, attempt, worker_id, partition, offset)
-        self._head = TASK_EVENT_FRAME_HEADER + _string(task_id) + _string(task) + _string(queue)
+        names = _NAMES.get((task, queue))
+        if names is None:
+            if len(_NAMES) >= _NAMES_MAX:
+                _NAMES.clear()
+            names = _NAMES[(task, queue)] = _string(task) + _string(queue)
+        self._head = TASK_EVENT_FRAME_HEADER + _string(task_id) + names
         self._attempt = _long(attempt)
         self._worker = _NULL if worker_id is None else _SOME + _string(worker_id)
         self._tail = _optional_long(partition) + _optional_long(offset)

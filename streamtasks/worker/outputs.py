@@ -94,12 +94,14 @@ class Outputs:
         seen: Callable[[TP, int], None] | None = None,
         events_topic: str = "",
         events_key: bytes | None = None,
+        events_producer: Producer | None = None,
     ) -> None:
         """``refused``: the smaller stand-in of a result the broker refused as too large;
         ``done(job, finished)``: on the poll thread; ``fatal``: a fatal producer error;
         ``seen``: every acknowledged output's position (burst mode reads its own outputs);
         ``events_topic`` / ``events_key``: where batches of task event frames go (the
-        worker's id as the key keeps one worker's batches in order)."""
+        worker's id as the key keeps one worker's batches in order); ``events_producer``:
+        the producer they go with (default: ``producer``), polled by :meth:`poll` too."""
         self._producer = producer
         self._results_topic = results_topic
         self._refused = refused
@@ -108,6 +110,7 @@ class Outputs:
         self._seen = seen
         self._events_topic = events_topic
         self._events_key = events_key
+        self._events_producer = events_producer or producer
         self._batch_lock = threading.Lock()
         self._batch: _Entries = []
         self._batch_frames = 0
@@ -164,7 +167,7 @@ class Outputs:
         while True:
             try:
                 on_delivery = functools.partial(self._on_batch_delivered, entries)
-                self._enqueue(out, on_delivery, poll_thread=poll_thread)
+                self._enqueue(out, on_delivery, poll_thread=poll_thread, to=self._events_producer)
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
@@ -219,6 +222,8 @@ class Outputs:
         ``timeout`` seconds) — every wait for acknowledgements goes through here."""
         if self._batch:
             self._send_batch(poll_thread=True)
+        if self._events_producer is not self._producer:
+            self._events_producer.poll(0)
         self._producer.poll(timeout)
 
     def _produce(self, job: Job, out: Output, *, poll_thread: bool = False) -> None:
@@ -258,10 +263,18 @@ class Outputs:
         """Task thread: an informational output (STARTED) no offset waits for."""
         self._enqueue(out, None, poll_thread=False)
 
-    def _enqueue(self, out: Output, on_delivery: OnDelivery | None, *, poll_thread: bool) -> None:
-        """Into the producer's queue, waiting for room the way this thread may."""
+    def _enqueue(
+        self,
+        out: Output,
+        on_delivery: OnDelivery | None,
+        *,
+        poll_thread: bool,
+        to: Producer | None = None,
+    ) -> None:
+        """Into the producer's queue (``to``: another one), waiting for room the way this
+        thread may."""
         produce_with_room(
-            self._producer,
+            self._producer if to is None else to,
             out.topic,
             out.value,
             key=out.key,

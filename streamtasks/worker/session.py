@@ -67,6 +67,7 @@ class SessionSpec:
     max_in_flight: int
     max_in_flight_per_partition: int
     stats_interval_ms: int | None = None  # librdkafka statistics for hooks (None: off)
+    events: bool = False  # per-task events on: their batches get a producer of their own
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +77,10 @@ class Session:
 
     consumer: Consumer
     producer: Producer
+    #: the task events' producer (events on): its own connection, so the event batches never
+    #: queue behind the outputs for one of the connection's in-flight requests (librdkafka
+    #: sends one partition per ProduceRequest, at most 5 in flight with idempotence)
+    events_producer: Producer | None
     flow: PartitionFlow
     outputs: Outputs
     executor: Executor
@@ -92,6 +97,8 @@ class Session:
         except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close failed", error=str(exc))
         self.producer.flush(5.0)
+        if self.events_producer is not None:
+            self.events_producer.flush(5.0)
         if wait_for_pool:
             self.pool.shutdown(timeout=1.0)
         if self.aio is not None:
@@ -121,6 +128,10 @@ class Session:
             "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
         }
         producer = clients.make_producer(settings.worker_producer(**out_cfg))
+        events_producer = None
+        if spec.events:
+            events_cfg: dict[str, KafkaValue] = {"client.id": f"{spec.worker_id}-events"}
+            events_producer = clients.make_producer(settings.worker_producer(**events_cfg))
         consumer_cfg: dict[str, KafkaValue] = {"client.id": spec.worker_id}
         if spec.cooperative:
             consumer_cfg["partition.assignment.strategy"] = "cooperative-sticky"
@@ -153,6 +164,7 @@ class Session:
             seen=drain.seen if drain is not None else None,
             events_topic=events_topic(app.settings.namespace),
             events_key=spec.worker_id.encode(),
+            events_producer=events_producer,
         )
         aio = None
         if spec.async_concurrency is not None:
@@ -176,6 +188,7 @@ class Session:
         return cls(
             consumer=consumer,
             producer=producer,
+            events_producer=events_producer,
             flow=flow,
             outputs=outputs,
             executor=executor,

@@ -245,6 +245,7 @@ class Worker(TaskRunning, Rebalancing):
                 max_in_flight=self.max_in_flight,
                 max_in_flight_per_partition=self.max_in_flight_per_partition,
                 stats_interval_ms=self._hooks.stats_interval_ms,
+                events=self.events,
             ),
             done=self._acked,
             fatal=functools.partial(self.stop, force=True),

@@ -241,3 +241,31 @@ def test_an_unacknowledged_batch_is_produced_again_and_a_fatal_error_fails_its_j
     assert len(producer.sent) == 2 and producer.sent[1][1] == producer.sent[0][1] and not done
     producer.ack(1, KafkaError(KafkaError._FATAL, "fatal", fatal=True))
     assert fatal == [1] and done == [(job, False)]
+
+
+def test_batches_go_to_the_events_producer_which_poll_serves_too() -> None:
+    # Given outputs with a producer of its own for the task events
+    producer, events, done, fatal = FakeProducer(), FakeProducer(), _done(), _fatal()
+    polled: list[str] = []
+    producer.poll = lambda timeout: polled.append("outputs") or 0  # type: ignore[method-assign]
+    events.poll = lambda timeout: polled.append("events") or 0  # type: ignore[method-assign]
+    outputs = Outputs(
+        cast(Producer, producer),
+        results_topic="ns.results",
+        refused=lambda out, detail: None,
+        done=lambda job, finished: done.append((job, finished)),
+        fatal=lambda: fatal.append(1),
+        events_topic="ns.events",
+        events_key=b"w-1",
+        events_producer=cast(Producer, events),
+    )
+    job = Job(REC, 1)
+    outputs.start(job, (Output("ns.results", b"r", b"result", []),), (), events=_frames("t-1"))
+    outputs.poll(0)
+    # Then the result went to the outputs' producer, the batch to the events' one
+    assert [s[0] for s in producer.sent] == ["ns.results"]
+    assert [s[0] for s in events.sent] == ["ns.events"]
+    assert polled == ["events", "outputs"]  # both served on the poll thread's turn
+    producer.ack(0)
+    events.ack(0)
+    assert done == [(job, True)] and not fatal

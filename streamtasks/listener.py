@@ -28,7 +28,7 @@ from streamtasks.kafka import (
     clients,
     reader,
 )
-from streamtasks.recall import Handoff, Harvest, Recaller, Scan, prefetch_limit
+from streamtasks.recall import Handoff, Harvest, Recaller, Scan, prefetch_limit, unreadable
 from streamtasks.wire.envelope import ResultRecord
 from streamtasks.wire.topics import results_topic
 
@@ -143,9 +143,7 @@ class ResultListener:
                 start.append(TopicPartition(self._topic, p, max(hi, 0)))
             return start
         except KafkaException as exc:
-            raise BrokerError(
-                f"cannot read the results topic {self._topic!r}: {exc.args[0].str()}"
-            ) from exc
+            raise unreadable(self._topic, exc) from exc
         finally:
             consumer.close()
 
@@ -226,28 +224,26 @@ class ResultListener:
             keep.append(msg)
         return keep
 
-    def _decode(self, value: bytes) -> ResultRecord:
-        return ResultRecord.from_avro(
-            self._app.codec.decode(value, expect=self._app.result_schema)[1]
-        )
+    def _decode(
+        self, value: bytes | None, partition: int | None, offset: int | None
+    ) -> ResultRecord | None:
+        """The result record in ``value``; None (logged) if it is not one."""
+        try:
+            _, raw = self._app.codec.decode(value, expect=self._app.result_schema)
+        except DecodeError as exc:
+            log.warning(
+                "undecodable record on results topic",
+                error=str(exc),
+                partition=partition,
+                offset=offset,
+            )
+            return None
+        return ResultRecord.from_avro(raw)
 
     def _results_in(self, msgs: list[Message]) -> list[ResultRecord]:
         """The result records among ``msgs`` (undecodable ones logged and skipped)."""
-        codec, schema = self._app.codec, self._app.result_schema
-        updates: list[ResultRecord] = []
-        for msg in msgs:
-            try:
-                _, raw = codec.decode(msg.value(), expect=schema)
-            except DecodeError as exc:
-                log.warning(
-                    "undecodable record on results topic",
-                    error=str(exc),
-                    partition=msg.partition(),
-                    offset=msg.offset(),
-                )
-                continue
-            updates.append(ResultRecord.from_avro(raw))
-        return updates
+        decoded = (self._decode(m.value(), m.partition(), m.offset()) for m in msgs)
+        return [rec for rec in decoded if rec is not None]
 
     def _store(self, updates: list[ResultRecord]) -> None:
         with self._cond:

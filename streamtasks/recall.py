@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from streamtasks.errors import BrokerError, DecodeError
+from streamtasks.errors import BrokerError
 from streamtasks.kafka import Consumer, KafkaException, Message, clients, reader
 from streamtasks.wire.envelope import ResultRecord
 
-__all__ = ["Found", "Handoff", "Harvest", "Recaller", "Scan", "prefetch_limit"]
+__all__ = ["Found", "Handoff", "Harvest", "Recaller", "Scan", "prefetch_limit", "unreadable"]
 
 log = structlog.get_logger("streamtasks.results")
 
@@ -46,9 +46,21 @@ TP = tuple[str, int]
 _ERRORS_KEPT = 16
 #: records held undecoded until a requested id is found (see :class:`Harvest`); the scan
 #: reads at most _CHUNK bytes of each partition at a time, so with records of ~250 bytes
-#: this spans several rounds over a few dozen partitions
+#: this spans a few rounds over half a dozen partitions
 RECENT = 8192
-_CHUNK = 64 * 1024
+_CHUNK = 128 * 1024
+#: what a scan's reader may fetch ahead (librdkafka's default is 64 MiB: a client near
+#: its memory bound must not pay that on every look-up)
+_SCAN_READER = {
+    "max.partition.fetch.bytes": _CHUNK,
+    "queued.max.messages.kbytes": 8 * 1024,
+    "queued.min.messages": 10_000,
+}
+
+
+def unreadable(topic: str, exc: KafkaException) -> BrokerError:
+    """The error for a results topic the broker does not let us read."""
+    return BrokerError(f"cannot read the results topic {topic!r}: {exc.args[0].str()}")
 
 
 def prefetch_limit(capacity: int) -> int:
@@ -231,7 +243,7 @@ class Scan:
         *,
         topic: str,
         config: Mapping[str, object],
-        decode: Callable[[bytes], ResultRecord],
+        decode: Callable[[bytes, int, int], ResultRecord | None],
         starts: Callable[[], Mapping[int, int]],
         handoff: Callable[[Harvest], Handoff],
         settle: Callable[[list[ResultRecord]], None],
@@ -239,7 +251,7 @@ class Scan:
     ) -> None:
         self._topic = topic
         #: partitions are read a small chunk each at a time, side by side (see Harvest)
-        self._config = {**config, "max.partition.fetch.bytes": _CHUNK}
+        self._config = {**config, **_SCAN_READER}
         self._decode = decode
         self._starts = starts
         self._handoff = handoff
@@ -247,7 +259,7 @@ class Scan:
         self._limit = limit
 
     def __call__(self, ids: set[str]) -> None:
-        harvest = Harvest(ids, self._limit, self._decoded)
+        harvest = Harvest(ids, self._limit, self._decode)
         consumer = clients.make_consumer(self._config)
         try:
             starts = dict(self._starts())
@@ -257,9 +269,7 @@ class Scan:
             if handed.owned and handed.gaps:
                 self._settle(self._gap_records(consumer, handed))
         except KafkaException as exc:
-            raise BrokerError(
-                f"cannot read the results topic {self._topic!r}: {exc.args[0].str()}"
-            ) from exc
+            raise unreadable(self._topic, exc) from exc
         finally:
             consumer.close()
 
@@ -290,19 +300,7 @@ class Scan:
         for msg in msgs:
             value = msg.value()
             if msg.key() in owned and value is not None:
-                rec = self._decoded(value, int(msg.partition() or 0), int(msg.offset() or 0))
+                rec = self._decode(value, int(msg.partition() or 0), int(msg.offset() or 0))
                 if rec is not None:
                     out.append(rec)
         return out
-
-    def _decoded(self, value: bytes, partition: int, offset: int) -> ResultRecord | None:
-        try:
-            return self._decode(value)
-        except DecodeError as exc:
-            log.warning(
-                "undecodable record on results topic",
-                error=str(exc),
-                partition=partition,
-                offset=offset,
-            )
-            return None

@@ -50,11 +50,12 @@ _ERRORS_KEPT = 16
 RECENT = 8192
 _CHUNK = 128 * 1024
 #: what a scan's reader may fetch ahead (librdkafka's default is 64 MiB: a client near
-#: its memory bound must not pay that on every look-up)
+#: its memory bound must not pay that on every look-up). Measured on Tansu, 300k records:
+#: 0.7 s like this, 1.3 s with the defaults; 2.6 s with 8 MiB; ~11 s if queued.min.messages
+#: is lowered to 10,000 as well.
 _SCAN_READER = {
     "max.partition.fetch.bytes": _CHUNK,
-    "queued.max.messages.kbytes": 8 * 1024,
-    "queued.min.messages": 10_000,
+    "queued.max.messages.kbytes": 16 * 1024,
 }
 
 

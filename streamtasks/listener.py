@@ -74,6 +74,7 @@ class ResultListener:
             settle=self._settle,
             limit=prefetch_limit(self._capacity),
         )
+        self._scan = scan
         self._recaller = Recaller(scan, self._follows)
         self._start: list[TopicPartition] | None = None
         self._start_at_beginning = False
@@ -380,3 +381,4 @@ class ResultListener:
         self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        self._scan.close()

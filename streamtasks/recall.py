@@ -86,9 +86,9 @@ class Harvest:
     Neighbours are the ``limit`` earliest-stamped records at or after the first requested
     record found (ties: in the order read; in its own partition, only those after it). The
     partitions are read side by side, a chunk of each at a time, so some of them were read
-    just *before* it: the last ``recent`` records read are held (undecoded) until a requested
-    id is found, and looked at then. A neighbour is decoded only when it is one of the
-    earliest so far; a later record of a kept id replaces its record, whatever its stamp.
+    just *before* it: the last ``recent`` records read are held until a requested id is
+    found, and looked at then. A later record of a kept id replaces its record, whatever its
+    stamp. Records are kept undecoded; :meth:`finish` decodes the ones kept in the end.
     """
 
     def __init__(
@@ -102,7 +102,9 @@ class Harvest:
         self.wanted = frozenset(w.encode() for w in wanted)
         self.limit = limit
         self._decode = decode  # (value, partition, offset) -> record, None if undecodable
-        #: id (key bytes) -> latest record read so far
+        #: id (key bytes) -> latest record (value, partition, offset) read so far
+        self._kept: dict[bytes, tuple[bytes, int, int]] = {}
+        #: id (key bytes) -> its latest record, decoded (by :meth:`finish`)
         self.found: dict[bytes, Found] = {}
         #: per partition, the offset after the last record read
         self.ends: dict[int, int] = {}
@@ -119,10 +121,11 @@ class Harvest:
         self.ends[partition] = offset + 1
         if key is None or value is None:
             return
-        if key in self.found or key in self.wanted:
-            first = key not in self.found
-            self._keep(key, value, partition, offset)
-            if first and key in self.found and key in self.wanted:
+        kept = self._kept
+        if key in kept or key in self.wanted:
+            first = key not in kept
+            kept[key] = (value, partition, offset)
+            if first and key in self.wanted:
                 self._found_at(ts, partition)
         elif self._recent is not None:
             self._recent.append((key, value, partition, offset, ts))
@@ -133,8 +136,8 @@ class Harvest:
         self._since = ts if self._since is None else min(self._since, ts)
         recent, self._recent = self._recent, None
         for key, value, partition, offset, rts in recent or ():
-            if key in self.found:  # a newer record of a neighbour held above
-                self._keep(key, value, partition, offset)
+            if key in self._kept:  # a newer record of a neighbour held above
+                self._kept[key] = (value, partition, offset)
             # before it in its own partition is before it, whatever the timestamps say
             elif rts >= ts and partition != at:
                 self._neighbour(key, value, partition, offset, rts)
@@ -145,21 +148,24 @@ class Harvest:
         heap = self._heap
         if len(heap) >= self.limit and entry <= heap[0]:
             return  # not earlier than the latest-stamped neighbour kept
-        if not self._keep(key, value, partition, offset):
-            return
+        self._kept[key] = (value, partition, offset)
         heapq.heappush(heap, entry)
         if len(heap) > self.limit:
-            del self.found[heapq.heappop(heap)[2]]
+            del self._kept[heapq.heappop(heap)[2]]
 
-    def _keep(self, key: bytes, value: bytes, partition: int, offset: int) -> bool:
-        rec = self._decode(value, partition, offset)
-        if rec is None:
-            return False
-        self.found[key] = Found(partition, offset, rec)
-        return True
+    def finish(self) -> dict[bytes, Found]:
+        """Decode what was kept (an undecodable record is left out): :attr:`found`."""
+        found: dict[bytes, Found] = {}
+        for key, (value, partition, offset) in self._kept.items():
+            rec = self._decode(value, partition, offset)
+            if rec is not None:
+                found[key] = Found(partition, offset, rec)
+        self.found = found
+        return found
 
     def missing(self) -> list[str]:
-        """The requested ids the scan found no record of (not produced yet, or expired)."""
+        """The requested ids the scan found no record of (not produced yet, or expired;
+        after :meth:`finish`)."""
         return [w.decode() for w in self.wanted if w not in self.found]
 
 
@@ -258,33 +264,47 @@ class Scan:
         self._handoff = handoff
         self._settle = settle
         self._limit = limit
+        self._consumer: Consumer | None = None
+
+    def close(self) -> None:
+        """Close the reader (kept between scans: a new one per scan left each of its
+        librdkafka threads' buffers behind as resident memory, ~20 MiB a scan at 1M)."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()
 
     def __call__(self, ids: set[str]) -> None:
         harvest = Harvest(ids, self._limit, self._decode)
-        consumer = clients.make_consumer(self._config)
+        if self._consumer is None:
+            self._consumer = clients.make_consumer(self._config)
+        consumer = self._consumer
         try:
             starts = dict(self._starts())
             harvest.ends.update(starts)
             self._read(reader.read_range(consumer, self._tps(starts)), harvest)
+            harvest.finish()
             handed = self._handoff(harvest)
             if handed.owned and handed.gaps:
                 self._settle(self._gap_records(consumer, handed))
         except KafkaException as exc:
+            self.close()
             raise unreadable(self._topic, exc) from exc
-        finally:
-            consumer.close()
+        except BaseException:
+            self.close()  # a reader in an unknown state is not used again
+            raise
 
     def _tps(self, offsets: Mapping[int, int]) -> dict[TP, int]:
         return {(self._topic, p): o for p, o in offsets.items()}
 
     def _read(self, msgs: Iterator[Message], harvest: Harvest) -> None:
+        read = harvest.read  # once per record of the topic: no more calls than needed
         for msg in msgs:
-            harvest.read(
+            read(
                 msg.key(),
                 msg.value(),
-                int(msg.partition() or 0),
-                int(msg.offset() or 0),
-                reader.record_ts(msg),
+                msg.partition() or 0,
+                msg.offset() or 0,
+                msg.timestamp()[1],
             )
 
     def _gap_records(self, consumer: Consumer, handed: Handoff) -> list[ResultRecord]:

@@ -35,6 +35,7 @@ def feed(h: Harvest, records: list[tuple[str, int, int, ResultRecord]]) -> None:
         value = f"{r.task_id}:{r.status.value}:{offset}".encode()
         RECORDS[value] = r
         h.read(key.encode(), value, partition, offset, offset)
+    h.finish()
 
 
 def test_a_scan_keeps_the_requested_id_and_the_neighbours_after_it_up_to_the_limit() -> None:
@@ -106,6 +107,7 @@ def test_an_undecodable_record_is_not_kept_and_a_tombstone_only_moves_the_end() 
     h = harvest(["a"], limit=5)
     h.read(b"a", b"garbage", 0, 0, 0)
     h.read(b"a", None, 0, 1, 1)
+    h.finish()
     assert h.found == {} and h.missing() == ["a"] and h.ends == {0: 2}
 
 
@@ -224,6 +226,7 @@ def test_records_the_listener_skipped_before_a_handoff_are_read_and_newer_ones_w
     h = Harvest(["x"], 4, lambda v, p, o: rec(v.decode(), TaskStatus.STARTED))
     h.read(b"x", b"x", 0, 5, 5)
     h.read(b"y", b"y", 0, 6, 6)
+    h.finish()
     # When the scan hands over
     handed = listener._handoff(h)
     # Then the listener follows x and y with the scan's records, and the gap 7..10 it skipped

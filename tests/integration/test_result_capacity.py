@@ -3,7 +3,9 @@ handle it forgot still resolves, looked up from the results topic (real broker).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,15 +19,24 @@ from tests.integration.conftest import run_burst_worker
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
+@contextlib.contextmanager
+def client(bootstrap: str, ns: str, capacity: int, mp: pytest.MonkeyPatch) -> Iterator[App]:
+    """A connected client whose result listener remembers at most ``capacity`` tasks."""
+    mp.setenv("STREAMTASKS_RESULT_CAPACITY", str(capacity))
+    app: App = build(namespace=ns, bootstrap_servers=bootstrap)
+    app.apply_topics()
+    try:
+        app.connect(timeout=15)
+        yield app
+    finally:
+        app.close()
+
+
 def test_handles_evicted_beyond_a_tiny_capacity_still_resolve_from_the_topic(
     kafka_bootstrap: str, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a client whose listener remembers only 5 tasks
-    monkeypatch.setenv("STREAMTASKS_RESULT_CAPACITY", "5")
-    app: App = build(namespace=ns, bootstrap_servers=kafka_bootstrap)
-    app.apply_topics()
-    try:
-        app.connect(timeout=15)
+    with client(kafka_bootstrap, ns, 5, monkeypatch) as app:
         add = app.tasks["add"]
         # and one handle already waiting, which will be forgotten while it waits
         first = add.send(100, 1)
@@ -46,8 +57,6 @@ def test_handles_evicted_beyond_a_tiny_capacity_still_resolve_from_the_topic(
         assert len(listener._latest) <= 5 and len(listener._expected) <= 5
         # and the status of a forgotten handle is its real state, not PENDING
         assert handles[0].status.value == "SUCCESS"
-    finally:
-        app.close()
 
 
 def _result(app: App, task_id: str, status: TaskStatus, value: int | None = None) -> None:
@@ -73,11 +82,7 @@ def test_evicted_handles_awaited_in_order_are_served_by_few_scans_and_the_latest
     kafka_bootstrap: str, ns: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a client whose listener remembers only 50 tasks, and 400 tasks sent
-    monkeypatch.setenv("STREAMTASKS_RESULT_CAPACITY", "50")
-    app: App = build(namespace=ns, bootstrap_servers=kafka_bootstrap)
-    app.apply_topics()
-    try:
-        app.connect(timeout=15)
+    with client(kafka_bootstrap, ns, 50, monkeypatch) as app:
         handles = app.tasks["add"].send_many([(i, 1) for i in range(400)])
         ids = [h.id for h in handles]
         # and their results on the topic in send order (as workers that keep up write them),
@@ -122,5 +127,3 @@ def test_evicted_handles_awaited_in_order_are_served_by_few_scans_and_the_latest
         assert 1 <= listener.scans <= 350 // 5, (listener.scans, listener.lookups)
         # and the listener's memory stayed within its bound
         assert len(listener._latest) <= 50 and len(listener._expected) <= 50
-    finally:
-        app.close()

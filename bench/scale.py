@@ -13,6 +13,9 @@ so the listener does not forget a handle before its result arrives). Handles are
 awaited, except for ``--sample`` handles spread over the first half of the run, which are
 *not* awaited during the run: at the end, when N exceeds ``result_capacity`` they have been
 evicted from the listener, and ``get()`` on them must look them up in the results topic.
+``--recall K`` keeps the first K handles too and awaits them at the end in send order (a
+user's ``for h in handles: h.get()`` after the run): the scans of the results topic that
+served them, and their time.
 
 Printed: the steady rate (N / first to last ``finished_at`` of the results), the rate of each
 tenth of the run (by when the awaiting thread saw the completions) with the RSS of the client,
@@ -136,7 +139,7 @@ def sample_indexes(n: int, sample: int) -> set[int]:
     return {min(n - 1, k * half // sample) for k in range(sample)}
 
 
-def run(ctx: Ctx, n: int, batch: int, window: int, sample: int) -> dict[str, Any]:
+def run(ctx: Ctx, n: int, batch: int, window: int, sample: int, recall: int) -> dict[str, Any]:
     app = make_app(f"benchscale{uuid.uuid4().hex[:8]}", ctx.bootstrap)
     noop = app.tasks["bench.noop"]
     try:
@@ -147,7 +150,7 @@ def run(ctx: Ctx, n: int, batch: int, window: int, sample: int) -> dict[str, Any
                 h.get(timeout=60)
             pids: dict[str, int | None] = {"client": os.getpid(), "broker": ctx.broker_pid}
             pids.update({f"worker{k}": w.pid for k, w in enumerate(workers)})
-            picked = sample_indexes(n, sample)
+            picked = sample_indexes(n, sample) | set(range(min(n, recall)))
             awaiter = Awaiter(n - len(picked), window, pids)
             kept: list[tuple[int, Any]] = []
             load_before = load()
@@ -170,10 +173,19 @@ def run(ctx: Ctx, n: int, batch: int, window: int, sample: int) -> dict[str, Any
                 raise RuntimeError(awaiter.error)
             rss_end = {k: proc_mem(p) if p else {} for k, p in pids.items()}
             listener = app.results_listener(history=False)
-            lookups_before = listener.lookups
+            lookups_before, scans_before = listener.lookups, listener.scans
             t_look = time.perf_counter()
-            sample_ok = sum(1 for i, h in kept if h.get(timeout=300) == i)
+            late = [(i, h) for i, h in kept if i >= recall]
+            sample_ok = sum(1 for i, h in late if h.get(timeout=300) == i)
             look_s = time.perf_counter() - t_look
+            sample_scans = listener.scans - scans_before
+            in_order = [(i, h) for i, h in kept if i < recall]
+            del kept
+            lookups_mid, scans_mid = listener.lookups, listener.scans
+            t_rec = time.perf_counter()
+            recall_ok = sum(1 for i, h in in_order if h.get(timeout=300) == i)
+            recall_s = time.perf_counter() - t_rec
+            rss_recall = proc_mem(os.getpid())
         steady = None
         if awaiter.first_ms is not None and awaiter.last_ms is not None:
             steady = n / max(1e-3, (awaiter.last_ms - awaiter.first_ms) / 1000)
@@ -188,10 +200,17 @@ def run(ctx: Ctx, n: int, batch: int, window: int, sample: int) -> dict[str, Any
             "slices": awaiter.slices,
             "resolved_in_run": awaiter.done,
             "wrong_results": awaiter.wrong,
-            "sample": len(kept),
+            "sample": len(late),
             "sample_resolved": sample_ok,
-            "sample_lookups": listener.lookups - lookups_before,
+            "sample_lookups": lookups_mid - lookups_before,
+            "sample_scans": sample_scans,
             "sample_get_s": look_s,
+            "recall": len(in_order),
+            "recall_resolved": recall_ok,
+            "recall_lookups": listener.lookups - lookups_mid,
+            "recall_scans": listener.scans - scans_mid,
+            "recall_get_s": recall_s,
+            "rss_after_recall_mib": rss_recall,
             "rss_end_mib": rss_end,
             "cpu_s": cpu.used,
             "load_before": load_before,
@@ -221,13 +240,21 @@ def report(r: dict[str, Any]) -> None:
         for k, m in r["rss_end_mib"].items()
     )
     print(f"RSS at the end, MiB: {end}")
-    total = r["resolved_in_run"] + r["sample_resolved"]
+    total = r["resolved_in_run"] + r["sample_resolved"] + r["recall_resolved"]
     print(
         f"resolved: {total:,} of {n:,} ({r['resolved_in_run']:,} awaited during the run, "
         f"{r['wrong_results']} wrong values; sample of {r['sample']} early handles: "
         f"{r['sample_resolved']} resolved by get() at the end, {r['sample_lookups']} by "
-        f"look-up, {r['sample_get_s']:.1f} s)"
+        f"look-up in {r['sample_scans']} scans, {r['sample_get_s']:.1f} s)"
     )
+    if r["recall"]:
+        mem = r["rss_after_recall_mib"]
+        print(
+            f"first {r['recall']:,} handles awaited in order at the end: "
+            f"{r['recall_resolved']:,} resolved in {r['recall_get_s']:.1f} s, "
+            f"{r['recall_lookups']:,} look-ups served by {r['recall_scans']} scans; client RSS "
+            f"after {mem.get('VmRSS', 0):.0f} MiB (peak {mem.get('VmHWM', 0):.0f})"
+        )
     cpu = r["cpu_s"]
     per = ", ".join(f"{k} {1e6 * v / n:.0f}" for k, v in cpu.items())
     print(f"CPU per task, us: {per}; total {1e6 * sum(cpu.values()) / n:.0f}")
@@ -239,6 +266,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=10_000, help="tasks per send_many call")
     ap.add_argument("--window", type=int, default=50_000, help="most tasks sent, not awaited")
     ap.add_argument("--sample", type=int, default=10, help="early handles awaited at the end")
+    ap.add_argument("--recall", type=int, default=0, help="first handles awaited at the end")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--bootstrap-servers", default=os.environ.get("STREAMTASKS_BOOTSTRAP_SERVERS"))
@@ -252,11 +280,12 @@ def main() -> int:
         print(f"broker: {where}; workers {args.workers} x concurrency {args.concurrency}")
         # no py-spy, no profile dir, not native, not idle, no extra worker options
         ctx = Ctx(bootstrap, broker_pid, args.workers, args.concurrency, log_dir, *NO_SPY, [])
-        result = run(ctx, args.n, args.batch, args.window, args.sample)
+        result = run(ctx, args.n, args.batch, args.window, args.sample, args.recall)
     report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
-    ok = result["resolved_in_run"] + result["sample_resolved"] == args.n
+    resolved = result["resolved_in_run"] + result["sample_resolved"] + result["recall_resolved"]
+    ok = resolved == args.n
     return 0 if ok and not result["wrong_results"] else 1
 
 

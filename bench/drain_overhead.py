@@ -1,0 +1,141 @@
+"""Per-task worker CPU of optional features, measured on a burst drain in one process.
+
+    python bench/drain_overhead.py [--variants off,events,metrics] [--pairs 5]
+
+For each variant, one ``Worker(app, concurrency=8).run(burst=True)`` in this process drains
+10,000 and then 40,000 pre-produced ``bench.noop`` envelopes (each on fresh topics of an
+embedded Tansu); the variant's figure is the process CPU of the 40,000 drain minus that of
+the 10,000 drain, per extra task — the group join and the end of the burst cancel out, and
+no client shares the machine's time with the worker. Variants are interleaved (off, events,
+..., off, events, ...) so a change in the machine's load hits them alike; median (min-max) of
+``--pairs`` rounds and the change against the first variant are printed. Each 40,000 drain
+also prints the CPU of each librdkafka broker thread started during it (``/proc/self/task``,
+by thread id): a broker thread spinning shows there as one far above the others (~0.2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import structlog
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from bench_app import make_app  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
+from run import _envelopes, broker, produce_all, producer_config  # noqa: E402
+
+from streamtasks.worker.worker import Worker  # noqa: E402
+
+SMALL, LARGE = 10_000, 40_000
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu() -> dict[int, tuple[str, float]]:
+    """``tid -> (name, CPU seconds)`` of this process's threads."""
+    out: dict[int, tuple[str, float]] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            name = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / TICK)
+    return out
+
+
+class ThreadSampler:
+    """The last CPU reading of every thread seen during a run (threads end with the run)."""
+
+    def __init__(self) -> None:
+        self.base = _thread_cpu()
+        self.last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.last.update(_thread_cpu())
+            time.sleep(0.05)
+
+    def broker_threads(self) -> list[float]:
+        """CPU seconds of each librdkafka broker thread started during the run, in order."""
+        self._stop.set()
+        self._thread.join()
+        self.last.update(_thread_cpu())
+        return [
+            round(cpu - self.base.get(tid, (name, 0.0))[1], 2)
+            for tid, (name, cpu) in sorted(self.last.items())
+            if name.startswith("rdk:broker")
+            and not name.startswith("rdk:broker-")
+            and tid not in self.base
+        ]
+
+
+def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str) -> float:
+    """Process CPU seconds of one burst drain of ``records`` with ``variant``'s options."""
+    app = make_app(f"drain{uuid.uuid4().hex[:8]}", bootstrap)
+    app.apply_topics()
+    producer = Producer(producer_config(bootstrap))
+    produce_all(producer, app.tasks["bench.noop"].topic, records)
+    producer.flush(60)
+    worker = Worker(
+        app,
+        concurrency=8,
+        events="events" in variant,
+        metrics="metrics" in variant,
+        heartbeat_interval=60,
+    )
+    sampler = ThreadSampler() if len(records) == LARGE else None
+    before = time.process_time()
+    stats = worker.run(install_signal_handlers=False, burst=True)
+    used = time.process_time() - before
+    if stats.succeeded != len(records):
+        raise SystemExit(f"{variant}: {stats.succeeded} of {len(records)} tasks succeeded")
+    if sampler is not None:
+        print(f"    librdkafka broker threads (s): {sampler.broker_threads()}", flush=True)
+    return used
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="off,events", help="off, events, metrics, ...")
+    ap.add_argument("--pairs", type=int, default=5)
+    args = ap.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    records = {n: _envelopes(n) for n in (SMALL, LARGE)}
+    runs: dict[str, list[float]] = {v: [] for v in variants}
+    with broker(None, "tansu") as (bootstrap, _pid, where):
+        print(f"broker: {where}; load {os.getloadavg()[0]:.1f}", flush=True)
+        for i in range(args.pairs):
+            for variant in variants:
+                small = drain(bootstrap, records[SMALL], variant)
+                large = drain(bootstrap, records[LARGE], variant)
+                us = 1e6 * (large - small) / (LARGE - SMALL)
+                runs[variant].append(us)
+                load = os.getloadavg()[0]
+                print(f"  round {i + 1} {variant}: {us:.1f} us/task (load {load:.1f})", flush=True)
+    base = statistics.median(runs[variants[0]])
+    for variant, values in runs.items():
+        median = statistics.median(values)
+        print(
+            f"{variant:>16}: {median:.1f} us/task ({min(values):.1f}-{max(values):.1f}), "
+            f"{100 * (median / base - 1):+.1f} % vs {variants[0]}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -3,14 +3,16 @@
     python bench/drain_overhead.py [--variants off,events,metrics] [--pairs 5]
 
 For each variant, one ``Worker(app, concurrency=8).run(burst=True)`` in this process drains
-10,000 and then 40,000 pre-produced ``bench.noop`` envelopes (each on fresh topics of an
-embedded Tansu); the variant's figure is the process CPU of the 40,000 drain minus that of
-the 10,000 drain, per extra task — the group join and the end of the burst cancel out, and
-no client shares the machine's time with the worker. Variants are interleaved (off, events,
-..., off, events, ...) so a change in the machine's load hits them alike; median (min-max) of
-``--pairs`` rounds and the change against the first variant are printed. Each 40,000 drain
-also prints the CPU of each librdkafka broker thread started during it (``/proc/self/task``,
-by thread id): a broker thread spinning shows there as one far above the others (~0.2 s).
+10,000 and then 40,000 pre-produced ``bench.noop`` envelopes on fresh topics; the variant's
+figure is the process CPU of the 40,000 drain minus that of the 10,000 drain, per extra task
+(the group join and the end of the burst cancel out, and no client shares the machine's time
+with the worker). Each round starts a fresh embedded Tansu (it slows as its in-memory store
+fills, which made the later variants of a round look dearer) and runs the variants in
+reverse order every other round (off, events; events, off; ...), so neither the store nor a
+change in the machine's load favours one. Median (min-max) of ``--pairs`` rounds and the
+change against the first variant are printed. Each 40,000 drain also prints the CPU of each
+librdkafka broker thread started during it (``/proc/self/task``, by thread id): a broker
+thread spinning shows there as one far above the others (~0.2 s).
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str
     before = time.process_time()
     stats = worker.run(install_signal_handlers=False, burst=True)
     used = time.process_time() - before
+    app.close()
     if stats.succeeded != len(records):
         raise SystemExit(f"{variant}: {stats.succeeded} of {len(records)} tasks succeeded")
     if sampler is not None:
@@ -118,10 +121,13 @@ def main() -> None:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     records = {n: _envelopes(n) for n in (SMALL, LARGE)}
     runs: dict[str, list[float]] = {v: [] for v in variants}
-    with broker(None, "tansu") as (bootstrap, _pid, where):
-        print(f"broker: {where}; load {os.getloadavg()[0]:.1f}", flush=True)
-        for i in range(args.pairs):
-            for variant in variants:
+    for i in range(args.pairs):
+        # a fresh broker each round (Tansu slows as its in-memory store fills), and the
+        # order reversed every other round, so neither favours a variant
+        order = variants if i % 2 == 0 else variants[::-1]
+        with broker(None, "tansu") as (bootstrap, _pid, where):
+            print(f"round {i + 1}: {where}; load {os.getloadavg()[0]:.1f}", flush=True)
+            for variant in order:
                 small = drain(bootstrap, records[SMALL], variant)
                 large = drain(bootstrap, records[LARGE], variant)
                 us = 1e6 * (large - small) / (LARGE - SMALL)

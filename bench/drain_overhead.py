@@ -2,17 +2,17 @@
 
     python bench/drain_overhead.py [--variants off,events,metrics] [--pairs 5]
 
-For each variant, one ``Worker(app, concurrency=8).run(burst=True)`` in this process drains
+For each variant, one ``Worker(app, concurrency=8).run(burst=True)`` in a fresh process drains
 10,000 and then 40,000 pre-produced ``bench.noop`` envelopes on fresh topics; the variant's
 figure is the process CPU of the 40,000 drain minus that of the 10,000 drain, per extra task
-(the group join and the end of the burst cancel out, and no client shares the machine's time
-with the worker). Each round starts a fresh embedded Tansu (it slows as its in-memory store
-fills, which made the later variants of a round look dearer) and runs the variants in
-reverse order every other round (off, events; events, off; ...), so neither the store nor a
-change in the machine's load favours one. Median (min-max) of ``--pairs`` rounds and the
-change against the first variant are printed. Each 40,000 drain also prints the CPU of each
-librdkafka broker thread started during it (``/proc/self/task``, by thread id): a broker
-thread spinning shows there as one far above the others (~0.2 s).
+(the group join and the end of the burst cancel out, no client shares the machine's time
+with the worker, and nothing an earlier run left in a process weighs on the next). Each
+round starts a fresh embedded Tansu (it slows as its in-memory store fills) and runs the
+variants in reverse order every other round (off, events; events, off; ...), so neither the
+store nor a change in the machine's load favours one. Median (min-max) of ``--pairs`` rounds
+and the change against the first variant are printed. Each 40,000 drain also prints the CPU
+of each librdkafka broker thread started during it (``/proc/self/task``, by thread id): a
+broker thread spinning shows there as one far above the others (~0.2 s).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -100,7 +101,7 @@ def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str
         metrics="metrics" in variant,
         heartbeat_interval=60,
     )
-    sampler = ThreadSampler() if len(records) == LARGE else None
+    sampler = ThreadSampler() if len(records) == LARGE else None  # measures this process
     before = time.process_time()
     stats = worker.run(install_signal_handlers=False, burst=True)
     used = time.process_time() - before
@@ -112,14 +113,33 @@ def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str
     return used
 
 
+def drain_in_child(bootstrap: str, n: int, variant: str) -> float:
+    """:func:`drain` in a fresh process (what a worker process is): nothing a run leaves
+    behind in a process (threads, clients) can weigh on the next one."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", f"{bootstrap},{n},{variant}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print(line, flush=True)
+    return float(lines[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", default="off,events", help="off, events, metrics, ...")
     ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # BOOTSTRAP,N,VARIANT: one drain
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if args.child:
+        bootstrap, n, variant = args.child.split(",")
+        print(drain(bootstrap, _envelopes(int(n)), variant))
+        return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    records = {n: _envelopes(n) for n in (SMALL, LARGE)}
     runs: dict[str, list[float]] = {v: [] for v in variants}
     for i in range(args.pairs):
         # a fresh broker each round (Tansu slows as its in-memory store fills), and the
@@ -128,8 +148,8 @@ def main() -> None:
         with broker(None, "tansu") as (bootstrap, _pid, where):
             print(f"round {i + 1}: {where}; load {os.getloadavg()[0]:.1f}", flush=True)
             for variant in order:
-                small = drain(bootstrap, records[SMALL], variant)
-                large = drain(bootstrap, records[LARGE], variant)
+                small = drain_in_child(bootstrap, SMALL, variant)
+                large = drain_in_child(bootstrap, LARGE, variant)
                 us = 1e6 * (large - small) / (LARGE - SMALL)
                 runs[variant].append(us)
                 load = os.getloadavg()[0]

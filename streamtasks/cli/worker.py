@@ -4,12 +4,16 @@ over :class:`streamtasks.worker.Worker` and, with ``--processes``, its superviso
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 
 from streamtasks.cli.common import AppArg, fail
 from streamtasks.errors import ConfigError, StreamtasksError
+
+if TYPE_CHECKING:
+    from streamtasks.worker.stopsignals import StopRelay
 
 __all__ = ["worker"]
 
@@ -84,10 +88,16 @@ def worker(
     Example: streamtasks worker myproj.tasks:app --events   (then: streamtasks events APP -f)
     Example: streamtasks worker myproj.tasks:app --processes 2 --metrics-port 9100
     """
-    from streamtasks._loading import load_app
-    from streamtasks.worker import Worker
+    from streamtasks.worker.stopsignals import StopRelay, drain_then_force, on_stop_signals
 
+    # first thing: a SIGTERM while the app loads or the worker is built is a clean stop (a
+    # supervisor or an orchestrator may stop a process that is still starting), not a kill
+    relay = StopRelay()
+    restore = on_stop_signals(drain_then_force(relay))
     try:
+        from streamtasks._loading import load_app
+        from streamtasks.worker import Worker
+
         the_app = load_app(app)  # fail fast in the supervisor too
         if processes < 1:
             raise ConfigError(f"--processes must be >= 1, got {processes}")
@@ -97,6 +107,8 @@ def worker(
             from streamtasks.worker.supervisor import Supervisor, child_args
 
             supervisor = Supervisor(child_args(sys.argv[1:]), processes, metrics_port=metrics_port)
+            if _stopped_while_starting(relay):
+                return
             raise typer.Exit(supervisor.run())
         w = Worker(
             the_app,
@@ -117,6 +129,20 @@ def worker(
             metrics=metrics_record,
             metrics_lag_interval=metrics_lag_interval,
         )
-        w.run(burst=burst)
+        if _stopped_while_starting(relay):
+            return
+        relay.connect(w.stop)  # from here a signal drains (or forces) this worker
+        w.run(burst=burst, install_signal_handlers=False)
     except StreamtasksError as exc:
         fail(exc)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _stopped_while_starting(relay: StopRelay) -> bool:
+    """A stop signal came before anything ran: nothing to drain, so exit 0 now."""
+    if relay.pending is None:
+        return False
+    structlog.get_logger("streamtasks.worker").info("stopped before it started")
+    return True

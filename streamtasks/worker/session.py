@@ -99,8 +99,9 @@ class Session:
         self.producer.flush(5.0)
         if self.events_producer is not None:
             self.events_producer.flush(5.0)
-        if wait_for_pool:
-            self.pool.shutdown(timeout=1.0)
+        # the task threads end once idle either way (a run must not leave threads behind: a
+        # process may run workers one after another); only a clean stop waits for them
+        self.pool.shutdown(timeout=1.0 if wait_for_pool else 0.0)
         if self.aio is not None:
             self.aio.shutdown(timeout=1.0)
         if self.processes is not None:

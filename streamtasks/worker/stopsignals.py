@@ -3,7 +3,10 @@
 * :func:`on_stop_signals` installs a handler (on the main thread only: Python delivers
   signals there) and returns what restores the previous handlers (None if it installed none);
 * :func:`drain_then_force` is the worker's handler: the first signal asks for a drain, a
-  second one for an immediate stop.
+  second one for an immediate stop;
+* :class:`StopRelay` is a stop target that exists before what it stops: the CLI installs the
+  handler first thing, so a signal during start-up (loading the app, building the worker) is
+  remembered and ends the process cleanly instead of killing it by the default action.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from types import FrameType
 
 import structlog
 
-__all__ = ["Handler", "drain_then_force", "on_stop_signals"]
+__all__ = ["Handler", "StopRelay", "drain_then_force", "on_stop_signals"]
 
 log = structlog.get_logger("streamtasks.worker")
 
@@ -56,3 +59,26 @@ def drain_then_force(stop: Callable[..., None]) -> Handler:
             stop(force=True)
 
     return handler
+
+
+class StopRelay:
+    """Call it like :meth:`Worker.stop`; until :meth:`connect` gives it the real target it only
+    remembers the request (:attr:`pending`: None, or whether a forced stop was asked), and
+    :meth:`connect` hands a remembered request over. Called from a signal handler on the main
+    thread, so it takes no lock."""
+
+    def __init__(self) -> None:
+        self._target: Callable[..., None] | None = None
+        self.pending: bool | None = None
+
+    def __call__(self, *, force: bool = False) -> None:
+        target = self._target
+        if target is None:
+            self.pending = force or bool(self.pending)
+        else:
+            target(force=force)
+
+    def connect(self, target: Callable[..., None]) -> None:
+        self._target = target
+        if self.pending is not None:
+            target(force=self.pending)

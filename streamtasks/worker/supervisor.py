@@ -5,7 +5,8 @@ Invariants: a child that exits while the supervisor is not stopping is restarted
 children with growing backoff, up to 30 s); SIGTERM/SIGINT to the supervisor is forwarded once
 per signal (the first drains, a second stops at once — the children's own rule); children run
 in their own session, so a terminal's Ctrl-C reaches them only through the supervisor; the
-supervisor exits when every child has exited after a stop.
+supervisor exits when every child has exited after a stop, with 0 when each stopped as asked
+(exit 0, or the forwarded SIGTERM ended a child still starting up).
 
 Metrics (``--metrics-port N``): the supervisor serves the port, so it is bound (or refused, with
 a :class:`~streamtasks.errors.ConfigError`) before any child starts and stays up while children
@@ -48,6 +49,7 @@ class _Slot:
         self.started = 0.0
         self.backoff = 0.5
         self.restart_at = 0.0
+        self.signalled = False  # the supervisor forwarded a stop signal to the current process
 
 
 class Supervisor:
@@ -88,6 +90,7 @@ class Supervisor:
 
     def _start(self, slot: _Slot) -> None:
         slot.proc = subprocess.Popen(self._argv, start_new_session=True, env=self._env)
+        slot.signalled = False
         slot.started = time.monotonic()
         log.info("worker process started", index=slot.index, pid=slot.proc.pid)
 
@@ -100,6 +103,7 @@ class Supervisor:
         for slot in self._slots:
             if slot.proc is not None and slot.proc.poll() is None:
                 slot.proc.send_signal(signal.SIGTERM)
+                slot.signalled = True
 
     def _exited(self, slot: _Slot, proc: subprocess.Popen[bytes], now: float) -> None:
         if self._metrics_dir is not None:  # its live gauges (in flight, lag) are gone with it
@@ -150,7 +154,16 @@ class Supervisor:
             stop_metrics()
         codes = [slot.proc.returncode for slot in self._slots if slot.proc is not None]
         log.info("supervisor stopped", returncodes=codes)
-        return 0 if all(c == 0 for c in codes) else 1
+        return 0 if all(_clean(slot) for slot in self._slots) else 1
+
+
+def _clean(slot: _Slot) -> bool:
+    """The child stopped as asked: exit 0, or ended by the SIGTERM forwarded to it (it was
+    still starting, before its own handler was in place: nothing to drain yet)."""
+    if slot.proc is None:
+        return True
+    code = slot.proc.returncode
+    return code == 0 or (slot.signalled and code == -signal.SIGTERM)
 
 
 #: options the supervisor takes for itself (a child gets ``--metrics-record`` instead of a port)

@@ -292,7 +292,8 @@ def test_the_supervisor_restarts_a_crashed_worker_process_and_drains_on_sigterm(
         assert events("worker process exited; restarting")
         assert [h.get(timeout=120) for h in handles] == list(range(2000))
         # And SIGTERM stops the supervisor and its children cleanly
-        assert sup.terminate(timeout=60) == 0
+        code = sup.terminate(timeout=60)
+        assert code == 0, sup.log_text()[-6000:]
         for pid in children():
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)

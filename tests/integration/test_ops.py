@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -194,6 +195,11 @@ def test_worker_run_burst_returns_once_drained_with_due_retries_done(
     again = Worker(app).run(install_signal_handlers=False, burst=True)
     assert again.received == 0  # the first run committed all of it
     app.close()
+    # ... and the runs left no task thread behind (a process may run workers one by one)
+    for thread in threading.enumerate():
+        if thread.name.startswith("streamtasks-task-"):
+            thread.join(5)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("streamtasks-task-")]
 
 
 @pytest.mark.timeout(120)

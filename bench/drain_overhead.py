@@ -1,6 +1,7 @@
 """Per-task worker CPU of optional features, measured on a burst drain in one process.
 
     python bench/drain_overhead.py [--variants off,events,metrics] [--pairs 5]
+    python bench/drain_overhead.py --variants off,c1,pp256   (1 task thread; per-partition 256)
 
 For each variant, one ``Worker(app, concurrency=8).run(burst=True)`` in a fresh process drains
 10,000 and then 40,000 pre-produced ``bench.noop`` envelopes on fresh topics; the variant's
@@ -87,6 +88,15 @@ class ThreadSampler:
         ]
 
 
+def _option(variant: str, prefix: str) -> int | None:
+    """``c4`` in a variant (``c4``, ``events+c4``) sets the task threads, ``w512`` the
+    worker's ``max_in_flight``, ``pp100`` its ``max_in_flight_per_partition``."""
+    for part in variant.split("+"):
+        if part.startswith(prefix) and part[len(prefix) :].isdigit():
+            return int(part[len(prefix) :])
+    return None
+
+
 def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str) -> float:
     """Process CPU seconds of one burst drain of ``records`` with ``variant``'s options."""
     app = make_app(f"drain{uuid.uuid4().hex[:8]}", bootstrap)
@@ -96,11 +106,35 @@ def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str
     producer.flush(60)
     worker = Worker(
         app,
-        concurrency=8,
+        concurrency=_option(variant, "c") or 8,
+        max_in_flight=_option(variant, "w"),
+        max_in_flight_per_partition=_option(variant, "pp"),
         events="events" in variant,
         metrics="metrics" in variant,
         heartbeat_interval=60,
     )
+    if "gcfreeze" in variant:
+        import gc
+
+        gc.freeze()
+    if "gcthr" in variant:
+        import gc
+
+        gc.set_threshold(20_000, 50, 100)
+    gc_time = [0.0, 0.0, 0.0]
+    gc_count = [0, 0, 0]
+    gc_start = [0.0]
+    if "gctime" in variant:
+        import gc
+
+        def _cb(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_start[0] = time.perf_counter()
+            else:
+                gc_time[info["generation"]] += time.perf_counter() - gc_start[0]
+                gc_count[info["generation"]] += 1
+
+        gc.callbacks.append(_cb)
     sampler = ThreadSampler() if len(records) == LARGE else None  # measures this process
     before = time.process_time()
     stats = worker.run(install_signal_handlers=False, burst=True)
@@ -108,6 +142,8 @@ def drain(bootstrap: str, records: list[tuple[str, bytes, object]], variant: str
     app.close()
     if stats.succeeded != len(records):
         raise SystemExit(f"{variant}: {stats.succeeded} of {len(records)} tasks succeeded")
+    if "gctime" in variant:
+        print(f"    gc: {gc_count} collections, {[round(t, 3) for t in gc_time]} s", flush=True)
     if sampler is not None:
         print(f"    librdkafka broker threads (s): {sampler.broker_threads()}", flush=True)
     return used

@@ -65,3 +65,56 @@ def test_records_after_one_the_producer_refused_are_not_left_pending() -> None:
     else:
         raise AssertionError("the refusal was not raised")
     assert ledger.pending() == ["task 0", "task 1", "task 2"]
+
+
+class _RecordingProducer(_FakeProducer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.full_once = False
+        self.calls: list[tuple[str, float]] = []
+
+    def poll(self, timeout: float) -> int:
+        self.calls.append(("poll", timeout))
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        self.calls.append(("flush", timeout))
+        return 0
+
+
+def _sender(linger_ms: float) -> tuple[Any, _RecordingProducer]:
+    from streamtasks import App
+
+    app = App("app", bootstrap_servers="127.0.0.1:1")
+    producer = _RecordingProducer()
+    app._producer = producer  # type: ignore[assignment]
+    app._linger_s = linger_ms / 1000
+    return app, producer
+
+
+def test_a_send_after_a_quiet_spell_goes_out_at_once_and_back_to_back_sends_batch() -> None:
+    import time
+
+    from streamtasks.producing import IDLE_SEND_WAIT
+
+    app, producer = _sender(linger_ms=20)
+    record = [("t", b"v", "k", [], "task 1")]
+    # the first send (nothing sent before): flushed, waiting at most IDLE_SEND_WAIT
+    app.produce_many(record)
+    # back to back: left to the linger, so a burst keeps batching
+    app.produce_many(record)
+    app.produce_many(record)
+    time.sleep(0.011)  # more than half the linger since the last send: quiet again
+    app.produce_many(record)
+    assert producer.calls == [
+        ("flush", IDLE_SEND_WAIT),
+        ("poll", 0),
+        ("poll", 0),
+        ("flush", IDLE_SEND_WAIT),
+    ]
+
+
+def test_without_a_linger_a_send_is_never_flushed() -> None:
+    app, producer = _sender(linger_ms=0)
+    app.produce_many([("t", b"v", "k", [], "task 1")])
+    assert producer.calls == [("poll", 0)]

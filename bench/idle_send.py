@@ -5,8 +5,8 @@
 One idempotent producer (``linger.ms`` 5) on an embedded Tansu; each mode produces ``--n``
 records one at a time, 3 ms apart, and measures produce() -> delivery report: ``plain``
 (poll until delivered), ``flush0`` (``flush(0)`` right after produce()), ``flush0.0002`` and
-``flush0.001`` (``flush(timeout)``: returns once delivered, or after the timeout). This is
-what streamtasks' client does for a send after a quiet spell (``flush(0.001)``); p50 / p99 ms.
+``flush0.001`` (``flush(timeout)``: returns once delivered, or after the timeout); p50 / p99
+ms. The basis of the "sends after a quiet spell" trial in bench/README.md (tried, reverted).
 """
 
 from __future__ import annotations

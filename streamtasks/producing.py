@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -25,14 +24,9 @@ from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.headers import REVOKED_AT
 from streamtasks.wire.topics import Headers, revoked_topic
 
-__all__ = ["IDLE_SEND_WAIT", "Producing"]
+__all__ = ["Producing"]
 
 log = structlog.get_logger("streamtasks.app")
-
-#: seconds a send after a quiet spell waits for its acknowledgement (it returns as soon as the
-#: broker answered, ~0.2-0.5 ms here; with a bare flush(0) the p99 still waited out the linger:
-#: bench/idle_send.py)
-IDLE_SEND_WAIT = 0.001
 
 
 class Producing:
@@ -47,17 +41,13 @@ class Producing:
         # Records produced and not yet acknowledged (label: task id or topic), and the ones
         # the broker never acknowledged since the last flush: nothing is dropped silently.
         self._ledger = Ledger()
-        self._linger_s = 0.0  # the client producer's linger.ms, in seconds
-        self._last_send = 0.0  # time.monotonic() of the last produce_many
 
     @property
     def producer(self) -> Producer:
         if self._producer is None:
             with self._lock:
                 if self._producer is None:
-                    config = self.settings.client_producer()
-                    self._linger_s = float(config.get("linger.ms", 5)) / 1000
-                    self._producer = clients.make_producer(config)
+                    self._producer = clients.make_producer(self.settings.client_producer())
                     if not self._atexit_registered:
                         atexit.register(self._flush_at_exit)
                         self._atexit_registered = True
@@ -95,21 +85,10 @@ class Producing:
 
     def produce_many(self, records: Sequence[Outgoing]) -> list[Delivery]:
         """Produce task records back to back; one :class:`Delivery` per record, in order.
-        Tracked like :meth:`produce` (see :func:`~streamtasks.kafka.ledger.produce_batch`).
-
-        Records sent after a quiet spell (nothing sent for half of ``linger.ms``: a sender
-        slower than 400 sends a second at the default 5 ms) go out at once instead of
-        waiting out the linger for company that seldom comes; the call then waits up to
-        :data:`IDLE_SEND_WAIT` for their acknowledgement. Back-to-back sends keep batching."""
+        Tracked like :meth:`produce` (see :func:`~streamtasks.kafka.ledger.produce_batch`)."""
         if not records:
             return []
-        producer = self.producer
-        now = time.monotonic()
-        idle = now - self._last_send >= self._linger_s / 2 > 0
-        self._last_send = now
-        return produce_batch(
-            producer, self._ledger, records, send_now=IDLE_SEND_WAIT if idle else 0.0
-        )
+        return produce_batch(self.producer, self._ledger, records)
 
     def revoke(self, task_id: str, *, timeout: float = 30.0) -> None:
         """Mark ``task_id`` so no worker starts it (persistently); it ends REVOKED. A task

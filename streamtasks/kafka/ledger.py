@@ -98,14 +98,10 @@ class _Entry(Delivery):
         self.done = True
 
 
-def produce_batch(
-    producer: Any, ledger: Ledger, records: Sequence[Outgoing], *, send_now: float = 0.0
-) -> list[Delivery]:
+def produce_batch(producer: Any, ledger: Ledger, records: Sequence[Outgoing]) -> list[Delivery]:
     """Produce ``records`` back to back (waiting for room when the local queue is full), each
     entered in ``ledger``; one :class:`Delivery` per record, in order. If the producer refuses
-    one, the call raises and that record and the ones after it were not produced.
-    ``send_now`` (seconds, > 0): send them without waiting out ``linger.ms``, waiting at
-    most that long for their acknowledgement (``flush``)."""
+    one, the call raises and that record and the ones after it were not produced."""
     if not records:
         return []
     first = ledger.enter([rec[4] for rec in records])
@@ -124,8 +120,5 @@ def produce_batch(
     except BaseException:
         ledger.withdraw(range(first + n, first + len(records)))
         raise
-    if send_now > 0:
-        producer.flush(send_now)  # serves delivery callbacks like poll(0) does
-    else:
-        producer.poll(0)
+    producer.poll(0)
     return deliveries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -28,9 +29,9 @@ class FakeProducer:
         return 0
 
 
-def wait_for(cond: object, timeout: float = 5.0) -> None:
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
+    while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.001)
 

@@ -50,7 +50,15 @@ def test_the_callback_fires_exactly_once_when_members_are_retried_and_a_worker_i
     assert probe.ready(), "the group did not get half way"
     (first,) = consume_all(kafka_bootstrap, chords_topic(ns), expect=1, timeout=30)[:1]
     joiner_partition = f"{chords_topic(ns)}[{first.partition()}]"
-    (victim,) = [w for w in workers if joiner_partition in w.assignment()]
+    # (read until one owns it: a rebalance, e.g. on the chords topic's creation, leaves a
+    # moment when neither does)
+    owners = [w for w in workers if joiner_partition in w.assignment()]
+    deadline = time.monotonic() + 60
+    while len(owners) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        owners = [w for w in workers if joiner_partition in w.assignment()]
+    assert len(owners) == 1, f"{joiner_partition} owned by {len(owners)} workers, not 1"
+    (victim,) = owners
     victim.kill()
     start_workers(1, wait=False)
     # Then the callback gets all 300 results, in member order, and ran exactly once

@@ -132,7 +132,11 @@ def test_workers_joining_and_leaving_every_few_seconds_lose_nothing(
     workers = start_workers(2, *flags)
     handles = [app.tasks["work"].send(i, sleep_ms=3) for i in range(n)]
     app.flush()
-    # churn: every ~2 s one worker leaves (graceful SIGTERM or kill -9) and a new one joins
+    # churn: every ~2 s one worker leaves (graceful SIGTERM or kill -9) and a new one joins.
+    # On Kafka the next one may leave in the middle of a join round. Tansu has a gap there
+    # (BROKER.md: a member that leaves while its JoinGroup is pending is still elected leader,
+    # never syncs, and the group stays wedged for good), so there one leaves only once the
+    # group has settled.
     for step in range(6):
         time.sleep(2)
         leaving = workers.pop(0)
@@ -140,7 +144,7 @@ def test_workers_joining_and_leaving_every_few_seconds_lose_nothing(
             leaving.kill()
         else:
             leaving.terminate(timeout=30)
-        workers.extend(start_workers(1, *flags, wait=False))
+        workers.extend(start_workers(1, *flags, wait=broker_kind == "tansu"))
     assert [h.get(timeout=240) for h in handles] == list(range(n))
     records = consume_all(kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=60)
     per_id = Counter(m.key() for m in records)

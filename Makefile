@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/streamtasks demo
 
 ## test: lint, type-check, the unit tests once, the integration and fault tests on both brokers
-## (the embedded Tansu, then Apache Kafka: needs Java 17+ and, the first time, Maven)
+## (the embedded Tansu and Apache Kafka, side by side: Kafka needs Java 17+ and, the first
+## time, Maven)
 test: lint types pytest
 
 ## check: what CI runs — ruff (incl. the layering rules), mypy --strict, every test
@@ -35,16 +36,19 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy --strict streamtasks
 
-pytest: pytest-unit pytest-tansu pytest-kafka
+# the two broker passes run side by side (each waits on brokers and worker processes far more
+# than it computes); each pass's output is printed whole when it ends
+pytest: pytest-unit
+	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-tansu pytest-kafka
 
 pytest-unit: $(STAMP)
 	$(BIN)/pytest -ra tests/unit
 
 pytest-tansu: $(STAMP) $(NODE_DEPS)
-	STREAMTASKS_TEST_BROKER=tansu $(BIN)/pytest -ra tests/integration
+	STREAMTASKS_TEST_BROKER=tansu $(BIN)/pytest -ra --durations=15 tests/integration
 
 pytest-kafka: kafka-jars $(NODE_DEPS)
-	STREAMTASKS_TEST_BROKER=kafka $(BIN)/pytest -ra tests/integration
+	STREAMTASKS_TEST_BROKER=kafka $(BIN)/pytest -ra --durations=15 tests/integration
 
 ## kafka-jars: resolve the pinned Apache Kafka with Maven once (cache: $$STREAMTASKS_BROKER_CACHE)
 kafka-jars: $(STAMP)

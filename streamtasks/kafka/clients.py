@@ -7,11 +7,12 @@ construction or topic administration; a bad librdkafka property surfaces as a
 
 from __future__ import annotations
 
+import gc
 import time
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     Consumer,
@@ -80,13 +81,58 @@ _admin_errors: weakref.WeakKeyDictionary[AdminClient, list[KafkaError]] = (
 _SETUP_ERRORS = frozenset({KafkaError._SSL, KafkaError._AUTHENTICATION})
 
 
+#: The configuration each client of :func:`make_admin` was built from, for the private client
+#: of :func:`_on_own_client`.
+_admin_configs: weakref.WeakKeyDictionary[AdminClient, dict[str, Any]] = weakref.WeakKeyDictionary()
+_T = TypeVar("_T")
+#: Seconds a coordinator request's future may take beyond its ``request_timeout``: the request
+#: then fails with librdkafka's own error (which names the cause), and never is still under
+#: way when its client is destroyed.
+_GRACE = 1.0
+
+
 def make_admin(cfg: dict[str, Any]) -> AdminClient:
+    given = cfg
     errors: list[KafkaError] = []
     if "error_cb" not in cfg:
         cfg = {**cfg, "error_cb": errors.append}
     admin: AdminClient = _build("admin", AdminClient, cfg)
     _admin_errors[admin] = errors
+    _admin_configs[admin] = given
     return admin
+
+
+def _on_own_client(admin: AdminClient, request: Callable[[AdminClient], _T]) -> _T:
+    """Run one group-coordinator request (describe a group, read or set its offsets) on a
+    private admin client built like ``admin``, and destroy that client before returning or
+    raising.
+
+    librdkafka 2.16 aborts the whole process (``rd_kafka_enq_once_del_source_return:
+    Assertion `eonce->refcnt > 0' failed``) when a broker comes back while a client whose
+    coordinator request timed out during the outage is still alive. Long-lived admin clients
+    (the dashboard's status loop) and the reference cycle a failed future leaves (future,
+    exception, traceback, frame) would keep such a client until the outage ends. The private
+    one is gone before then, and the exception raised here holds no frame that holds it.
+    """
+    cfg = _admin_configs.get(admin)
+    if cfg is None:  # not built by make_admin: there is nothing to copy it from
+        return request(admin)
+    own = make_admin(cfg)
+    alive = weakref.ref(own)
+    failure: Exception
+    try:
+        return request(own)
+    except Exception as exc:
+        failure = exc
+    finally:
+        del own
+    chained: BaseException | None = failure
+    while chained is not None:  # the tracebacks hold the request's frames, and so the client
+        chained.__traceback__ = None
+        chained = chained.__cause__ or chained.__context__
+    if alive() is not None:  # still held by a cycle of the failed future: collect it now
+        gc.collect()
+    raise failure
 
 
 def apply_topics(
@@ -245,8 +291,12 @@ class GroupInfo:
 def describe_group(admin: AdminClient, group: str, *, timeout: float = 10.0) -> GroupInfo:
     """The group's state and members (an unknown group: state ``UNKNOWN``, no members)."""
     try:
-        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
-        desc = futures[group].result(timeout=timeout)
+        desc = _on_own_client(
+            admin,
+            lambda a: a.describe_consumer_groups([group], request_timeout=timeout)[group].result(
+                timeout=timeout + _GRACE
+            ),
+        )
     except KafkaException as exc:
         err = exc.args[0]
         if err.code() in (KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.GROUP_ID_NOT_FOUND):
@@ -273,8 +323,12 @@ def committed_offsets(
     """The group's committed offset per partition of ``topic`` (None: never committed)."""
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
     try:
-        futures = admin.list_consumer_group_offsets([request], request_timeout=timeout)
-        got = futures[group].result(timeout=timeout)
+        got = _on_own_client(
+            admin,
+            lambda a: a.list_consumer_group_offsets([request], request_timeout=timeout)[
+                group
+            ].result(timeout=timeout + _GRACE),
+        )
     except KafkaException as exc:
         raise BrokerError(f"cannot read the offsets of {group!r}: {exc.args[0].str()}") from exc
     out: dict[int, int | None] = {p: None for p in partitions}
@@ -289,9 +343,11 @@ def alter_offsets(
     """Set the group's committed offsets of ``topic`` (the group must have no members)."""
     parts = [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
     try:
-        futures = admin.alter_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group, parts)], request_timeout=timeout
+        _on_own_client(
+            admin,
+            lambda a: a.alter_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, parts)], request_timeout=timeout
+            )[group].result(timeout=timeout + _GRACE),
         )
-        futures[group].result(timeout=timeout)
     except KafkaException as exc:
         raise BrokerError(f"the broker refused the new offsets: {exc.args[0].str()}") from exc

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaException
 
 from streamtasks.config import Settings
+from streamtasks.errors import BrokerError
 from streamtasks.kafka import clients
 
 __all__ = ["FIRST_WARNING", "REPEAT_WARNING", "AssignmentWatch", "describe_group"]
@@ -36,21 +36,20 @@ REPEAT_WARNING = 120.0
 
 def describe_group(settings: Settings, group_id: str, timeout: float = 5.0) -> dict[str, Any]:
     """``{"state": ..., "members": [{"client_id", "host", "partitions"}, ...]}`` of a group,
-    or ``{"state": "unknown", "error": ...}`` when the admin API cannot tell."""
+    or ``{"state": "unknown", "error": ...}`` when the admin API cannot tell. (The request runs
+    on a client of its own that is gone before this returns: see ``clients._on_own_client``.)"""
     admin = clients.make_admin(settings.admin())
     try:
-        future = admin.describe_consumer_groups([group_id], request_timeout=timeout)[group_id]
-        desc = future.result(timeout=timeout + 1)
-    except KafkaException as exc:
-        return {"state": "unknown", "error": exc.args[0].str() if exc.args else str(exc)}
+        info = clients.describe_group(admin, group_id, timeout=timeout)
+    except BrokerError as exc:
+        return {"state": "unknown", "error": str(exc)}
     except Exception as exc:  # e.g. a timeout of the future: the watch must not die
         return {"state": "unknown", "error": repr(exc)}
-    members = []
-    for m in desc.members:
-        parts = m.assignment.topic_partitions if m.assignment is not None else []
-        members.append({"client_id": m.client_id, "host": m.host, "partitions": len(parts)})
-    state = getattr(desc.state, "name", str(desc.state))
-    return {"state": state, "members": members}
+    members = [
+        {"client_id": m.client_id, "host": m.host, "partitions": len(m.partitions)}
+        for m in info.members
+    ]
+    return {"state": info.state, "members": members}
 
 
 class AssignmentWatch:

@@ -11,11 +11,25 @@ from pathlib import Path
 import pytest
 
 from streamtasks import App
-from streamtasks.testing import WorkerProcess, unique_name, wait_for_workers
+from streamtasks.testing import ENV_TEST_BROKER, WorkerProcess, unique_name, wait_for_workers
 from tests.integration.apps.basic import build
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SPEC = "tests.integration.apps.basic:app"
+
+#: The fixtures through which a test meets the session's broker. A test that uses none of them
+#: (it starts its own broker, or uses none) does the same in both passes of `make test`, so it
+#: runs once, in the Tansu pass.
+_SESSION_BROKER_FIXTURES = frozenset({"kafka_bootstrap", "broker_kind", "kafka_broker"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(ENV_TEST_BROKER, "").lower() != "kafka":
+        return
+    once = pytest.mark.skip(reason="uses no session broker: runs once, in the Tansu pass")
+    for item in items:
+        if not _SESSION_BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(once)
 
 
 def run_cli(

@@ -506,3 +506,62 @@ def test_a_worker_says_once_that_its_broker_went_away_and_when_it_is_back() -> N
     raw = [e for e in events[:unreachable_at] if e.get("source") == "librdkafka"]
     assert len(raw) <= 6, raw
     assert not any(line.startswith("%") for line in worker.log_text().splitlines())
+
+
+# -- a group request that timed out in an outage must not crash the process when it ends ----
+_OUTAGE_SCRIPT = """
+import sys
+from streamtasks.config import Settings
+from streamtasks.dev.broker import EmbeddedBroker
+from streamtasks.errors import BrokerError
+from streamtasks.kafka import clients
+from streamtasks.worker import groupwatch
+
+with EmbeddedBroker() as broker:
+    boot = broker.bootstrap_servers
+    admin = clients.make_admin({"bootstrap.servers": boot})  # long-lived, like the dashboard's
+    print("up:", clients.describe_group(admin, "g", timeout=5).state, flush=True)
+    broker.stop()
+    calls = [
+        lambda: clients.describe_group(admin, "g", timeout=2),
+        lambda: clients.committed_offsets(admin, "g", "t", [0], timeout=2),
+        lambda: clients.alter_offsets(admin, "g", "t", {0: 0}, timeout=2),
+    ]
+    for call in calls:
+        try:
+            call()
+        except BrokerError as exc:
+            print("down:", exc, flush=True)
+    print("watch:", groupwatch.describe_group(Settings("x", boot), "g", timeout=2), flush=True)
+    broker.start()
+    for _ in range(5):  # round trips on the same client once the broker is back
+        print("back:", clients.describe_group(admin, "g", timeout=10).state, flush=True)
+    print("survived", flush=True)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_group_requests_that_timed_out_in_an_outage_do_not_crash_the_process_after_it() -> None:
+    # Given a process with a long-lived admin client, whose group requests (describe, read and
+    # set offsets, the worker's group watch) time out while the broker is down
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    # When the broker comes back (librdkafka 2.16 aborts the process here if a client whose
+    # coordinator request timed out is still alive)
+    proc = subprocess.run(
+        [sys.executable, "-c", _OUTAGE_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    # Then each request failed with a clear error, and the process lives on
+    out = proc.stdout
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{proc.stderr[-2000:]}"
+    assert out.count("down: ") == 3 and "Timed out" in out, out
+    assert "'state': 'unknown'" in out.split("watch:")[1], out
+    assert out.count("back: ") == 5 and "survived" in out, out

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Kafka client (they skip, saying why, without node/npm)
 NODE_DEPS := tests/node/node_modules/.installed
 
-.PHONY: demo test check lint types pytest pytest-unit pytest-tansu pytest-kafka kafka-jars bench clean node-deps
+.PHONY: demo test check lint types pytest pytest-unit pytest-integration pytest-tansu pytest-kafka kafka-jars bench clean node-deps
 
 node-deps: $(NODE_DEPS)
 
@@ -38,7 +38,9 @@ types: $(STAMP)
 
 # the two broker passes run side by side (each waits on brokers and worker processes far more
 # than it computes); each pass's output is printed whole when it ends
-pytest: pytest-unit
+pytest: pytest-unit pytest-integration
+
+pytest-integration: $(STAMP)
 	$(MAKE) --no-print-directory -j2 --output-sync=target pytest-tansu pytest-kafka
 
 pytest-unit: $(STAMP)

@@ -370,9 +370,6 @@ class App(Producing):
         clients are made again on next use). Returns how many records were not delivered
         (each logged as an error with its task id); ``0`` when all were enqueued."""
         undelivered = self._flush_at_exit(timeout)
-        early, self._early = self._early, None
-        if early is not None:
-            early.close()
         for listener in (self._listener, self._history):
             if listener is not None:
                 listener.close()

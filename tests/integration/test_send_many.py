@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from streamtasks import App
@@ -43,32 +41,3 @@ def test_send_many_with_one_key_puts_the_batch_in_one_partition_in_order(
     assert len({r.partition() for r in records}) == 1
     ids = [dict(r.headers() or [])["st-id"].decode() for r in records]
     assert ids == [h.id for h in handles]
-
-
-def test_a_lone_send_leaves_at_once_instead_of_waiting_out_a_long_linger(
-    kafka_bootstrap: str, ns: str
-) -> None:
-    # Given a client whose producer lingers 4 s for company
-    lone = App(
-        "lone",
-        namespace=ns,
-        bootstrap_servers=kafka_bootstrap,
-        partitions=1,
-        client_producer_config={"linger.ms": 4000},
-    )
-
-    @lone.task
-    def ping(n: int) -> int:
-        return n
-
-    lone.apply_topics()
-    try:
-        lone.connect(timeout=15)
-        # When one task is sent after a quiet spell
-        started = time.monotonic()
-        handle = ping.send(1)
-        # Then the broker has it long before the linger ran out: the early sender flushed it
-        handle.wait_delivery(3.0)
-        assert time.monotonic() - started < 3.0
-    finally:
-        lone.close()

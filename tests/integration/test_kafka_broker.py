@@ -1,4 +1,5 @@
-"""Guarantees only a real Apache Kafka can prove: compaction, size limits, a broker crash.
+"""Guarantees only a real Apache Kafka can prove: compaction, size limits (a broker crash:
+``test_broker_crash.py``).
 
 Each test names the Tansu gap it needs closed and is skipped there (see BROKER.md); on
 ``STREAMTASKS_TEST_BROKER=kafka`` they all run.
@@ -8,15 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
-from collections.abc import Callable
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streamtasks import App, AsyncResult, TaskStatus
-from streamtasks.dev.kafka import KafkaBroker
 from streamtasks.ops.store import ResultStore
 from streamtasks.testing import BrokerKind, consume_all, create_topics, skip_if_tansu
 from streamtasks.wire.topics import dlq_topic, results_topic, task_topic
@@ -42,10 +40,6 @@ def _set_topic_config(bootstrap: str, topic: str, **settings: str) -> None:
 
 def _headers(msg: Message) -> dict[str, bytes]:
     return {k: v for k, v in (msg.headers() or []) if v is not None}
-
-
-def _distinct_keys(n: int) -> Callable[[list[Message]], bool]:
-    return lambda msgs: len({m.key() for m in msgs}) >= n
 
 
 def _produce_checked(producer: Producer, topic: str, value: bytes, key: bytes) -> KafkaError | None:
@@ -142,70 +136,3 @@ def test_an_oversize_dead_letter_the_dlq_topic_refuses_is_kept_without_its_value
     assert b"1500000 bytes dropped" in headers["st-value-dropped"]
     assert b"too large" in headers["st-value-dropped"].lower()
     assert dead.key() == b"big"
-
-
-# -- broker crash -----------------------------------------------------------------------------
-
-
-@pytest.mark.fault
-@pytest.mark.slow
-# down 35 s: longer than a worker waits (groupwatch.FIRST_WARNING, 30 s) before it asks the
-# broker about its group; librdkafka 2.16 used to abort both workers once the broker was back
-@pytest.mark.parametrize("down_s", [0.0, 35.0], ids=["restart", "down-35s"])
-def test_kill_9_of_the_broker_mid_run_loses_no_task(
-    app: App,
-    start_workers: StartWorkers,
-    kafka_bootstrap: str,
-    ns: str,
-    kafka_broker: KafkaBroker,
-    down_s: float,
-) -> None:
-    n = 5000
-    # Given 2 workers working through 5,000 tasks of ~10 ms
-    workers = start_workers(2, "--concurrency", "4")
-    handles = [app.tasks["work"].send(i, sleep_ms=10) for i in range(n)]
-    app.flush()
-    deadline = time.monotonic() + 120
-    while sum(h.ready() for h in handles) < n // 4:
-        assert time.monotonic() < deadline, "a quarter of the tasks did not finish in 120 s"
-        time.sleep(0.05)
-    # When the broker is killed -9 and restarted on the same data dir and port
-    killed_at = time.monotonic()
-    kafka_broker.kill()
-    done_at_kill = sum(h.ready() for h in handles)
-    time.sleep(down_s)  # the outage itself: nothing to wait for
-    kafka_broker.start()
-    answering = time.monotonic() - killed_at
-    while sum(h.ready() for h in handles) <= done_at_kill:
-        assert time.monotonic() - killed_at < 120 + down_s, "no progress 120 s after the restart"
-        time.sleep(0.05)
-    progressing = time.monotonic() - killed_at
-    # Then every task reaches its final result, with its own value
-    assert done_at_kill < n, "the run ended before the kill; the test proves nothing"
-    deadline = time.monotonic() + 120
-    while not all(h.ready() for h in handles) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    pending = [h.id for h in handles if not h.ready()]
-    in_topic = {
-        m.key() for m in consume_all(kafka_bootstrap, results_topic(ns), expect=n, timeout=10)
-    }
-    assert not pending, (
-        f"[{len(in_topic)} distinct results in the topic, "
-        f"{len({p.encode() for p in pending} & in_topic)} of the pending among them] "
-        f"{len(pending)} tasks without a final result 120 s after the restart (e.g. "
-        f"{pending[:3]}); workers alive: {[w.is_alive() for w in workers]}; last worker log:\n"
-        + "\n".join(w.log_text()[-3000:] for w in workers)
-    )
-    assert [h.get(timeout=30) for h in handles] == list(range(n))
-    # and both workers lived through it (none was restarted)
-    assert all(w.is_alive() for w in workers), "\n".join(w.log_text()[-2000:] for w in workers)
-    records = consume_all(kafka_bootstrap, results_topic(ns), expect=_distinct_keys(n), timeout=60)
-    per_id = Counter(m.key() for m in records)
-    lost = n - len(per_id)
-    duplicates = sum(per_id.values()) - len(per_id)
-    print(
-        f"\nbroker kill -9: tasks={n} done_at_kill={done_at_kill} lost={lost} "
-        f"duplicates={duplicates} broker_answering_after={answering:.1f}s "
-        f"tasks_progressing_after={progressing:.1f}s"
-    )
-    assert lost == 0

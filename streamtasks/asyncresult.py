@@ -57,13 +57,7 @@ class AsyncResult:
         d = self._delivery
         if d is None:
             return
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.1)
-        while not d.done:
-            left = 1.0 if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                break
-            self.app.producer.poll(min(left, 1.0))
-        if not d.done:
+        if not self.app.wait_delivered(d, None if timeout is None else max(timeout, 0.1)):
             raise ResultTimeoutError(f"task {self.id} was not acknowledged by the broker yet")
         if d.error is not None:
             self.app.failure_reported(f"task {self.id}")

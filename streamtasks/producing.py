@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import structlog
@@ -20,6 +21,7 @@ from streamtasks.errors import BrokerError
 from streamtasks.kafka import KafkaError, Message, Producer, clients
 from streamtasks.kafka.delivery import Delivery, produce_with_room
 from streamtasks.kafka.ledger import Ledger, Outgoing, produce_batch
+from streamtasks.kafka.poller import Poller
 from streamtasks.wire.envelope import now_ms
 from streamtasks.wire.headers import REVOKED_AT
 from streamtasks.wire.topics import Headers, revoked_topic
@@ -37,6 +39,7 @@ class Producing:
     def _init_producing(self) -> None:
         self._lock = threading.Lock()
         self._producer: Producer | None = None
+        self._poller: Poller | None = None
         self._atexit_registered = False
         # Records produced and not yet acknowledged (label: task id or topic), and the ones
         # the broker never acknowledged since the last flush: nothing is dropped silently.
@@ -52,6 +55,38 @@ class Producing:
                         atexit.register(self._flush_at_exit)
                         self._atexit_registered = True
         return self._producer
+
+    def wait_delivered(self, delivery: Delivery, timeout: float | None = None) -> bool:
+        """Block until the broker acknowledged (or refused) ``delivery``; ``False`` if
+        ``timeout`` seconds passed first. The producer's callbacks are served meanwhile by a
+        poller thread (started on the first wait), so a waiter is woken at once whichever
+        thread serves its callback."""
+        if delivery.done:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._ensure_poller()
+            left = 1.0 if deadline is None else min(deadline - time.monotonic(), 1.0)
+            if delivery.wait(max(left, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _ensure_poller(self) -> None:
+        poller = self._poller
+        if poller is None or not poller.running:
+            producer = self.producer  # (takes the lock itself when it makes the producer)
+            with self._lock:
+                poller = self._poller
+                if poller is None:
+                    poller = self._poller = Poller(producer)
+            poller.start()
+
+    def _stop_poller(self) -> None:
+        with self._lock:
+            poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.stop()
 
     def produce(
         self,
@@ -131,6 +166,7 @@ class Producing:
         if self._producer is None:
             return 0
         failed = self.flush(timeout)
+        self._stop_poller()  # before the producer is dropped (close) or torn down (exit)
         lost = self.undelivered()
         if lost:
             log.error(

@@ -13,6 +13,7 @@ wait for room is the producer's own ``poll``, so acknowledgements keep flowing m
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,17 +30,47 @@ OnDelivery = Callable[["KafkaError | None", "Message"], None]
 
 
 class Delivery:
-    """The broker's acknowledgement of one produced record (set from a delivery callback)."""
+    """The broker's acknowledgement of one produced record (set from a delivery callback).
 
-    __slots__ = ("done", "error")
+    A thread that needs it blocks in :meth:`wait`, on an event the callback sets, whichever
+    thread serves the callback (the producer's poller, a ``flush()`` elsewhere, a sender's
+    ``poll(0)``); the event is made only for a delivery someone waits on.
+    """
+
+    __slots__ = ("_event", "done", "error")
 
     def __init__(self) -> None:
         self.done = False
         self.error: str | None = None
+        self._event: threading.Event | None = None
 
     def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        self._settle(err)
+
+    def _settle(self, err: KafkaError | None) -> None:
         self.error = None if err is None else err.str()
+        # done before the event is read; a waiter sets the event before it reads done: one
+        # of the two always sees the other's write, so no wake-up is lost
         self.done = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until the delivery report came (True) or ``timeout`` seconds passed (False).
+        Someone must serve the producer's callbacks meanwhile (see :mod:`.poller`)."""
+        if self.done:
+            return True
+        event = self._event
+        if event is None:
+            with _EVENT_LOCK:  # two waiters on one delivery share one event
+                event = self._event
+                if event is None:
+                    event = self._event = threading.Event()
+        return self.done or event.wait(timeout)
+
+
+_EVENT_LOCK = threading.Lock()
 
 
 class Acks:

@@ -94,8 +94,7 @@ class _Entry(Delivery):
 
     def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         self._ledger.report(self._seq, err)
-        self.error = None if err is None else err.str()
-        self.done = True
+        self._settle(err)
 
 
 def produce_batch(producer: Any, ledger: Ledger, records: Sequence[Outgoing]) -> list[Delivery]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from streamtasks import App
@@ -41,3 +44,37 @@ def test_send_many_with_one_key_puts_the_batch_in_one_partition_in_order(
     assert len({r.partition() for r in records}) == 1
     ids = [dict(r.headers() or [])["st-id"].decode() for r in records]
     assert ids == [h.id for h in handles]
+
+
+def test_a_wait_for_the_ack_is_not_stalled_by_another_thread_serving_it(app: App) -> None:
+    # Given a connected app and another thread that flushes the producer right after each
+    # send (as a service's own flush loop would): it serves the delivery callbacks too
+    app.connect(timeout=15)
+    add = app.tasks["add"]
+    kick, stop = threading.Event(), threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            if kick.wait(0.1):
+                kick.clear()
+                app.producer.flush(0.001)
+
+    helper = threading.Thread(target=flusher, daemon=True)
+    helper.start()
+    # When 200 lone tasks are sent and each one's acknowledgement is awaited
+    took = []
+    try:
+        for i in range(200):
+            started = time.monotonic()
+            handle = add.send(i, 0)
+            kick.set()
+            handle.wait_sent(timeout=10)
+            took.append(time.monotonic() - started)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        helper.join(5)
+    # Then no wait slept out a poll timeout because the other thread took its callback
+    # (before the producer's poller: a waiter in producer.poll(1.0) slept ~1.0 s, ~1 in 40)
+    stalled = sorted(t for t in took if t > 0.95)
+    assert not stalled, f"{len(stalled)} of 200 waits took {stalled}"

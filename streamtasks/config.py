@@ -61,8 +61,8 @@ _PRODUCER_DEFAULTS: dict[str, KafkaValue] = {
     "acks": "all",
     "enable.idempotence": True,
     # 5 ms batches a send() loop (at 0 it runs at half the rate, 40 % more CPU a task) and
-    # the workers' outputs; a latency-sensitive sender sets client_producer_config linger.ms
-    # 0, which halves enqueue->done at low rates (bench/README.md, issue 18 latency).
+    # the workers' outputs; a client's send after a quiet spell does not wait it out
+    # (kafka/earlysend.py: enqueue->done at 200/s -4 ms, bench/README.md, issue 18 latency).
     "linger.ms": 5,
     # Same key -> same partition as the Java client, so mixed-language producers agree.
     "partitioner": "murmur2_random",

@@ -78,3 +78,32 @@ def test_a_wait_for_the_ack_is_not_stalled_by_another_thread_serving_it(app: App
     # (before the producer's poller: a waiter in producer.poll(1.0) slept ~1.0 s, ~1 in 40)
     stalled = sorted(t for t in took if t > 0.95)
     assert not stalled, f"{len(stalled)} of 200 waits took {stalled}"
+
+
+def test_a_lone_send_leaves_at_once_instead_of_waiting_out_a_long_linger(
+    kafka_bootstrap: str, ns: str
+) -> None:
+    # Given a client whose producer lingers 4 s for company
+    lone = App(
+        "lone",
+        namespace=ns,
+        bootstrap_servers=kafka_bootstrap,
+        partitions=1,
+        client_producer_config={"linger.ms": 4000},
+    )
+
+    @lone.task
+    def ping(n: int) -> int:
+        return n
+
+    lone.apply_topics()
+    try:
+        lone.connect(timeout=15)
+        # When one task is sent after a quiet spell
+        started = time.monotonic()
+        handle = ping.send(1)
+        # Then the broker has it long before the linger ran out: the early sender flushed it
+        handle.wait_delivery(3.0)
+        assert time.monotonic() - started < 3.0
+    finally:
+        lone.close()

@@ -41,7 +41,7 @@ from bench_app import CONSUMER_CONFIG, make_app  # noqa: E402
 from run import Ctx, broker, pct, st_workers  # noqa: E402
 
 from streamtasks.kafka import reader  # noqa: E402
-from streamtasks.wire.events import TaskEvent, TaskEventType, decode_event  # noqa: E402
+from streamtasks.wire.events import TaskEvent, TaskEventType, decode_events  # noqa: E402
 from streamtasks.wire.topics import events_topic  # noqa: E402
 
 WARMUP = 60
@@ -79,9 +79,9 @@ def _in_order(count: int, handles: list[Any], step: Any, into: list[float]) -> t
 def received_times(app: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for msg in reader.read_to_end(app, [events_topic(app.settings.namespace)]):
-        event = decode_event(msg.value(), msg.headers())
-        if isinstance(event, TaskEvent) and event.type is TaskEventType.RECEIVED:
-            out[event.task_id] = float(event.timestamp)
+        for event in decode_events(msg.value(), msg.headers()):
+            if isinstance(event, TaskEvent) and event.type is TaskEventType.RECEIVED:
+                out[event.task_id] = float(event.timestamp)
     return out
 
 

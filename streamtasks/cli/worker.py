@@ -109,6 +109,8 @@ def worker(
             supervisor = Supervisor(child_args(sys.argv[1:]), processes, metrics_port=metrics_port)
             if _stopped_while_starting(relay):
                 return
+            # a signal from here until run() has its own handlers stops the supervisor too
+            relay.connect(supervisor.stop)
             raise typer.Exit(supervisor.run())
         w = Worker(
             the_app,

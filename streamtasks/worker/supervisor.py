@@ -89,17 +89,28 @@ class Supervisor:
         return close
 
     def _start(self, slot: _Slot) -> None:
+        slot.signalled = False  # before the process exists: a forward may set it from here
         slot.proc = subprocess.Popen(self._argv, start_new_session=True, env=self._env)
-        slot.signalled = False
         slot.started = time.monotonic()
         log.info("worker process started", index=slot.index, pid=slot.proc.pid)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
-        self._stopping.set()
         log.info(
             "forwarding signal to workers", signal=signal.Signals(signum).name, count=self._signals
         )
+        self._forward()
+
+    def stop(self, *, force: bool = False) -> None:
+        """What a stop signal does (the CLI's handler calls it until :meth:`run` has its own):
+        children drain; called again (``force``), they stop at once. Called before
+        :meth:`run`, no child is started."""
+        self._signals += 1
+        log.info("stopping the worker processes", force=force, count=self._signals)
+        self._forward()
+
+    def _forward(self) -> None:
+        self._stopping.set()
         for slot in self._slots:
             if slot.proc is not None and slot.proc.poll() is None:
                 slot.proc.send_signal(signal.SIGTERM)
@@ -120,29 +131,38 @@ class Supervisor:
         )
         slot.proc = None
 
+    def _tend(self) -> int:
+        """One look at the children: restart the ones that exited on their own (unless
+        stopping); returns how many are alive."""
+        alive = 0
+        now = time.monotonic()
+        for slot in self._slots:
+            proc = slot.proc
+            if proc is not None and proc.poll() is None:
+                alive += 1
+                if self._stopping.is_set() and not slot.signalled:
+                    # the stop came while it was being spawned (before slot.proc was set,
+                    # so the forward missed it): it drains like the rest
+                    proc.send_signal(signal.SIGTERM)
+                    slot.signalled = True
+                continue
+            if self._stopping.is_set():
+                continue
+            if proc is not None:  # it exited on its own: a crash (or a kill)
+                self._exited(slot, proc, now)
+            if now >= slot.restart_at:
+                self._start(slot)
+                alive += 1
+        return alive
+
     def run(self) -> int:
         stop_metrics = self._serve_metrics(self._metrics_port)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             for slot in self._slots:
-                self._start(slot)
-            while True:
-                alive = 0
-                now = time.monotonic()
-                for slot in self._slots:
-                    proc = slot.proc
-                    if proc is not None and proc.poll() is None:
-                        alive += 1
-                        continue
-                    if self._stopping.is_set():
-                        continue
-                    if proc is not None:  # it exited on its own: a crash (or a kill)
-                        self._exited(slot, proc, now)
-                    if now >= slot.restart_at:
-                        self._start(slot)
-                        alive += 1
-                if self._stopping.is_set() and alive == 0:
-                    break
+                if not self._stopping.is_set():
+                    self._start(slot)
+            while self._tend() or not self._stopping.is_set():
                 time.sleep(0.1)
         finally:
             for s, h in previous.items():

@@ -247,6 +247,12 @@ def report(r: dict[str, Any]) -> None:
         f"{r['sample_resolved']} resolved by get() at the end, {r['sample_lookups']} by "
         f"look-up in {r['sample_scans']} scans, {r['sample_get_s']:.1f} s)"
     )
+    if not r["recall"]:
+        mem = r["rss_after_recall_mib"]
+        print(
+            f"client RSS after the sample's look-ups: {mem.get('VmRSS', 0):.0f} MiB "
+            f"(peak {mem.get('VmHWM', 0):.0f})"
+        )
     if r["recall"]:
         mem = r["rss_after_recall_mib"]
         print(

@@ -90,11 +90,16 @@ class Producing:
                     poller = self._poller = Poller(producer)
             poller.start()
 
-    def _stop_poller(self) -> None:
+    def _stop_threads(self) -> None:
+        """End the poller and the early sender, before the producer is dropped (close) or
+        torn down (exit); the next use makes them again."""
         with self._lock:
             poller, self._poller = self._poller, None
+            early, self._early = self._early, None
         if poller is not None:
             poller.stop()
+        if early is not None:
+            early.close()
 
     def produce(
         self,
@@ -183,12 +188,7 @@ class Producing:
         if self._producer is None:
             return 0
         failed = self.flush(timeout)
-        # both threads end before the producer is dropped (close) or torn down (exit)
-        self._stop_poller()
-        with self._lock:
-            early, self._early = self._early, None
-        if early is not None:
-            early.close()
+        self._stop_threads()
         lost = self.undelivered()
         if lost:
             log.error(

@@ -95,21 +95,17 @@ class Supervisor:
         log.info("worker process started", index=slot.index, pid=slot.proc.pid)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
-        log.info(
-            "forwarding signal to workers", signal=signal.Signals(signum).name, count=self._signals
-        )
-        self._forward()
+        self._forward("forwarding signal to workers", signal=signal.Signals(signum).name)
 
     def stop(self, *, force: bool = False) -> None:
         """What a stop signal does (the CLI's handler calls it until :meth:`run` has its own):
         children drain; called again (``force``), they stop at once. Called before
         :meth:`run`, no child is started."""
-        self._signals += 1
-        log.info("stopping the worker processes", force=force, count=self._signals)
-        self._forward()
+        self._forward("stopping the worker processes", force=force)
 
-    def _forward(self) -> None:
+    def _forward(self, event: str, **fields: object) -> None:
+        self._signals += 1
+        log.info(event, count=self._signals, **fields)
         self._stopping.set()
         for slot in self._slots:
             if slot.proc is not None and slot.proc.poll() is None:

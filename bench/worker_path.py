@@ -1,0 +1,267 @@
+"""The worker's own per-task CPU, without a broker: a real Worker on in-process fake clients.
+
+    python bench/worker_path.py [--n 40000] [--repeats 5] [--concurrency 8]
+
+A real :class:`streamtasks.worker.Worker` runs ``bench.noop`` on N pre-encoded envelopes
+(as ``send()`` writes them, 6 partitions, distinct keys). Its consumer and producer are fakes
+in this process: the consumer hands out the records in batches as ``consume()`` asks, the
+producer acknowledges every output on the next ``poll()``. No librdkafka, no broker, no
+network: what is left is the worker's Python path per task (poll loop, dispatch, thread
+hop, decode, run, encode, output, acknowledgement, completion, offset store), which the
+broker runs hide in a ±15 % spread. Timed from the first ``consume()`` to the last
+acknowledgement: process CPU (all threads) and wall time per task, median (min-max) of
+``--repeats`` runs in fresh worker objects.
+
+This is a relative measure for changes to the worker's code (before/after in one run of
+this script); it is not a throughput figure, which needs the real clients (``run.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+from unittest import mock
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from bench_app import PARTITIONS, make_app  # noqa: E402
+from confluent_kafka import Message, TopicPartition  # noqa: E402
+
+from streamtasks.kafka import clients  # noqa: E402
+from streamtasks.wire.envelope import Envelope  # noqa: E402
+from streamtasks.wire.topics import task_topic  # noqa: E402
+from streamtasks.worker import Worker, groupwatch  # noqa: E402
+
+
+class _Meta:
+    topics: ClassVar[dict[str, Any]] = {}
+    brokers: ClassVar[dict[int, str]] = {1: "fake"}
+
+
+class FakeProducer:
+    """Acknowledges every produced record on the next poll (on the polling thread)."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Any, str]] = []
+
+    def produce(self, topic: str, value: Any = None, key: Any = None, **kw: Any) -> None:
+        cb = kw.get("on_delivery")
+        if cb is not None:
+            with self._lock:
+                self._pending.append((cb, topic))
+
+    def poll(self, timeout: float = 0) -> int:
+        """Serves the acknowledgements; with none, sleeps ``timeout`` (acks come in batches,
+        as a broker's do, not one wake-up per record)."""
+        if not self._pending and timeout:
+            time.sleep(timeout)
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for cb, topic in pending:
+            cb(None, None)
+            if topic == self._run.results:
+                self._run.result_acked()
+        return len(pending)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll(0)
+        return 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def list_topics(self, *a: Any, **kw: Any) -> _Meta:
+        return _Meta()
+
+
+class FakeConsumer:
+    """Serves the run's records (group consumer) or nothing (index readers)."""
+
+    def __init__(self, run: Run, group: bool) -> None:
+        self._run = run
+        self._group = group
+        self._next = 0
+        self._paused: set[int] = set()
+        self._assigned = False
+        self._on_assign: Any = None
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, **kw: Any) -> None:
+        self._on_assign = on_assign
+
+    def _assign_once(self) -> None:
+        if not self._assigned and self._on_assign is not None:
+            self._assigned = True
+            parts = [TopicPartition(self._run.topic, p) for p in range(PARTITIONS)]
+            self._on_assign(self, parts)
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        self._assign_once()
+        if not self._group or self._paused:
+            return []
+        msgs = self._run.messages
+        if self._next == 0:
+            self._run.begin()
+        out = msgs[self._next : self._next + num_messages]
+        self._next += len(out)
+        return out
+
+    def poll(self, timeout: float = -1) -> Message | None:
+        self._assign_once()
+        got = self.consume(1, 0)
+        if got:
+            return got[0]
+        time.sleep(min(max(timeout, 0), 0.001))
+        return None
+
+    def pause(self, parts: list[TopicPartition]) -> None:
+        self._paused.update(p.partition for p in parts)
+
+    def resume(self, parts: list[TopicPartition]) -> None:
+        self._paused.difference_update(p.partition for p in parts)
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(self._run.topic, p) for p in range(PARTITIONS)]
+
+    def store_offsets(self, *a: Any, **kw: Any) -> None:
+        pass
+
+    def commit(self, *a: Any, **kw: Any) -> None:
+        pass
+
+    def committed(self, parts: list[TopicPartition], **kw: Any) -> list[TopicPartition]:
+        return parts
+
+    def seek(self, *a: Any) -> None:
+        pass
+
+    def list_topics(self, *a: Any, **kw: Any) -> _Meta:
+        return _Meta()
+
+    def close(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
+class _Watch:
+    def start(self) -> _Watch:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
+class Run:
+    def __init__(self, n: int, topic: str, results: str, messages: list[Message]) -> None:
+        self.n = n
+        self.topic = topic
+        self.results = results
+        self.messages = messages
+        self.acked = 0
+        self.worker: Worker | None = None
+        self.t0 = self.c0 = self.t1 = self.c1 = 0.0
+
+    def begin(self) -> None:
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def result_acked(self) -> None:
+        self.acked += 1
+        if self.acked == self.n:
+            self.t1, self.c1 = time.perf_counter(), time.process_time()
+            assert self.worker is not None
+            self.worker.stop()
+
+
+def _messages(app: Any, topic: str, n: int) -> list[Message]:
+    noop = app.tasks["bench.noop"]
+    out = []
+    for i in range(n):
+        tid = uuid.uuid4().hex
+        env = Envelope(
+            id=tid, task=noop.name, queue=noop.queue, args=noop.encode_args((i,), {}), root_id=tid
+        )
+        headers = [("st-task", noop.name.encode()), ("st-id", tid.encode()), ("st-attempt", b"1")]
+        value = app.codec.encode(app.envelope_schema, env.to_avro())
+        part = i % PARTITIONS
+        out.append(
+            Message(
+                topic=topic,
+                partition=part,
+                offset=i // PARTITIONS,
+                key=tid.encode(),
+                value=value,
+                headers=headers,
+                timestamp=(1, int(time.time() * 1000)),
+            )
+        )
+    return out
+
+
+@contextmanager
+def _fakes(run: Run) -> Iterator[None]:
+    def consumer(cfg: dict[str, Any]) -> FakeConsumer:
+        return FakeConsumer(run, group="group.id" in cfg and cfg.get("group.id") is not None)
+
+    with (
+        mock.patch.object(clients, "make_producer", lambda cfg: FakeProducer(run)),
+        mock.patch.object(clients, "make_consumer", consumer),
+        mock.patch.object(groupwatch, "AssignmentWatch", lambda *a, **kw: _Watch()),
+    ):
+        yield
+
+
+def one_run(n: int, concurrency: int) -> tuple[float, float]:
+    ns = f"wp{uuid.uuid4().hex[:8]}"
+    app = make_app(ns, "fake:9092")
+    topic = task_topic(ns, app.tasks["bench.noop"].queue)
+    run = Run(n, topic, f"{ns}.results", _messages(app, topic, n))
+    gc.collect()  # the garbage of the last run is not this one's
+    with _fakes(run):
+        worker = Worker(app, concurrency=concurrency, create_topics=False, heartbeat_interval=3600)
+        run.worker = worker
+        worker.run(install_signal_handlers=False)
+    if run.acked != n:
+        raise SystemExit(f"only {run.acked} of {n} results acknowledged")
+    return (run.c1 - run.c0) / n * 1e6, (run.t1 - run.t0) / n * 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=40000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--concurrency", type=int, default=8)
+    args = ap.parse_args()
+    os.environ.setdefault("STREAMTASKS_LOG_LEVEL", "WARNING")
+    one_run(2000, args.concurrency)  # warm-up: imports, schema parsing
+    cpu, wall = [], []
+    for _ in range(args.repeats):
+        c, w = one_run(args.n, args.concurrency)
+        cpu.append(c)
+        wall.append(w)
+    print(
+        f"worker path, {args.n} no-op tasks, concurrency {args.concurrency}, "
+        f"{args.repeats} runs: CPU {statistics.median(cpu):.1f} us/task "
+        f"({min(cpu):.1f}-{max(cpu):.1f}), wall {statistics.median(wall):.1f} us/task "
+        f"({min(wall):.1f}-{max(wall):.1f})"
+    )
+    print("  runs, CPU us/task:", " ".join(f"{c:.1f}" for c in cpu))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -52,15 +52,23 @@ class Publisher:
     def publish(self, envelope: Envelope, *, key: str | bytes | None, headers: Headers) -> Delivery:
         """Produce ``envelope`` (keyed by ``key``, else its id; ``headers`` after the standard
         ones) and return the acknowledgement to wait on."""
+        return self.publish_avro(envelope.to_avro(), key=key, headers=headers)
+
+    def publish_avro(
+        self, avro: dict[str, Any], *, key: str | bytes | None, headers: Headers
+    ) -> Delivery:
+        """:meth:`publish` of an envelope in its Avro form (``Envelope.to_avro()``, or
+        :func:`~streamtasks.wire.envelope.new_envelope_avro`): a send's path."""
         app = self._app
-        app.results_listener().expect(envelope.id)
-        topic, payload, record_key, all_headers = self.record(envelope, key=key, headers=headers)
+        task_id = avro["id"]
+        app.results_listener().expect(task_id)
+        topic, payload, record_key, all_headers = self._record(avro, key, headers, _CURRENT)
         # a batch of one: the record's ledger entry is its Delivery (one object, no closure)
         (delivery,) = app.produce_many(
-            [(topic, payload, record_key, all_headers, f"task {envelope.id}")]
+            [(topic, payload, record_key, all_headers, f"task {task_id}")]
         )
         if app.events:
-            _sent(app, envelope.id, envelope.task, envelope.queue, envelope.attempt)
+            _sent(app, task_id, avro["task"], avro["queue"], avro["attempt"])
         return delivery
 
     def publish_many(

@@ -12,7 +12,6 @@ import gc
 import inspect
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
@@ -21,9 +20,9 @@ from streamtasks.asyncresult import AsyncResult
 from streamtasks.errors import ArgumentError, ConfigError, SchemaError
 from streamtasks.retry import RetryPolicy
 from streamtasks.wire.codec import Codec, KnownSchema
-from streamtasks.wire.envelope import Envelope, new_envelope_avro, now_ms
+from streamtasks.wire.envelope import new_envelope_avro, now_ms
 from streamtasks.wire.headers import PREFIX, user_headers
-from streamtasks.wire.ids import new_task_ids
+from streamtasks.wire.ids import new_task_id, new_task_ids
 from streamtasks.wire.schema.adapters import TypeAdapter
 from streamtasks.wire.schema.signature import Signature, return_adapter, signature_of
 from streamtasks.wire.topics import Headers, task_topic, validate_name
@@ -228,32 +227,6 @@ class Task(Generic[P, R]):
                 f"send_many item {i}: {exc}; nothing of this batch was sent"
             ) from exc
 
-    def _envelope(
-        self,
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-        *,
-        countdown: float | None = None,
-        eta: datetime | None = None,
-        expires: float | timedelta | datetime | None = None,
-        task_id: str | None = None,
-        link_error: tuple[bytes, ...] = (),
-        queue: str | None = None,
-    ) -> Envelope:
-        tid = task_id or uuid.uuid4().hex
-        created = now_ms()
-        return Envelope(
-            id=tid,
-            task=self.name,
-            queue=queue or self.queue,
-            args=self.encode_args(args, kwargs),
-            created_at=created,
-            eta=_deadline_ms(countdown if countdown is not None else eta, created),
-            expires=_deadline_ms(expires, created),
-            root_id=tid,
-            link_error=link_error,
-        )
-
     def apply_async(
         self,
         args: Sequence[Any] | None = None,
@@ -289,19 +262,24 @@ class Task(Generic[P, R]):
             problem = validate_name("queue", queue)
             if problem:
                 raise ArgumentError(problem)
-        envelope = self._envelope(
-            args or (),
-            kwargs or {},
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            task_id=task_id,
-            link_error=encode_errbacks(self.app, errbacks),
-            queue=queue,
+        # the envelope in its Avro form, built directly (what _envelope(...).to_avro() gives:
+        # no dataclass per send)
+        tid = task_id or new_task_id()
+        created = now_ms()
+        avro = new_envelope_avro(
+            tid,
+            self.name,
+            queue or self.queue,
+            self.encode_args(args or (), kwargs or {}),
+            created,
+            _deadline_ms(countdown if countdown is not None else eta, created),
+            _deadline_ms(expires, created),
         )
+        if errbacks:
+            avro["link_error"] = list(encode_errbacks(self.app, errbacks))
         extra = user_headers(headers)
-        delivery = self.app.publisher.publish(envelope, key=key, headers=extra)
-        result = AsyncResult(envelope.id, app=self.app, task=self, delivery=delivery)
+        delivery = self.app.publisher.publish_avro(avro, key=key, headers=extra)
+        result = AsyncResult(tid, app=self.app, task=self, delivery=delivery)
         if wait_delivery is not False:
             result.wait_delivery(None if wait_delivery is True else float(wait_delivery))
         return result

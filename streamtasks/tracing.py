@@ -27,7 +27,7 @@ try:
 except ImportError:  # the otel extra is not installed: the header is copied, no spans
     otel = None  # type: ignore[assignment]
 
-__all__ = ["OTEL", "outgoing", "record_outcome", "task_span"]
+__all__ = ["OTEL", "outgoing", "record_outcome", "spans_on", "task_span"]
 
 #: whether ``opentelemetry-api`` is importable
 OTEL = otel is not None
@@ -76,12 +76,18 @@ def _span(
         yield _otel_traceparent() or (parent.value() if parent is not None else None)
 
 
+def spans_on() -> bool:
+    """Whether :func:`task_span` makes real spans (OpenTelemetry with an SDK configured); when
+    not, a worker skips it and :func:`record_outcome` and carries the record's header on."""
+    return OTEL and (_Provider.recording or _Provider.configured())
+
+
 def task_span(
     task: bytes | None, raw: bytes | str | None, topic: str, partition: int, offset: int
 ) -> contextlib.AbstractContextManager[str | None]:
     """Run a task inside this (see the module docstring); ``task``: its ``st-task`` header,
     ``raw``: its ``traceparent`` header, ``topic``/``partition``/``offset``: the record's."""
-    if OTEL and _Provider.configured():
+    if spans_on():
         parent = parse_traceparent(raw) if raw is not None else None
         return _span(task, parent, topic, partition, offset)
     return contextlib.nullcontext(checked_traceparent(raw) if raw is not None else None)
@@ -109,8 +115,8 @@ class _Provider:
 
 def record_outcome(kind: str) -> None:
     """Inside :func:`task_span`: the task's outcome on its span (failures mark it an error)."""
-    if not OTEL:
-        return
+    if not OTEL or not _Provider.recording:
+        return  # no SDK: the current span is a no-op one
     span = otel.get_current_span()
     span.set_attribute("streamtasks.outcome", kind)
     if kind in ("failure", "retry", "dead"):

@@ -28,6 +28,7 @@ bytes for the dead-letter topic. No pickle, no JSON.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -80,8 +81,9 @@ class KnownSchema:
     #: the schema as given (with defaults and docs), what a registry is sent
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
 
-    @property
+    @functools.cached_property
     def header(self) -> bytes:
+        """``MAGIC`` + fingerprint (made once: read for every frame written)."""
         return MAGIC + self.fingerprint
 
 

@@ -60,6 +60,10 @@ class TaskStatus(enum.StrEnum):
         return self not in (TaskStatus.PENDING, TaskStatus.STARTED, TaskStatus.RETRY)
 
 
+#: each status as plain text (what the Avro enum takes), looked up per record
+_STATUS_TEXT = {s: s.value for s in TaskStatus}
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     type: str
@@ -178,7 +182,7 @@ class ResultRecord:
         return {
             "task_id": self.task_id,
             "task": self.task,
-            "status": self.status.value,
+            "status": _STATUS_TEXT[self.status],
             "attempts": self.attempts,
             "worker_id": self.worker_id,
             "created_at": self.created_at,

@@ -97,6 +97,16 @@ def parse_fire_task_id(task_id: str) -> tuple[str, datetime] | None:
 ID_CHUNK: Final = 512
 
 
+def new_task_id() -> str:
+    """One fresh random task id: the hex of a version-4 UUID (what ``uuid.uuid4().hex``
+    gives, at a third of its cost: no ``UUID`` object). Safe on any thread and after a fork:
+    every call reads the OS's randomness."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # variant: RFC 4122
+    return raw.hex()
+
+
 def new_task_ids(chunk: int = ID_CHUNK) -> Iterator[str]:
     """Endless fresh random task ids, ``chunk`` made at a time."""
     while True:

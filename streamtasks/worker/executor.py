@@ -37,10 +37,11 @@ from streamtasks.errors import (
     UnknownSchemaError,
 )
 from streamtasks.signals import SoftTimeLimitExceeded
-from streamtasks.tracing import record_outcome, task_span
+from streamtasks.tracing import record_outcome, spans_on, task_span
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
 from streamtasks.wire.headers import TASK, TRACEPARENT, header
 from streamtasks.wire.topics import REPLAY_HEADER, chords_topic, task_topic
+from streamtasks.wire.tracecontext import checked_traceparent
 from streamtasks.worker.continuation import Continuation
 from streamtasks.worker.indexes import FiredIndex, RevokedIndex
 from streamtasks.worker.outcomes import (
@@ -69,9 +70,10 @@ log = structlog.get_logger("streamtasks.worker")
 EmitEarly = Callable[["Output"], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Call:
-    """A decoded task call, ready to run."""
+    """A decoded task call, ready to run (not frozen: made per task, and a frozen
+    dataclass's ``__init__`` costs about five times as much; nothing changes it)."""
 
     record: Record
     env: Envelope
@@ -108,6 +110,9 @@ class Executor:
 
     def run(self, rec: Record) -> Outcome:
         """Decode and run a synchronous task (on the calling thread), inside its span."""
+        if not spans_on():  # no span to open: the record's traceparent goes on as it came
+            trace = _incoming_trace(rec)
+            return self._follow_on(rec, self._run(rec, trace), trace)
         with self._span(rec) as trace:
             outcome = self._run(rec, trace)
             record_outcome(outcome.kind)
@@ -144,6 +149,9 @@ class Executor:
         A ``soft_time_limit`` raises :class:`SoftTimeLimitExceeded` inside the coroutine at
         its next ``await`` (so ``finally`` blocks run), and counts as a failure.
         """
+        if not spans_on():
+            trace = _incoming_trace(rec)
+            return self._follow_on(rec, await self._run_async(rec, trace), trace)
         with self._span(rec) as trace:
             outcome = await self._run_async(rec, trace)
             record_outcome(outcome.kind)
@@ -314,6 +322,12 @@ class Executor:
             offset=rec.offset,
             traceparent=trace,
         )
+
+
+def _incoming_trace(rec: Record) -> str | None:
+    """The record's ``traceparent``, checked (what :func:`task_span` yields without a span)."""
+    raw = header(rec.headers, TRACEPARENT)
+    return checked_traceparent(raw) if raw is not None else None
 
 
 def _as_local(exc: Exception) -> Exception:

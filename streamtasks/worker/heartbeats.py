@@ -68,6 +68,8 @@ class HeartbeatCounters(WorkerHooks):
         self._ns = ns
         self._lock = threading.Lock()
         self._per_queue: dict[str, dict[str, int]] = {q: dict.fromkeys(COUNTERS, 0) for q in queues}
+        #: topic -> its queue's counters (a dict read; the queue's name is found once a topic)
+        self._by_topic: dict[str, dict[str, int]] = {}
         self._abandoned = 0
         self._in_flight = 0
         self._partitions: set[TP] = set()
@@ -75,23 +77,30 @@ class HeartbeatCounters(WorkerHooks):
         self.changed = threading.Event()
 
     def _counts(self, topic: str) -> dict[str, int]:
-        queue = queue_of(topic, self._ns)
-        counts = self._per_queue.get(queue)
+        """Under the lock: the counters of ``topic``'s queue."""
+        counts = self._by_topic.get(topic)
         if counts is None:
-            counts = self._per_queue[queue] = dict.fromkeys(COUNTERS, 0)
+            queue = queue_of(topic, self._ns)
+            counts = self._per_queue.get(queue)
+            if counts is None:
+                counts = self._per_queue[queue] = dict.fromkeys(COUNTERS, 0)
+            if len(self._by_topic) < 1000:  # topics come from records: bound the cache
+                self._by_topic[topic] = counts
         return counts
 
     def on_received(self, record: Record) -> None:
+        counts = self._by_topic.get(record.topic)
         with self._lock:
-            self._counts(record.topic)["received"] += 1
+            (counts or self._counts(record.topic))["received"] += 1
             self._in_flight += 1
 
     def on_finished(self, record: Record, outcome: str) -> None:
         name = _COUNTER_OF.get(outcome)
+        counts = self._by_topic.get(record.topic)
         with self._lock:
             self._in_flight -= 1
             if name is not None:
-                counts = self._counts(record.topic)
+                counts = counts or self._counts(record.topic)
                 counts[name] = counts.get(name, 0) + 1
 
     def on_abandoned(self, count: int) -> None:

@@ -185,13 +185,21 @@ class HookSet:
         self._assigned = _overriding(hooks, "on_assigned")
         self._revoked = _overriding(hooks, "on_revoked")
 
+    # the three steps of every task record call their hooks inline (not through _call):
+    # one Python call less per hook and task
     def received(self, record: Record) -> None:
         for hook in self._received:
-            _call(hook, record)
+            try:
+                hook(record)
+            except Exception:
+                _failed(hook)
 
     def started(self, record: Record) -> None:
         for hook in self._started:
-            _call(hook, record)
+            try:
+                hook(record)
+            except Exception:
+                _failed(hook)
 
     def finished(self, record: Record, outcome: str) -> None:
         if outcome == "retry":
@@ -201,7 +209,10 @@ class HookSet:
             for hook in self._dead_lettered:
                 _call(hook, record)
         for hook in self._finished:
-            _call(hook, record, outcome)
+            try:
+                hook(record, outcome)
+            except Exception:
+                _failed(hook)
 
     def task_done(
         self, record: Record, outcome: str, runtime: float | None, detail: str | None
@@ -248,4 +259,9 @@ def _call(hook: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     try:
         hook(*args, **kwargs)
     except Exception:  # a hook observes; it must not stall an offset or end the process
-        log.exception("error in a worker hook", hook=getattr(hook, "__qualname__", repr(hook)))
+        _failed(hook)
+
+
+def _failed(hook: Callable[..., None]) -> None:
+    """In an ``except`` block: ``hook`` raised; logged with the traceback, then swallowed."""
+    log.exception("error in a worker hook", hook=getattr(hook, "__qualname__", repr(hook)))

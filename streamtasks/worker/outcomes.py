@@ -56,6 +56,9 @@ __all__ = [
 log = structlog.get_logger("streamtasks.worker")
 
 TRACEBACK_LIMIT = 8192
+#: per status: whether it is final, its header value (looked up per result, not computed)
+_FINAL = frozenset(s for s in TaskStatus if s.is_final)
+_STATUS_BYTES = {s: s.value.encode() for s in TaskStatus}
 OutcomeKind = Literal["success", "failure", "retry", "dead", "expired", "skipped", "revoked"]
 
 
@@ -146,7 +149,7 @@ class Results:
     ) -> Output:
         """The result record of ``env`` in ``status``; a final state of a deterministic id
         (a scheduled fire, a chain step) is added to the fired index."""
-        if status.is_final and FiredIndex.is_fire(env.id):
+        if status in _FINAL and FiredIndex.is_fire(env.id):
             self.fired_index().add(env.id)
         record = ResultRecord(
             task_id=env.id,
@@ -161,7 +164,7 @@ class Results:
             error=error,
         )
         value = self.app.codec.encode(self.app.result_schema, record.to_avro())
-        headers: Headers = [(hdr.TASK, env.task.encode()), (hdr.STATUS, status.value.encode())]
+        headers: Headers = [(hdr.TASK, env.task.encode()), (hdr.STATUS, _STATUS_BYTES[status])]
         return Output(self._topic, env.id.encode(), value, headers, record)
 
 

@@ -30,7 +30,6 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -60,24 +59,49 @@ _BATCH_HEADERS: hdr.HeaderList = [(hdr.KIND, KIND_TASK_BATCH.encode())]
 _Entries = list[tuple["Job", Sequence[bytes]]]
 
 
-@dataclass(slots=True, eq=False)
 class Job:
-    """A consumed record in flight, from admission until its outputs are acknowledged."""
+    """A consumed record in flight, from admission until its outputs are acknowledged.
 
-    record: Record
-    generation: int
-    outcome: str = "pending"
-    unacked: int = 0  # outputs not yet acknowledged; set before the first is produced
-    then: tuple[Output, ...] = ()  # produced once every earlier output is acknowledged
-    joins: tuple[int, ...] = ()  # a chord completion: the chord records' offsets it finishes
-    preset: Callable[[], Outcome] | None = None  # decided on the poll thread: no task run
-    received_ms: int = 0  # when the poll thread took it (set only with task events on)
-    runtime: float | None = None  # seconds its task thread spent on it (for hooks)
-    detail: str | None = None  # the outcome's retry tier or dead-letter reason (for hooks)
+    A plain class with slots (made per task: its ``__init__`` is one of the worker's per-task
+    costs); compared by identity."""
 
-    @property
-    def tp(self) -> TP:
-        return (self.record.topic, self.record.partition)
+    __slots__ = (
+        "detail",
+        "generation",
+        "joins",
+        "outcome",
+        "preset",
+        "received_ms",
+        "record",
+        "runtime",
+        "then",
+        "tp",
+        "unacked",
+    )
+
+    def __init__(
+        self,
+        record: Record,
+        generation: int,
+        *,
+        outcome: str = "pending",
+        joins: tuple[int, ...] = (),
+        preset: Callable[[], Outcome] | None = None,
+    ) -> None:
+        self.record = record
+        self.generation = generation
+        self.tp: TP = (record.topic, record.partition)
+        self.outcome = outcome
+        self.unacked = 0  # outputs not yet acknowledged; set before the first is produced
+        self.then: tuple[Output, ...] = ()  # produced once every earlier output is acked
+        self.joins = joins  # a chord completion: the chord records' offsets it finishes
+        self.preset = preset  # decided on the poll thread: no task run
+        self.received_ms = 0  # when the poll thread took it (set only with task events on)
+        self.runtime: float | None = None  # seconds its task thread spent on it (for hooks)
+        self.detail: str | None = None  # the outcome's retry tier or dead-letter reason
+
+    def __repr__(self) -> str:
+        return f"Job({self.record!r}, {self.generation}, outcome={self.outcome!r})"
 
 
 class Outputs:
@@ -232,6 +256,18 @@ class Outputs:
         Never gives up on an output: the record's offset cannot finish without it. Only the
         poll thread may serve callbacks while it waits for room in the producer's queue.
         """
+        on_delivery = functools.partial(self._on_delivered, job, out)
+        try:  # the common case first, without the loop's calls: there is room
+            self._producer.produce(
+                out.topic,
+                value=out.value,
+                key=out.key,
+                headers=out.headers,
+                on_delivery=on_delivery,
+            )
+            return
+        except (BufferError, KafkaException):
+            pass  # no room, or refused: the loop below waits, retries or shrinks it
         while True:
             try:
                 on_delivery = functools.partial(self._on_delivered, job, out)

@@ -51,6 +51,7 @@ class Rebalancing:
     _no_output: deque[Job]
     _force: threading.Event
     _draining: threading.Event
+    _starts_open: bool
     _chords_topic: str
     revoke_grace: float
     shutdown_grace: float
@@ -153,6 +154,7 @@ class Rebalancing:
         consumer = self._s.consumer
         self._s.flow.pause_all()
         self._draining.set()  # only running tasks are finished; the rest is abandoned
+        self._starts_open = False
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
         deadline = time.monotonic() + self.shutdown_grace
@@ -167,6 +169,7 @@ class Rebalancing:
         # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
         # nor the close for threads of tasks past their grace.
         self._force.set()
+        self._starts_open = False
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:

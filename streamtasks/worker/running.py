@@ -48,6 +48,9 @@ class TaskRunning:
     _no_output: deque[Job]
     _force: threading.Event
     _draining: threading.Event
+    #: False once shutdown began (``_draining``) or a forced stop (``_force``): a plain
+    #: attribute for the task threads' per-task check (an Event's is_set is a Python call)
+    _starts_open: bool
     _async_tasks: set[bytes]
     _task_events: TaskEvents | None
     _chords_topic: str
@@ -109,9 +112,7 @@ class TaskRunning:
     def _abandoned_before_start(self, job: Job) -> bool:
         """Task thread: the partition was revoked, or shutdown began, before ``job`` started:
         it is left for the next owner (the poll thread finishes it as abandoned)."""
-        if self._parts.current(job.tp, job.generation) and not (
-            self._draining.is_set() or self._force.is_set()
-        ):
+        if self._starts_open and self._parts.current(job.tp, job.generation):
             return False
         self._abandoned.append(job)
         return True

@@ -195,6 +195,7 @@ class Worker(TaskRunning, Rebalancing):
         self._force = threading.Event()
         # set when shutdown starts: received tasks not started yet are left for the next owner
         self._draining = threading.Event()
+        self._starts_open = True  # see TaskRunning._starts_open
         self._broker = BrokerWatch(app.settings.bootstrap_servers)
         self._parts: Partitions[Job] = Partitions()
         self._abandoned: deque[Job] = deque()  # appended by task threads, drained by poll
@@ -206,6 +207,7 @@ class Worker(TaskRunning, Rebalancing):
         """Ask the worker to drain and stop (``force``: stop now, commit only finished work)."""
         if force:
             self._force.set()
+            self._starts_open = False
         self._stop.set()
 
     def run(self, *, install_signal_handlers: bool = True, burst: bool = False) -> WorkerStats:

@@ -9,7 +9,9 @@ bootstrap address come from STREAMTASKS_NAMESPACE / STREAMTASKS_BOOTSTRAP_SERVER
 benchmark part can use fresh topics. ``BENCH_CLIENT_LINGER_MS`` / ``BENCH_WORKER_LINGER_MS``
 set ``linger.ms`` of one side only (``client_producer_config`` / ``worker_producer_config``),
 for measuring the trade-off; ``BENCH_FETCH_WAIT_MS`` the consumers' ``fetch.wait.max.ms``
-(default 10: Tansu answers an empty fetch only after it, so it bounds the pick-up delay).
+(default 10: Tansu answers an empty fetch only after it, so it bounds the pick-up delay);
+``BENCH_SIDE_PARTITIONS`` the partitions of the retry-tier and chord topics (default: as the
+task topic, 6), for measuring what idle subscribed partitions cost.
 ``bench/run.py`` builds its client-side app with
 :func:`make_app` and the same settings.
 """
@@ -37,12 +39,19 @@ def _linger(var: str) -> dict[str, str | int | float | bool]:
     return {} if value is None else {"linger.ms": float(value)}
 
 
+def _side_partitions() -> int | None:
+    value = os.environ.get("BENCH_SIDE_PARTITIONS")
+    return None if value is None else int(value)
+
+
 def make_app(namespace: str | None = None, bootstrap_servers: str | None = None) -> App:
     app = App(
         "bench",
         bootstrap_servers=bootstrap_servers,
         namespace=namespace,
         partitions=PARTITIONS,
+        retry_partitions=_side_partitions(),
+        chord_partitions=_side_partitions(),
         consumer_config=CONSUMER_CONFIG,
         client_producer_config=_linger("BENCH_CLIENT_LINGER_MS"),
         worker_producer_config=_linger("BENCH_WORKER_LINGER_MS"),

@@ -958,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.concurrency,
             "worker_args": args.worker_args,
             "partitions": PARTITIONS,
+            # retry tiers and chords (BENCH_SIDE_PARTITIONS applies)
+            "side_partitions": probe.settings.retry_partition_count,
             "consumer": {
                 **CONSUMER_CONFIG,
                 "enable.auto.offset.store": False,

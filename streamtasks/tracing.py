@@ -79,7 +79,12 @@ def _span(
 def spans_on() -> bool:
     """Whether :func:`task_span` makes real spans (OpenTelemetry with an SDK configured); when
     not, a worker skips it and :func:`record_outcome` and carries the record's header on."""
-    return OTEL and (_Provider.recording or _Provider.configured())
+    if not OTEL:
+        return False
+    if _Provider.recording:
+        return True
+    # not yet: look again at most once a second (this runs for every task)
+    return time.monotonic() >= _Provider.next_look and _Provider.configured()
 
 
 def task_span(

@@ -130,7 +130,9 @@ class Envelope:
             root_id=rec["root_id"],
             workflow_id=rec["workflow_id"],
             continuation=tuple(rec["continuation"]),
-            last_error=ErrorInfo.from_avro(rec["last_error"]),
+            last_error=None
+            if rec["last_error"] is None
+            else ErrorInfo.from_avro(rec["last_error"]),
             link_error=tuple(rec["link_error"]),
         )
 

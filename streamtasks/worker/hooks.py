@@ -169,6 +169,8 @@ class HookSet:
         self._names: dict[bytes, str] = {}  # st-task header -> task name
         self._received = _overriding(hooks, "on_received")
         self._started = _overriding(hooks, "on_started")
+        #: whether any hook overrides ``on_started`` (the worker skips the call otherwise)
+        self.any_started = bool(self._started)
         self._finished = _overriding(hooks, "on_finished")
         self._task_done = _overriding(hooks, "on_task_done")
         self._stats = _overriding(hooks, "on_consumer_stats")

@@ -73,7 +73,8 @@ class TaskRunning:
             self._complete(job, finished=True)
 
     def _submit(self, job: Job) -> None:
-        self._hooks.started(job.record)
+        if self._hooks.any_started:
+            self._hooks.started(job.record)
         if (
             self._s.aio is not None
             and hdr.header(job.record.headers, hdr.TASK) in self._async_tasks
@@ -82,10 +83,7 @@ class TaskRunning:
             return
         self._s.pool.submit(lambda: self._execute(job))
 
-    def _acked(self, job: Job, finished: bool) -> None:
-        self._complete(job, finished=finished)
-
-    def _complete(self, job: Job, *, finished: bool) -> None:
+    def _complete(self, job: Job, finished: bool) -> None:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
         tp = job.tp
         if job.joins:  # a chord completion: no task, no in-flight slot

@@ -249,7 +249,7 @@ class Worker(TaskRunning, Rebalancing):
                 stats_interval_ms=self._hooks.stats_interval_ms,
                 events=self.events,
             ),
-            done=self._acked,
+            done=self._complete,
             fatal=functools.partial(self.stop, force=True),
             stats=self._hooks.consumer_stats,
         )

@@ -173,6 +173,7 @@ class HookSet:
         self.any_started = bool(self._started)
         self._finished = _overriding(hooks, "on_finished")
         self._task_done = _overriding(hooks, "on_task_done")
+        self.any_task_done = bool(self._task_done)  # likewise for ``on_task_done``
         self._stats = _overriding(hooks, "on_consumer_stats")
         #: the statistics interval the consumer needs (None: no hook wants statistics)
         self.stats_interval_ms: int | None = min(

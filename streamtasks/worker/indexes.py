@@ -47,6 +47,7 @@ class TopicKeyIndex:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._caught_up = threading.Event()
+        self._ready = False  # True once contains() saw _caught_up set
         self._closed = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"streamtasks-index-{topic}", daemon=True
@@ -67,8 +68,8 @@ class TopicKeyIndex:
         # Called for every task by every task thread: no lock here (Event.wait takes one even
         # when set, and 8 threads queueing on it cost a context switch per task). A single
         # dict lookup is atomic; the lock only orders add/discard against each other.
-        if not self._caught_up.is_set():
-            self._caught_up.wait(wait)
+        if not self._ready:  # a plain attribute read once caught up (is_set is a call)
+            self._ready = self._caught_up.wait(wait)
         return key in self._ids
 
     def _run(self) -> None:

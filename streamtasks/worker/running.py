@@ -98,7 +98,8 @@ class TaskRunning:
             self._s.flow.finished(tp, tracker.unfinished)
         if finished:
             self._hooks.finished(job.record, job.outcome)
-            self._hooks.task_done(job.record, job.outcome, job.runtime, job.detail)
+            if self._hooks.any_task_done:
+                self._hooks.task_done(job.record, job.outcome, job.runtime, job.detail)
         else:
             self._hooks.abandoned(1)
         if current:

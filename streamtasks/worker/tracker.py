@@ -16,13 +16,15 @@ __all__ = ["OffsetTracker"]
 class OffsetTracker:
     """Offsets received from one partition, in order, and which of them are finished."""
 
-    __slots__ = ("_done", "_last_received", "_order", "_position")
+    __slots__ = ("_done", "_last_received", "_order", "_position", "unfinished")
 
     def __init__(self) -> None:
         self._order: deque[int] = deque()
         self._done: set[int] = set()
         self._position: int | None = None  # next offset to consume after the committable run
         self._last_received = -1
+        #: received offsets whose task has not finished (kept as a count: read per record)
+        self.unfinished = 0
 
     def add(self, offset: int) -> bool:
         """Record a received offset. Returns False for a re-delivery of one already seen."""
@@ -30,6 +32,7 @@ class OffsetTracker:
             return False
         self._order.append(offset)
         self._last_received = offset
+        self.unfinished += 1
         return True
 
     def finish(self, offset: int) -> bool:
@@ -39,6 +42,7 @@ class OffsetTracker:
         if offset in self._done:
             return False
         self._done.add(offset)
+        self.unfinished -= 1
         return True
 
     def committable(self) -> int | None:
@@ -59,8 +63,3 @@ class OffsetTracker:
     def pending(self) -> int:
         """Received offsets not yet covered by the committable position."""
         return len(self._order)
-
-    @property
-    def unfinished(self) -> int:
-        """Received offsets whose task has not finished."""
-        return len(self._order) - len(self._done)

@@ -71,14 +71,18 @@ def test_random_completion_order_never_commits_past_unfinished() -> None:
         t = OffsetTracker()
         for o in offsets:
             t.add(o)
+            assert not t.add(o)  # a re-delivery counts for nothing
+        assert t.unfinished == len(offsets)
         order = offsets[:]
         rng.shuffle(order)
         finished: set[int] = set()
         for o in order:
             t.finish(o)
+            assert not t.finish(o)  # nor does a second finish
             finished.add(o)
             pos = t.committable()
             unfinished = [x for x in offsets if x not in finished]
+            assert t.unfinished == len(unfinished)  # the kept count, recounted
             if unfinished:
                 assert pos is None or pos <= unfinished[0]
             prefix = [x for x in offsets if x < (unfinished[0] if unfinished else 10**9)]

@@ -11,7 +11,8 @@ set ``linger.ms`` of one side only (``client_producer_config`` / ``worker_produc
 for measuring the trade-off; ``BENCH_FETCH_WAIT_MS`` the consumers' ``fetch.wait.max.ms``
 (default 10: Tansu answers an empty fetch only after it, so it bounds the pick-up delay);
 ``BENCH_SIDE_PARTITIONS`` the partitions of the retry-tier and chord topics (default: as the
-task topic, 6), for measuring what idle subscribed partitions cost.
+task topic, 6), for measuring what idle subscribed partitions cost; ``BENCH_CONSUMER_EXTRA``
+(``k=v,k=v``) more consumer settings of the streamtasks app (not the raw baseline's).
 ``bench/run.py`` builds its client-side app with
 :func:`make_app` and the same settings.
 """
@@ -39,6 +40,12 @@ def _linger(var: str) -> dict[str, str | int | float | bool]:
     return {} if value is None else {"linger.ms": float(value)}
 
 
+def _extra(var: str) -> dict[str, str | int | float | bool]:
+    """``k=v,k=v`` from the environment: more settings for the streamtasks side only."""
+    pairs = [item.split("=", 1) for item in os.environ.get(var, "").split(",") if item]
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def _side_partitions() -> int | None:
     value = os.environ.get("BENCH_SIDE_PARTITIONS")
     return None if value is None else int(value)
@@ -52,7 +59,7 @@ def make_app(namespace: str | None = None, bootstrap_servers: str | None = None)
         partitions=PARTITIONS,
         retry_partitions=_side_partitions(),
         chord_partitions=_side_partitions(),
-        consumer_config=CONSUMER_CONFIG,
+        consumer_config={**CONSUMER_CONFIG, **_extra("BENCH_CONSUMER_EXTRA")},
         client_producer_config=_linger("BENCH_CLIENT_LINGER_MS"),
         worker_producer_config=_linger("BENCH_WORKER_LINGER_MS"),
     )

@@ -50,20 +50,6 @@ _BROKER_SIDE_UNDER_KIP848 = (
 )
 
 
-def _prefetch(per_partition: int) -> dict[str, KafkaValue]:
-    """The worker consumer's prefetch, sized to what it takes in: a partition paused by flow
-    control (hot, held, or the window full) has its prefetched records thrown away by
-    librdkafka and fetched again on resume. With librdkafka's defaults (100,000 records a
-    partition, and fetching postponed 1 s once that is reached) a burst of backlog was
-    fetched again and again: on Apache Kafka, workers-only runs (bench (b')) spent 170-1,200
-    us of worker CPU a task instead of ~50. A few windows of a partition are kept instead,
-    topped up 5 ms after the queue drops below that."""
-    return {
-        "queued.min.messages": max(500, 4 * per_partition),
-        "fetch.queue.backoff.ms": 5,
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class SessionSpec:
     """The worker options a session is made from (None: that pool is not needed)."""
@@ -157,8 +143,6 @@ class Session:
         if spec.stats_interval_ms is not None and stats is not None:
             consumer_cfg["statistics.interval.ms"] = spec.stats_interval_ms
         group_cfg = settings.consumer(spec.group_id, **consumer_cfg)
-        for name, value in _prefetch(spec.max_in_flight_per_partition).items():
-            group_cfg.setdefault(name, value)  # the user's consumer_config wins
         if spec.group_protocol == "consumer":
             group_cfg["group.protocol"] = "consumer"
             for broker_side in _BROKER_SIDE_UNDER_KIP848:

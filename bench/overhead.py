@@ -96,7 +96,7 @@ def hook_cost(n: int = 200_000, repeats: int = 3) -> dict[str, dict[str, float]]
     and with the metrics hook added: the metrics' own cost, without broker or scheduling noise."""
     from prometheus_client import CollectorRegistry
 
-    from streamtasks.worker.hooks import HookSet, WorkerStats
+    from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
     from streamtasks.worker.metrics import WorkerMetrics
     from streamtasks.worker.outcomes import Record
 
@@ -122,7 +122,7 @@ def hook_cost(n: int = 200_000, repeats: int = 3) -> dict[str, dict[str, float]]
     for name in ("stats only", "stats + metrics"):
         times = []
         for _ in range(repeats):
-            hooks = [WorkerStats()]
+            hooks: list[WorkerHooks] = [WorkerStats()]
             if name != "stats only":
                 hooks.append(WorkerMetrics(CollectorRegistry()))
             times.append(once(HookSet(hooks)))

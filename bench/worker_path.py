@@ -38,9 +38,9 @@ if str(BENCH_DIR) not in sys.path:
 
 from bench_app import PARTITIONS, make_app  # noqa: E402
 from confluent_kafka import Message, TopicPartition  # noqa: E402
+from run import _envelopes  # noqa: E402
 
 from streamtasks.kafka import clients  # noqa: E402
-from streamtasks.wire.envelope import Envelope  # noqa: E402
 from streamtasks.wire.topics import task_topic  # noqa: E402
 from streamtasks.worker import Worker, groupwatch  # noqa: E402
 
@@ -187,29 +187,21 @@ class Run:
             self.worker.stop()
 
 
-def _messages(app: Any, topic: str, n: int) -> list[Message]:
-    noop = app.tasks["bench.noop"]
-    out = []
-    for i in range(n):
-        tid = uuid.uuid4().hex
-        env = Envelope(
-            id=tid, task=noop.name, queue=noop.queue, args=noop.encode_args((i,), {}), root_id=tid
+def _messages(topic: str, n: int) -> list[Message]:
+    """``n`` envelopes as ``send()`` writes them (run.py's (b') input), as consumed records."""
+    now = int(time.time() * 1000)
+    return [
+        Message(
+            topic=topic,
+            partition=i % PARTITIONS,
+            offset=i // PARTITIONS,
+            key=tid.encode(),
+            value=value,
+            headers=headers,
+            timestamp=(1, now),
         )
-        headers = [("st-task", noop.name.encode()), ("st-id", tid.encode()), ("st-attempt", b"1")]
-        value = app.codec.encode(app.envelope_schema, env.to_avro())
-        part = i % PARTITIONS
-        out.append(
-            Message(
-                topic=topic,
-                partition=part,
-                offset=i // PARTITIONS,
-                key=tid.encode(),
-                value=value,
-                headers=headers,
-                timestamp=(1, int(time.time() * 1000)),
-            )
-        )
-    return out
+        for i, (tid, value, headers) in enumerate(_envelopes(n))
+    ]
 
 
 @contextmanager
@@ -229,7 +221,7 @@ def one_run(n: int, concurrency: int) -> tuple[float, float]:
     ns = f"wp{uuid.uuid4().hex[:8]}"
     app = make_app(ns, "fake:9092")
     topic = task_topic(ns, app.tasks["bench.noop"].queue)
-    run = Run(n, topic, f"{ns}.results", _messages(app, topic, n))
+    run = Run(n, topic, f"{ns}.results", _messages(topic, n))
     gc.collect()  # the garbage of the last run is not this one's
     with _fakes(run):
         worker = Worker(app, concurrency=concurrency, create_topics=False, heartbeat_interval=3600)

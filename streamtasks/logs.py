@@ -75,7 +75,10 @@ def configure_logging(fmt: LogFormat = "console", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        # one write() a line: processes sharing a log file (a supervisor's children) append
+        # whole lines; print() wrote the newline apart, so unbuffered stderr
+        # (PYTHONUNBUFFERED) interleaved two processes' lines into one
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -52,13 +52,14 @@ class Rebalancing:
     _force: threading.Event
     _draining: threading.Event
     _starts_open: bool
+    _close_starts: Callable[[threading.Event], None]
     _chords_topic: str
     revoke_grace: float
     shutdown_grace: float
     worker_id: str
     ready: threading.Event
 
-    def _complete(self, job: Job, *, finished: bool) -> None:
+    def _complete(self, job: Job, finished: bool) -> None:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
         raise NotImplementedError
 
@@ -153,8 +154,7 @@ class Rebalancing:
     def _drain_for_shutdown(self) -> None:
         consumer = self._s.consumer
         self._s.flow.pause_all()
-        self._draining.set()  # only running tasks are finished; the rest is abandoned
-        self._starts_open = False
+        self._close_starts(self._draining)  # only running tasks finish; the rest is abandoned
         if self._in_flight:
             log.info("draining", in_flight=self._in_flight, grace=self.shutdown_grace)
         deadline = time.monotonic() + self.shutdown_grace
@@ -168,8 +168,7 @@ class Rebalancing:
         self._commit()
         # Nothing left to wait for: the revoke on close must not wait for abandoned offsets,
         # nor the close for threads of tasks past their grace.
-        self._force.set()
-        self._starts_open = False
+        self._close_starts(self._force)
 
 
 def _fmt(partitions: Sequence[TopicPartition]) -> list[str]:

@@ -83,6 +83,11 @@ class TaskRunning:
             return
         self._s.pool.submit(lambda: self._execute(job))
 
+    def _close_starts(self, why: threading.Event) -> None:
+        """Set ``why`` (``_draining`` or ``_force``): no admitted job starts from now on."""
+        why.set()
+        self._starts_open = False
+
     def _complete(self, job: Job, finished: bool) -> None:
         """Poll thread: ``job`` has an acknowledged outcome (or was abandoned)."""
         tp = job.tp

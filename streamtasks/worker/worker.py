@@ -206,8 +206,7 @@ class Worker(TaskRunning, Rebalancing):
     def stop(self, *, force: bool = False) -> None:
         """Ask the worker to drain and stop (``force``: stop now, commit only finished work)."""
         if force:
-            self._force.set()
-            self._starts_open = False
+            self._close_starts(self._force)
         self._stop.set()
 
     def run(self, *, install_signal_handlers: bool = True, burst: bool = False) -> WorkerStats:

@@ -1,6 +1,6 @@
 """Flow control of a worker's partitions: why each one is paused and when it may fetch again.
 
-Three independent reasons pause a partition, and a partition fetches only when none holds:
+Four independent reasons pause a partition, and a partition fetches only when none holds:
 
 * **full** — the worker's whole in-flight window is full (all partitions). The poll loop
   simply takes no records while full; only a window that stays full for a while pauses,
@@ -9,7 +9,14 @@ Three independent reasons pause a partition, and a partition fetches only when n
 * **hot** — this partition alone has too many unfinished records (say, a long chain of one
   key), so it cannot take the whole window from the others;
 * **held** — a retry-tier partition whose next record is not due yet (paused and rewound to
-  that record, which is fetched again when due).
+  that record, which is fetched again when due);
+* **resting** — a retry-tier partition that fetched nothing for a while (``awake_s``) sits
+  out the next ``rest_s``, then fetches again. A consumer fetches all its unpaused partitions
+  in every request; most tier partitions are empty, and an empty one still costs the broker
+  per request (on the embedded broker, at a 10 ms fetch wait, 36 idle partitions cost 45 %
+  of a core against 13 % for 6). A retry written meanwhile is picked up at most ``rest_s``
+  later, which the caller keeps small against the tier's own delay. Nothing is skipped: a
+  paused partition fetches on from where it stopped.
 
 Invariants: :meth:`PartitionFlow.resume` never resumes a partition that another reason still
 holds paused; a partition this class forgot (revoked) is never left paused when it is assigned
@@ -21,7 +28,7 @@ Only the worker's poll thread calls into this class.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -32,7 +39,17 @@ PAUSE_AFTER_FULL_S = 1.0
 
 
 class PartitionFlow:
-    def __init__(self, consumer: Consumer, *, max_in_flight: int, per_partition: int) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        *,
+        max_in_flight: int,
+        per_partition: int,
+        rest_topics: Iterable[str] = (),
+        rest_s: float = 0.0,
+        awake_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._consumer = consumer
         self.max_in_flight = max_in_flight
         self.per_partition = per_partition
@@ -41,6 +58,12 @@ class PartitionFlow:
         self._held: dict[TP, int] = {}  # due time (epoch ms) of the record held at
         self._hot: set[TP] = set()
         self._assigned: set[TP] = set()  # to resume once the assignment took effect
+        # resting: only where it pays, a rest longer than the time it takes to see a fetch
+        self._rest_topics = frozenset(rest_topics) if rest_s > awake_s > 0 else frozenset()
+        self._rest_s, self._awake_s, self._clock = rest_s, awake_s, clock
+        self._awake: dict[TP, float] = {}  # fetchable, nothing received since (monotonic)
+        self._resting: dict[TP, float] = {}  # fetches again at (monotonic)
+        self._next_rest_check = 0.0
 
     # -- held (retry tiers) ----------------------------------------------------------------
     def is_held(self, tp: TP) -> bool:
@@ -74,6 +97,11 @@ class PartitionFlow:
 
     # -- hot partitions ---------------------------------------------------------------------
     def received(self, tp: TP, unfinished: int) -> None:
+        if tp in self._awake:
+            self._awake[tp] = self._clock()
+        elif self._resting and tp in self._resting:  # fetched just before it was paused
+            del self._resting[tp]
+            self.resume([tp])
         if unfinished >= self.per_partition and tp not in self._hot:
             self._hot.add(tp)
             self._consumer.pause([TopicPartition(tp[0], tp[1])])
@@ -103,18 +131,54 @@ class PartitionFlow:
             self._consumer.pause(self._consumer.assignment())
             self.paused = True
 
+    # -- resting (idle retry tiers) ---------------------------------------------------------
+    def rest(self) -> None:
+        """Wake the resting partitions whose rest is over; rest the ones idle for
+        ``awake_s`` (called from the poll loop)."""
+        if not self._rest_topics:
+            return
+        now = self._clock()
+        if self._resting:
+            due = [tp for tp, when in self._resting.items() if when <= now]
+            for tp in due:
+                del self._resting[tp]
+            self.resume(due)
+        if now < self._next_rest_check or self.paused:
+            return
+        self._next_rest_check = now + self._awake_s / 2
+        idle = [
+            tp
+            for tp, since in self._awake.items()
+            if now - since >= self._awake_s and tp not in self._held and tp not in self._hot
+        ]
+        if idle:
+            self._consumer.pause([TopicPartition(t, p) for t, p in idle])
+            for tp in idle:
+                del self._awake[tp]
+                self._resting[tp] = now + self._rest_s
+
+    def resting(self) -> frozenset[TP]:
+        return frozenset(self._resting)
+
     # -- shared ---------------------------------------------------------------------------
     def resume(self, tps: Iterable[TP]) -> None:
         """Resume the partitions that no other reason keeps paused."""
         if self.paused:
             return
         ready = [
-            TopicPartition(t, p)
+            (t, p)
             for t, p in tps
-            if (t, p) not in self._held and (t, p) not in self._hot
+            if (t, p) not in self._held and (t, p) not in self._hot and (t, p) not in self._resting
         ]
         if ready:
-            self._consumer.resume(ready)
+            self._consumer.resume([TopicPartition(t, p) for t, p in ready])
+            if self._rest_topics:
+                self._wake([tp for tp in ready if tp[0] in self._rest_topics])
+
+    def _wake(self, tps: Iterable[TP]) -> None:
+        now = self._clock()
+        for tp in tps:
+            self._awake[tp] = now
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         """New partitions start with no hold of their own; paused only if the window is."""
@@ -139,6 +203,8 @@ class PartitionFlow:
             self.resume(tps)
 
     def forget(self, tp: TP) -> None:
+        self._awake.pop(tp, None)
+        self._resting.pop(tp, None)
         self._held.pop(tp, None)
         self._hot.discard(tp)
         self._assigned.discard(tp)

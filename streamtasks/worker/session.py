@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 from streamtasks.config import KafkaValue
 from streamtasks.kafka import clients
-from streamtasks.wire.topics import events_topic, results_topic
+from streamtasks.wire.topics import events_topic, results_topic, retry_topic
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.chords import ChordJoiner
 from streamtasks.worker.executor import Executor
@@ -35,8 +35,9 @@ from streamtasks.worker.pools.threads import ThreadPool
 
 if TYPE_CHECKING:
     from streamtasks.app import App
+    from streamtasks.config import Settings
 
-__all__ = ["Session", "SessionSpec"]
+__all__ = ["Session", "SessionSpec", "retry_rest", "retry_topics"]
 
 log = structlog.get_logger("streamtasks.worker")
 
@@ -48,6 +49,32 @@ _BROKER_SIDE_UNDER_KIP848 = (
     "heartbeat.interval.ms",
     "partition.assignment.strategy",
 )
+
+#: the longest an idle retry-tier partition rests (see PartitionFlow): a retry written to it
+#: meanwhile is picked up this much later at most
+MAX_RETRY_REST_S = 1.0
+#: librdkafka's ``fetch.wait.max.ms`` when the config does not set it
+_DEFAULT_FETCH_WAIT_MS = 500.0
+
+
+def retry_topics(settings: Settings, queues: Sequence[str]) -> list[str]:
+    return [
+        retry_topic(settings.namespace, q, n)
+        for q in queues
+        for n in range(1, len(settings.retry_tiers) + 1)
+    ]
+
+
+def retry_rest(tiers: Sequence[float], consumer_cfg: dict[str, KafkaValue]) -> tuple[float, float]:
+    """``(rest_s, awake_s)`` for idle retry-tier partitions. The rest is a quarter of the
+    shortest tier's delay, at most :data:`MAX_RETRY_REST_S`, so a retry is late by at most a
+    quarter of its own delay. A partition counts as idle after two fetch waits (plus 50 ms)
+    without a record: long enough to have seen at least one fetch's answer. Where the rest
+    would not be longer than that (a long fetch wait: idle fetches are rare anyway, or very
+    short tiers), the flow does not rest partitions."""
+    wait_ms = float(str(consumer_cfg.get("fetch.wait.max.ms", _DEFAULT_FETCH_WAIT_MS)))
+    rest_s = min(MAX_RETRY_REST_S, min(tiers) / 4) if tiers else 0.0
+    return rest_s, 2 * wait_ms / 1000 + 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +178,15 @@ class Session:
         if spec.stats_interval_ms is not None and stats is not None:
             cfg["stats_cb"] = stats  # called from consume/poll: on the poll thread
         consumer = clients.make_consumer(cfg)
+        rest_s, awake_s = retry_rest(settings.retry_tiers, group_cfg)
         flow = PartitionFlow(
             consumer,
             max_in_flight=spec.max_in_flight,
             per_partition=spec.max_in_flight_per_partition,
+            # a burst reads every partition to its end: nothing rests there
+            rest_topics=() if spec.burst else retry_topics(settings, spec.queues),
+            rest_s=rest_s,
+            awake_s=awake_s,
         )
         outputs = Outputs(
             producer,

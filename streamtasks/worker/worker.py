@@ -358,6 +358,7 @@ class Worker(TaskRunning, Rebalancing):
         self._stalls.check(self._parts.trackers, self._stall_reason)
         self._s.flow.settle()
         self._s.flow.release_due(now_ms())
+        self._s.flow.rest()
         self._s.flow.window(self._in_flight, may_resume=not self._stop.is_set())
 
     def _stall_reason(self, tp: TP) -> str:

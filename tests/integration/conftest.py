@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamtasks import App
 from streamtasks.testing import ENV_TEST_BROKER, WorkerProcess, unique_name, wait_for_workers
+from streamtasks.worker import Worker
 from tests.integration.apps.basic import build
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,3 +117,22 @@ def start_workers(kafka_bootstrap: str, ns: str, app: App) -> Iterator[StartWork
     yield start
     for w in started:
         w.kill()
+
+
+@pytest.fixture
+def run_worker(app: App) -> Iterator[Callable[..., Worker]]:
+    """An in-process worker on a thread (so a test can break its internals); stopped after."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(**options: Any) -> Worker:
+        worker = Worker(app, concurrency=4, app_spec=APP_SPEC, process_concurrency=1, **options)
+        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+        thread.start()
+        assert worker.ready.wait(60), "the worker was assigned no partitions"
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.stop(force=True)
+        thread.join(30)

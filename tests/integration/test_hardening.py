@@ -8,10 +8,8 @@ by record content, and records over the size limits.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -24,7 +22,7 @@ from streamtasks.wire.envelope import Envelope
 from streamtasks.wire.topics import dlq_topic, retry_topic, task_topic
 from streamtasks.worker import Worker
 from streamtasks.worker.flow import PartitionFlow
-from tests.integration.conftest import APP_SPEC, StartWorkers
+from tests.integration.conftest import StartWorkers
 
 pytestmark = pytest.mark.integration
 
@@ -219,25 +217,6 @@ def test_send_refuses_what_the_client_or_broker_would_refuse_and_accepts_what_th
     # And a message just under our limit goes through end to end
     size = app.settings.max_payload_bytes - 1000
     assert app.tasks["echo_len"].send("t" * size).get(timeout=60) == size
-
-
-@pytest.fixture
-def run_worker(app: App) -> Iterator[Callable[..., Worker]]:
-    """An in-process worker on a thread (so a test can break its internals); stopped after."""
-    started: list[tuple[Worker, threading.Thread]] = []
-
-    def start(**options: Any) -> Worker:
-        worker = Worker(app, concurrency=4, app_spec=APP_SPEC, process_concurrency=1, **options)
-        thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
-        thread.start()
-        assert worker.ready.wait(60), "the worker was assigned no partitions"
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.stop(force=True)
-        thread.join(30)
 
 
 def test_an_error_in_decision_code_on_the_poll_thread_dead_letters_the_record(

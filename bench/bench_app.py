@@ -12,7 +12,11 @@ for measuring the trade-off; ``BENCH_FETCH_WAIT_MS`` the consumers' ``fetch.wait
 (default 10: Tansu answers an empty fetch only after it, so it bounds the pick-up delay);
 ``BENCH_SIDE_PARTITIONS`` the partitions of the retry-tier and chord topics (default: as the
 task topic, 6), for measuring what idle subscribed partitions cost; ``BENCH_CONSUMER_EXTRA``
-(``k=v,k=v``) more consumer settings of the streamtasks app (not the raw baseline's).
+(``k=v,k=v``) more consumer settings of the streamtasks app (not the raw baseline's);
+``BENCH_CLIENT_STATS_DIR`` a folder where every librdkafka client the app makes in this
+process (producers, consumers) writes its latest statistics JSON once a second
+(``{pid}-{name}.json``: per-broker ``wakeups``, ``tx``, ``rtt`` and the like), for finding
+which client's threads burn CPU.
 ``bench/run.py`` builds its client-side app with
 :func:`make_app` and the same settings.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 from streamtasks import App
 
@@ -49,6 +54,29 @@ def _extra(var: str) -> dict[str, str | int | float | bool]:
 def _side_partitions() -> int | None:
     value = os.environ.get("BENCH_SIDE_PARTITIONS")
     return None if value is None else int(value)
+
+
+def _record_client_stats(folder: str) -> None:
+    """Every client made through ``streamtasks.kafka.clients`` writes its statistics."""
+    import json
+    from pathlib import Path
+
+    from streamtasks.kafka import clients
+
+    def writer(cfg: dict[str, Any]) -> dict[str, Any]:
+        def on_stats(raw: str) -> None:
+            name = json.loads(raw).get("name", "client").replace("#", "-")
+            Path(folder, f"{os.getpid()}-{name}.json").write_text(raw)
+
+        return {**cfg, "statistics.interval.ms": 1000, "stats_cb": on_stats}
+
+    make_producer, make_consumer = clients.make_producer, clients.make_consumer
+    clients.make_producer = lambda cfg: make_producer(writer(cfg))  # type: ignore[assignment]
+    clients.make_consumer = lambda cfg: make_consumer(writer(cfg))  # type: ignore[assignment]
+
+
+if os.environ.get("BENCH_CLIENT_STATS_DIR"):
+    _record_client_stats(os.environ["BENCH_CLIENT_STATS_DIR"])
 
 
 def make_app(namespace: str | None = None, bootstrap_servers: str | None = None) -> App:

@@ -21,8 +21,10 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 from streamtasks.config import KafkaValue
 from streamtasks.kafka import clients
+from streamtasks.kafka.earlysend import linger_seconds
 from streamtasks.wire.topics import events_topic, results_topic, retry_topic
 from streamtasks.worker.burst import DrainWatch
+from streamtasks.worker.busywait import STATS_INTERVAL_MS, BusyWaitWatch
 from streamtasks.worker.chords import ChordJoiner
 from streamtasks.worker.executor import Executor
 from streamtasks.worker.flow import PartitionFlow
@@ -117,6 +119,8 @@ class Session:
     processes: ProcessPool | None  # only with pool="process" tasks
     revoked: RevokedIndex
     drain: DrainWatch | None  # burst mode only
+    #: reads the output producer's statistics (None: the user configured statistics)
+    busy_wait: BusyWaitWatch | None = None
 
     def close(self, *, wait_for_pool: bool) -> None:
         try:
@@ -155,7 +159,13 @@ class Session:
             # dead letters carry the consumed bytes, which may exceed our own limit
             "message.max.bytes": max(1_000_000, 2 * settings.max_payload_bytes + 65_536),
         }
-        producer = clients.make_producer(settings.worker_producer(**out_cfg))
+        producer_cfg: dict[str, object] = dict(settings.worker_producer(**out_cfg))
+        watch = None
+        if "statistics.interval.ms" not in producer_cfg:  # the user's own statistics win
+            watch = BusyWaitWatch(1000 * linger_seconds(producer_cfg))
+            producer_cfg["statistics.interval.ms"] = STATS_INTERVAL_MS
+            producer_cfg["stats_cb"] = watch.on_stats
+        producer = clients.make_producer(producer_cfg)
         events_producer = None
         if spec.events:
             events_cfg: dict[str, KafkaValue] = {"client.id": f"{spec.worker_id}-events"}
@@ -231,4 +241,5 @@ class Session:
             processes=processes,
             revoked=revoked,
             drain=drain,
+            busy_wait=watch,
         )

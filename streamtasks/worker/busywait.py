@@ -79,9 +79,8 @@ class BusyWaitWatch:
         except (ValueError, TypeError, KeyError, AttributeError):
             return  # a report we cannot read says nothing either way
         self.reports += 1
-        last, self.totals = self.totals, (wakeups, produces)
-        if last is None:
-            return
+        # the counters start with the client: the first report covers its first interval
+        last, self.totals = self.totals or (0, 0), (wakeups, produces)
         woke, sent = wakeups - last[0], produces - last[1]
         if woke < MIN_WAKEUPS or woke < WAKEUPS_PER_REQUEST * max(sent, 1):
             return

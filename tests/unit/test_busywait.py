@@ -61,12 +61,13 @@ def test_a_healthy_or_idle_producer_is_not_reported() -> None:
     assert warned == [] and watch.reports == 4
 
 
-def test_the_first_report_alone_says_nothing_and_a_garbled_one_is_ignored() -> None:
+def test_the_first_report_counts_from_the_start_and_a_garbled_one_is_ignored() -> None:
     watch, warned, _ = _watch()
-    watch.on_stats(_report(10**7, 10))  # totals since start: no interval yet
     watch.on_stats("{not json")
     watch.on_stats(json.dumps({"brokers": []}))
     assert warned == []
+    watch.on_stats(_report(1_300_000, 700))  # a worker that spins from its first interval
+    assert len(warned) == 1 and warned[0][1]["wakeups"] == 1_300_000
 
 
 def test_the_warning_repeats_only_after_a_quiet_spell() -> None:

@@ -23,15 +23,21 @@ from streamtasks.wire.topics import (
     task_topic,
 )
 
-__all__ = ["topic_specs", "worker_partitions", "worker_topics"]
+__all__ = ["retry_topics", "topic_specs", "worker_partitions", "worker_topics"]
 
 
 def worker_topics(s: Settings, queues: Iterable[str]) -> list[str]:
     """The topics a worker of ``queues`` consumes: task topics, their retry tiers, and the
     chord outcomes (every worker of the app may join chords)."""
-    ns, tiers, qs = s.namespace, range(1, len(s.retry_tiers) + 1), list(queues)
-    tasks = [task_topic(ns, q) for q in qs]
-    return tasks + [retry_topic(ns, q, n) for q in qs for n in tiers] + [chords_topic(ns)]
+    qs = list(queues)
+    tasks = [task_topic(s.namespace, q) for q in qs]
+    return tasks + retry_topics(s, qs) + [chords_topic(s.namespace)]
+
+
+def retry_topics(s: Settings, queues: Iterable[str]) -> list[str]:
+    """The retry-tier topics of ``queues``, tier by tier within each queue."""
+    tiers = range(1, len(s.retry_tiers) + 1)
+    return [retry_topic(s.namespace, q, n) for q in queues for n in tiers]
 
 
 def worker_partitions(s: Settings, queues: Iterable[str]) -> int:

@@ -138,14 +138,16 @@ class PartitionFlow:
         if not self._rest_topics:
             return
         now = self._clock()
+        if now < self._next_rest_check:  # called every loop: look twice per awake time
+            return
+        self._next_rest_check = now + self._awake_s / 2
         if self._resting:
             due = [tp for tp, when in self._resting.items() if when <= now]
             for tp in due:
                 del self._resting[tp]
             self.resume(due)
-        if now < self._next_rest_check or self.paused:
+        if self.paused:
             return
-        self._next_rest_check = now + self._awake_s / 2
         idle = [
             tp
             for tp, since in self._awake.items()

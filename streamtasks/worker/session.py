@@ -22,7 +22,8 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from streamtasks.config import KafkaValue
 from streamtasks.kafka import clients
 from streamtasks.kafka.earlysend import linger_seconds
-from streamtasks.wire.topics import events_topic, results_topic, retry_topic
+from streamtasks.topology import retry_topics
+from streamtasks.wire.topics import events_topic, results_topic
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.busywait import STATS_INTERVAL_MS, BusyWaitWatch
 from streamtasks.worker.chords import ChordJoiner
@@ -37,9 +38,8 @@ from streamtasks.worker.pools.threads import ThreadPool
 
 if TYPE_CHECKING:
     from streamtasks.app import App
-    from streamtasks.config import Settings
 
-__all__ = ["Session", "SessionSpec", "retry_rest", "retry_topics"]
+__all__ = ["Session", "SessionSpec", "retry_rest"]
 
 log = structlog.get_logger("streamtasks.worker")
 
@@ -57,14 +57,6 @@ _BROKER_SIDE_UNDER_KIP848 = (
 MAX_RETRY_REST_S = 1.0
 #: librdkafka's ``fetch.wait.max.ms`` when the config does not set it
 _DEFAULT_FETCH_WAIT_MS = 500.0
-
-
-def retry_topics(settings: Settings, queues: Sequence[str]) -> list[str]:
-    return [
-        retry_topic(settings.namespace, q, n)
-        for q in queues
-        for n in range(1, len(settings.retry_tiers) + 1)
-    ]
 
 
 def retry_rest(tiers: Sequence[float], consumer_cfg: dict[str, KafkaValue]) -> tuple[float, float]:

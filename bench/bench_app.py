@@ -63,6 +63,8 @@ def _record_client_stats(folder: str) -> None:
 
     from streamtasks.kafka import clients
 
+    Path(folder).mkdir(parents=True, exist_ok=True)
+
     def writer(cfg: dict[str, Any]) -> dict[str, Any]:
         def on_stats(raw: str) -> None:
             name = json.loads(raw).get("name", "client").replace("#", "-")

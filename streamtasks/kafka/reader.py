@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -45,8 +45,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BEGINNING",
+    "DEFAULT_FETCH_WAIT_MS",
     "Head",
     "TopicTail",
+    "fetch_wait_ms",
     "heads",
     "is_partition_eof",
     "offset_for_time",
@@ -64,13 +66,26 @@ __all__ = [
 TP = tuple[str, int]
 #: a start offset meaning "the partition's earliest record"
 BEGINNING = OFFSET_BEGINNING
+#: librdkafka's ``fetch.wait.max.ms`` when the config does not set it
+DEFAULT_FETCH_WAIT_MS: Final = 500
 #: binary-search probes at most (2**64 offsets): the fallback of :func:`offset_for_time`
 _MAX_PROBES = 64
 
 
-def open_reader(app: App) -> Consumer:
-    """An assign()-only consumer that reports partition ends; close it when done."""
+def fetch_wait_ms(cfg: Mapping[str, Any]) -> float:
+    """The ``fetch.wait.max.ms`` a consumer made from ``cfg`` uses (librdkafka's default
+    when unset): how long the broker may hold a fetch of partitions with nothing new."""
+    return float(str(cfg.get("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS)))
+
+
+def open_reader(app: App, *, min_fetch_wait_ms: int | None = None) -> Consumer:
+    """An assign()-only consumer that reports partition ends; close it when done.
+
+    ``min_fetch_wait_ms`` raises the configured fetch wait to at least that (for a tail of a
+    rarely written topic: an idle fetch costs the broker a request each wait)."""
     cfg = app.settings.consumer(None, **{"enable.partition.eof": True})
+    if min_fetch_wait_ms is not None and fetch_wait_ms(cfg) < min_fetch_wait_ms:
+        cfg["fetch.wait.max.ms"] = min_fetch_wait_ms
     return clients.make_consumer(cfg)
 
 

@@ -20,7 +20,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaException, Producer
 
 from streamtasks.config import KafkaValue
-from streamtasks.kafka import clients
+from streamtasks.kafka import clients, reader
 from streamtasks.kafka.earlysend import linger_seconds
 from streamtasks.topology import retry_topics
 from streamtasks.wire.topics import events_topic, results_topic
@@ -55,8 +55,6 @@ _BROKER_SIDE_UNDER_KIP848 = (
 #: the longest an idle retry-tier partition rests (see PartitionFlow): a retry written to it
 #: meanwhile is picked up this much later at most
 MAX_RETRY_REST_S = 1.0
-#: librdkafka's ``fetch.wait.max.ms`` when the config does not set it
-_DEFAULT_FETCH_WAIT_MS = 500.0
 
 
 def retry_rest(tiers: Sequence[float], consumer_cfg: dict[str, KafkaValue]) -> tuple[float, float]:
@@ -66,7 +64,7 @@ def retry_rest(tiers: Sequence[float], consumer_cfg: dict[str, KafkaValue]) -> t
     without a record: long enough to have seen at least one fetch's answer. Where the rest
     would not be longer than that (a long fetch wait: idle fetches are rare anyway, or very
     short tiers), the flow does not rest partitions."""
-    wait_ms = float(str(consumer_cfg.get("fetch.wait.max.ms", _DEFAULT_FETCH_WAIT_MS)))
+    wait_ms = reader.fetch_wait_ms(consumer_cfg)
     rest_s = min(MAX_RETRY_REST_S, min(tiers) / 4) if tiers else 0.0
     return rest_s, 2 * wait_ms / 1000 + 0.05
 

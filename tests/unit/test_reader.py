@@ -1,12 +1,17 @@
-"""The pure search behind reader.offset_for_time: a broker hint verified, else a binary search."""
+"""The pure search behind reader.offset_for_time (a broker hint verified, else a binary
+search), and the readers' fetch-wait floor."""
 
 from __future__ import annotations
 
 import bisect
+from typing import Any
 
 import pytest
 
-from streamtasks.kafka.reader import search_time
+from streamtasks import App
+from streamtasks.kafka import clients, reader
+from streamtasks.kafka.reader import open_reader, search_time
+from streamtasks.worker.indexes import REVOKED_FETCH_WAIT_MS, RevokedIndex
 
 
 class Partition:
@@ -71,3 +76,40 @@ def test_a_stale_end_does_not_cut_the_search_short() -> None:
     p = dense(50)
     # the broker's end is reported too low: the search still answers within what it was told
     assert search_time(1000 + 10 * 30, p.low, 40, p.stamps[0], None, p.probe) == 30
+
+
+@pytest.mark.parametrize(
+    ("configured", "floor", "used"),
+    [
+        ({"fetch.wait.max.ms": 10}, 250, 250),  # raised to the floor
+        ({"fetch.wait.max.ms": 1000}, 250, 1000),  # a longer wait is kept
+        ({}, 250, None),  # librdkafka's default (500 ms) is longer already: left unset
+        ({"fetch.wait.max.ms": 10}, None, 10),  # no floor: the app's setting
+    ],
+)
+def test_a_reader_fetch_wait_is_raised_to_its_floor_only(
+    monkeypatch: pytest.MonkeyPatch,
+    configured: dict[str, int],
+    floor: int | None,
+    used: int | None,
+) -> None:
+    made: list[dict[str, Any]] = []
+    monkeypatch.setattr(clients, "make_consumer", made.append)
+    app = App("unit", bootstrap_servers="127.0.0.1:1", consumer_config=configured)
+    open_reader(app, min_fetch_wait_ms=floor)
+    (cfg,) = made
+    assert cfg.get("fetch.wait.max.ms") == used
+    assert cfg["enable.partition.eof"] is True
+
+
+def test_the_revoked_index_reads_with_the_long_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int | None] = []
+
+    def fake_open(app: App, *, min_fetch_wait_ms: int | None = None) -> None:
+        seen.append(min_fetch_wait_ms)
+        raise RuntimeError("no broker in a unit test")  # the index thread logs it and stops
+
+    monkeypatch.setattr(reader, "open_reader", fake_open)
+    index = RevokedIndex(App("unit", bootstrap_servers="127.0.0.1:1"))
+    index.close()
+    assert seen == [REVOKED_FETCH_WAIT_MS]

@@ -21,6 +21,14 @@ from tests.integration.conftest import StartWorkers
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _NO_KIP848 = "KIP-848 (group.protocol=consumer) does not work"
+#: measured 2026-12-03: 1 run in ~8 under CPU load (another broker's test pass beside it), the
+#: client's result reader was handed offsets 388 after 384 (512 -> 513, ...) of a results
+#: partition two workers were writing; a later full read finds the skipped records, so their
+#: handles waited forever. Our code never saw them (checked by wrapping the listener).
+_FETCH_SKIPS = (
+    "a consumer tailing a partition that two producers append to can be handed records past "
+    "some it never got (seen 1 run in ~8 under CPU load; a later read finds them)"
+)
 
 
 def _distinct_keys(n: int) -> Callable[[list[Message]], bool]:
@@ -37,8 +45,9 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
 
 
 def test_same_key_runs_in_send_order_and_different_keys_overlap_within_a_partition(
-    app: App, start_workers: StartWorkers
+    app: App, start_workers: StartWorkers, broker_kind: BrokerKind
 ) -> None:
+    skip_if_tansu(broker_kind, _FETCH_SKIPS)  # 5,000 results from 2 workers: it meets the gap
     # Given 2 workers and 50 keys x 100 tasks with random short sleeps
     start_workers(2, "--concurrency", "8")
     rng = random.Random(11)

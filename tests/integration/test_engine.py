@@ -21,10 +21,8 @@ from tests.integration.conftest import StartWorkers
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _NO_KIP848 = "KIP-848 (group.protocol=consumer) does not work"
-#: measured 2026-12-03: 1 run in ~8 under CPU load (another broker's test pass beside it), the
-#: client's result reader was handed offsets 388 after 384 (512 -> 513, ...) of a results
-#: partition two workers were writing; a later full read finds the skipped records, so their
-#: handles waited forever. Our code never saw them (checked by wrapping the listener).
+#: measured 2026-12-03 with another broker's test pass beside it: the result reader was handed
+#: offset 388 after 384 (513 after 511) of a partition two workers were writing (README).
 _FETCH_SKIPS = (
     "a consumer tailing a partition that two producers append to can be handed records past "
     "some it never got (seen 1 run in ~8 under CPU load; a later read finds them)"

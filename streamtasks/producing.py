@@ -67,28 +67,29 @@ class Producing:
     def wait_delivered(self, delivery: Delivery, timeout: float | None = None) -> bool:
         """Block until the broker acknowledged (or refused) ``delivery``; ``False`` if
         ``timeout`` seconds passed first. The producer's callbacks are served meanwhile by a
-        poller thread (started on the first wait), so a waiter is woken at once whichever
+        poller thread (running while someone waits), so a waiter is woken at once whichever
         thread serves its callback."""
         if delivery.done:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            self._ensure_poller()
             left = 1.0 if deadline is None else min(deadline - time.monotonic(), 1.0)
-            if delivery.wait(max(left, 0.0)):
-                return True
+            with self._poller_now().waiting():
+                if delivery.wait(max(left, 0.0)):
+                    return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def _ensure_poller(self) -> None:
+    def _poller_now(self) -> Poller:
+        """The producer's poller (a new one after :meth:`_stop_threads`)."""
         poller = self._poller
-        if poller is None or not poller.running:
+        if poller is None or poller.stopped:
             producer = self.producer  # (takes the lock itself when it makes the producer)
             with self._lock:
                 poller = self._poller
                 if poller is None:
                     poller = self._poller = Poller(producer)
-            poller.start()
+        return poller
 
     def _stop_threads(self) -> None:
         """End the poller and the early sender, before the producer is dropped (close) or

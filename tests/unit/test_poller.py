@@ -120,11 +120,79 @@ def test_a_raising_callback_does_not_end_the_poller() -> None:
     producer = _SlowPollProducer()
     producer.raise_next = True
     poller = Poller(producer)
-    poller.start()
-    # Then it goes on serving callbacks
-    delivery = Delivery()
-    producer.queue(delivery.on_delivery)
-    assert delivery.wait(5)
-    assert poller.running
+    with poller.waiting():
+        # Then it goes on serving callbacks
+        delivery = Delivery()
+        producer.queue(delivery.on_delivery)
+        assert delivery.wait(5)
+        assert poller.running
     poller.stop()
     assert not poller.running
+
+
+def _wait_until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_the_poller_ends_when_nobody_waits_and_starts_again_for_the_next_waiter() -> None:
+    # Given a poller that served one waiter
+    producer = _SlowPollProducer()
+    poller = Poller(producer, idle_exit=0.2)
+    delivery = Delivery()
+    producer.queue(delivery.on_delivery)
+    with poller.waiting():
+        assert delivery.wait(5)
+    # When nobody waits for longer than idle_exit
+    # Then the thread ends and polls no more (a sender that only sends pays for no thread)
+    assert _wait_until(lambda: not poller.running, 5), "the idle poller kept running"
+    polls = producer.polls
+    time.sleep(0.3)
+    assert producer.polls == polls
+    # And the next waiter gets a new thread that serves its callback
+    second = Delivery()
+    producer.queue(second.on_delivery)
+    with poller.waiting():
+        assert second.wait(5)
+    assert poller.starts == 2
+    poller.stop()
+
+
+def test_the_poller_keeps_running_while_a_waiter_waits_longer_than_idle_exit() -> None:
+    producer = _SlowPollProducer()
+    poller = Poller(producer, idle_exit=0.1)
+    delivery = Delivery()
+    with poller.waiting():
+        time.sleep(0.5)  # the waiter waits five idle_exits: the thread must not end under it
+        assert poller.running and poller.starts == 1
+        producer.queue(delivery.on_delivery)
+        assert delivery.wait(5)
+    poller.stop()
+
+
+def test_many_waiters_coming_and_going_always_have_a_poller() -> None:
+    # Waiters that come while the thread decides to end must not be left without one
+    producer = _SlowPollProducer()
+    poller = Poller(producer, idle_exit=0.0)
+    failures: list[int] = []
+
+    def waiter(i: int) -> None:
+        for _ in range(20):
+            d = Delivery()
+            with poller.waiting():
+                producer.queue(d.on_delivery)
+                if not d.wait(5):
+                    failures.append(i)
+            time.sleep(0.001 * (i % 3))
+
+    threads = [threading.Thread(target=waiter, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    poller.stop()
+    assert failures == []

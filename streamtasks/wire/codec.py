@@ -19,6 +19,10 @@ current one (:meth:`Codec.register_old`); its frames decode with Avro schema res
 the current shape, and ``decode(expect=current)`` accepts them. Old events queued before an
 upgrade therefore still run.
 
+Speed: a schema of plain types is also compiled (:mod:`streamtasks.wire.fastcodec`) and its
+frames written and read without fastavro's per-call setup; anything the compiled code does not
+take as is goes to fastavro, whose answer stands.
+
 Invariants: a frame is only ever written with a schema that is registered here (never with an
 old version), so whatever this process writes it can also read; decoding never raises anything
 but :class:`DecodeError` (or its subclass :class:`UnknownSchemaError`), which keeps the raw
@@ -39,6 +43,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from streamtasks.errors import DecodeError, SchemaError, StreamtasksError, UnknownSchemaError
+from streamtasks.wire.fastcodec import FastCodec, compile_schema
 from streamtasks.wire.schema import refs
 from streamtasks.wire.schema.compat import resolution_problems
 
@@ -80,6 +85,8 @@ class KnownSchema:
     reads_as: KnownSchema | None = None
     #: the schema as given (with defaults and docs), what a registry is sent
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
+    #: its compiled writer and reader (None: fastavro does all; see wire/fastcodec.py)
+    fast: FastCodec | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def header(self) -> bytes:
@@ -168,8 +175,15 @@ class Codec:
 
     def encode(self, schema: KnownSchema, record: Any) -> bytes:
         """Encode ``record`` with ``schema``. Raises :class:`SchemaError` if it does not fit."""
+        header = schema.header if self._registry is None else self.header_for(schema)
+        fast = schema.fast
+        if fast is not None:
+            try:
+                return header + fast.encode(record)
+            except Exception:  # not exactly the schema's types: fastavro decides
+                pass
         buf = io.BytesIO()
-        buf.write(schema.header if self._registry is None else self.header_for(schema))
+        buf.write(header)
         try:
             fastavro.schemaless_writer(buf, schema.parsed, record)
         except Exception as exc:
@@ -205,6 +219,15 @@ class Codec:
         reader = schema.reads_as
         if expect is not None and schema is not expect and reader is not expect:
             raise DecodeError(f"expected a {expect.name} frame, got {schema.name}", raw=bytes(data))
+        fast = schema.fast
+        if fast is not None and reader is None and type(data) is bytes:
+            try:
+                record, end = fast.decode(data, start)
+            except Exception:  # not exactly well-formed: fastavro's answer (or error) stands
+                pass
+            else:
+                if end == len(data):
+                    return schema, record
         buf = io.BytesIO(data)
         buf.seek(start)
         try:
@@ -260,7 +283,14 @@ def _parse(schema: Any) -> KnownSchema:
         raise SchemaError(f"invalid Avro schema: {exc}") from exc
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
-    return KnownSchema(name=name, parsed=parsed, fingerprint=fp, canonical=canonical, source=schema)
+    return KnownSchema(
+        name=name,
+        parsed=parsed,
+        fingerprint=fp,
+        canonical=canonical,
+        source=schema,
+        fast=compile_schema(parsed),
+    )
 
 
 def _check_resolvable(writer: KnownSchema, current: KnownSchema) -> None:

@@ -62,6 +62,8 @@ class TaskStatus(enum.StrEnum):
 
 #: each status as plain text (what the Avro enum takes), looked up per record
 _STATUS_TEXT = {s: s.value for s in TaskStatus}
+#: and back (a dict look-up is a fraction of the ``TaskStatus(text)`` call, on every result read)
+_STATUS_OF = {s.value: s for s in TaskStatus}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +201,7 @@ class ResultRecord:
         return cls(
             task_id=rec["task_id"],
             task=rec["task"],
-            status=TaskStatus(rec["status"]),
+            status=_STATUS_OF.get(rec["status"]) or TaskStatus(rec["status"]),
             attempts=rec["attempts"],
             worker_id=rec["worker_id"],
             created_at=rec["created_at"],

@@ -85,13 +85,17 @@ class KnownSchema:
     reads_as: KnownSchema | None = None
     #: the schema as given (with defaults and docs), what a registry is sent
     source: Any = dataclasses.field(default=None, compare=False, repr=False)
-    #: its compiled writer and reader (None: fastavro does all; see wire/fastcodec.py)
-    fast: FastCodec | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def header(self) -> bytes:
         """``MAGIC`` + fingerprint (made once: read for every frame written)."""
         return MAGIC + self.fingerprint
+
+    @functools.cached_property
+    def fast(self) -> FastCodec | None:
+        """Its compiled writer and reader (None: fastavro does all; see wire/fastcodec.py),
+        made on first use (~1-4 ms a schema: an old version kept for reading never is)."""
+        return compile_schema(self.parsed)
 
 
 #: named types shared by several of the shipped contracts, each defined once in its own file
@@ -289,7 +293,6 @@ def _parse(schema: Any) -> KnownSchema:
         fingerprint=fp,
         canonical=canonical,
         source=schema,
-        fast=compile_schema(parsed),
     )
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from streamtasks.errors import DecodeError, SchemaError
 from streamtasks.wire.codec import Codec, load_builtin_schema
-from streamtasks.wire.fastcodec import compile_schema
+from streamtasks.wire.fastcodec import FastCodec, compile_schema
 
 _PRIMITIVES = ["null", "boolean", "int", "long", "float", "double", "bytes", "string"]
 _names = itertools.count()
@@ -91,16 +91,21 @@ def _values(schema: Any) -> st.SearchStrategy[Any]:
     return st.fixed_dictionaries({f["name"]: _values(f["type"]) for f in schema["fields"]})
 
 
+def _drawn(data: st.DataObject) -> tuple[Any, FastCodec, Any]:
+    """A generated schema (parsed), its compiled codec, and a value of it."""
+    schema = _schema(data.draw(_shapes))
+    parsed = fastavro.parse_schema(schema)
+    fast = compile_schema(parsed)
+    assert fast is not None, schema
+    return parsed, fast, data.draw(_values(schema))
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_generated_schemas_write_and_read_what_fastavro_does(data: st.DataObject) -> None:
     # Given a schema of the supported kinds (nested records, unions with null either side,
     # arrays, maps, enums) and a value of it
-    schema = _schema(data.draw(_shapes))
-    parsed = fastavro.parse_schema(schema)
-    fast = compile_schema(parsed)
-    assert fast is not None
-    value = data.draw(_values(schema))
+    parsed, fast, value = _drawn(data)
     # Then the compiled writer writes fastavro's bytes, and the reader reads them as it does
     expected = _fastavro_bytes(parsed, value)
     assert fast.encode(value) == expected
@@ -113,11 +118,8 @@ def test_generated_schemas_write_and_read_what_fastavro_does(data: st.DataObject
 @given(data=st.data())
 def test_hostile_frames_read_as_fastavro_reads_them_or_fail(data: st.DataObject) -> None:
     # Given a valid frame of a generated schema, cut short, corrupted or followed by junk
-    schema = _schema(data.draw(_shapes))
-    parsed = fastavro.parse_schema(schema)
-    fast = compile_schema(parsed)
-    assert fast is not None
-    frame = bytearray(_fastavro_bytes(parsed, data.draw(_values(schema))))
+    parsed, fast, value = _drawn(data)
+    frame = bytearray(_fastavro_bytes(parsed, value))
     how = data.draw(st.sampled_from(["cut", "flip", "junk", "random"]))
     if how == "cut" and frame:
         del frame[data.draw(st.integers(0, len(frame) - 1)) :]

@@ -16,8 +16,9 @@ namespace (``K0``, ``S0``...), so any schema, including one from a registry, com
 
 Only what is simple to get exactly right is compiled: null, boolean, int, long, float, double,
 bytes, string, enum, record, array, map, and unions of ``null`` with one other type. A schema
-with anything else (logical types, fixed, other unions, recursive records) is not compiled
-(:func:`compile_schema` returns ``None``) and the codec uses fastavro for it.
+with anything else (logical types, fixed, other unions, recursive records, nesting deeper than
+Python's compiler takes in one function) is not compiled (:func:`compile_schema` returns
+``None``) and the codec uses fastavro for it.
 
 Invariants: a :class:`FastCodec` never decides anything fastavro would decide differently.
 ``encode`` raises (:class:`Fallback`, or any error) for any value that is not exactly of the
@@ -126,11 +127,15 @@ def compile_schema(parsed: Any) -> FastCodec | None:
     try:
         top = gen.type_of(parsed)
         gen.entry(top)
-    except _Unsupported:
+    except (_Unsupported, KeyError, TypeError, ValueError):  # (a shape not foreseen: fastavro)
         return None
     source = "\n".join(gen.lines) + "\n"
     namespace = dict(_BASE_NAMESPACE, **gen.constants)
-    exec(compile(source, "<streamtasks.wire.fastcodec>", "exec"), namespace)
+    try:
+        code = compile(source, "<streamtasks.wire.fastcodec>", "exec")
+    except (SyntaxError, RecursionError, MemoryError):  # e.g. arrays nested ~20 deep:
+        return None  # "too many statically nested blocks"; fastavro reads those
+    exec(code, namespace)
     return FastCodec(namespace["write"], namespace["read"], source)
 
 

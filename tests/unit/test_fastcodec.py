@@ -254,6 +254,21 @@ def test_what_is_not_compiled_is_left_to_fastavro(schema: Any) -> None:
     assert known.fast is None
 
 
+def test_nesting_too_deep_for_the_compiler_is_left_to_fastavro() -> None:
+    # arrays of arrays 30 deep: Python refuses so many nested blocks in one function
+    schema: Any = "long"
+    for _ in range(30):
+        schema = {"type": "array", "items": schema}
+    codec = Codec()
+    known = codec.register(schema)
+    assert known.fast is None
+    value: Any = [7]
+    for _ in range(29):
+        value = [value]
+    frame = codec.encode(known, value)
+    assert codec.decode(frame, expect=known)[1] == value
+
+
 def test_a_named_type_used_twice_is_compiled_once_and_read_alike() -> None:
     schema = {
         "type": "record",

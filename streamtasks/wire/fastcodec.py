@@ -127,7 +127,7 @@ def compile_schema(parsed: Any) -> FastCodec | None:
     try:
         top = gen.type_of(parsed)
         gen.entry(top)
-    except (_Unsupported, KeyError, TypeError, ValueError):  # (a shape not foreseen: fastavro)
+    except (_Unsupported, KeyError, TypeError, ValueError, RecursionError):  # fastavro does it
         return None
     source = "\n".join(gen.lines) + "\n"
     namespace = dict(_BASE_NAMESPACE, **gen.constants)

@@ -27,6 +27,7 @@ if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 from bench_app import make_app  # noqa: E402
+from run import broker  # noqa: E402
 
 from streamtasks.kafka.poller import IDLE_EXIT, Poller  # noqa: E402
 
@@ -83,13 +84,8 @@ def main() -> int:
             )
         app.close()
 
-    if args.bootstrap_servers:
-        run(args.bootstrap_servers)
-    else:
-        from streamtasks.dev.broker import EmbeddedBroker
-
-        with EmbeddedBroker() as b:
-            run(b.bootstrap_servers)
+    with broker(args.bootstrap_servers) as (bootstrap, _pid, _what):
+        run(bootstrap)
     return 0
 
 

@@ -182,10 +182,13 @@ class Codec:
         header = schema.header if self._registry is None else self.header_for(schema)
         fast = schema.fast
         if fast is not None:
+            out = bytearray(header)
             try:
-                return header + fast.encode(record)
+                fast.write(out, record)
             except Exception:  # not exactly the schema's types: fastavro decides
                 pass
+            else:
+                return bytes(out)
         buf = io.BytesIO()
         buf.write(header)
         try:
@@ -226,7 +229,7 @@ class Codec:
         fast = schema.fast
         if fast is not None and reader is None and type(data) is bytes:
             try:
-                record, end = fast.decode(data, start)
+                record, end = fast.read(data, start)
             except Exception:  # not exactly well-formed: fastavro's answer (or error) stands
                 pass
             else:
@@ -287,13 +290,7 @@ def _parse(schema: Any) -> KnownSchema:
         raise SchemaError(f"invalid Avro schema: {exc}") from exc
     fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
     name = parsed.get("name", str(parsed)) if isinstance(parsed, dict) else str(parsed)
-    return KnownSchema(
-        name=name,
-        parsed=parsed,
-        fingerprint=fp,
-        canonical=canonical,
-        source=schema,
-    )
+    return KnownSchema(name=name, parsed=parsed, fingerprint=fp, canonical=canonical, source=schema)
 
 
 def _check_resolvable(writer: KnownSchema, current: KnownSchema) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamtasks.wire.codec import Codec, KnownSchema, load_builtin_schema
+from streamtasks.wire.quickinit import quick_init
 
 __all__ = [
     "CHORD_JOIN_SCHEMA",
@@ -66,6 +67,7 @@ _STATUS_TEXT = {s: s.value for s in TaskStatus}
 _STATUS_OF = {s.value: s for s in TaskStatus}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
     type: str
@@ -82,6 +84,7 @@ class ErrorInfo:
         return cls(rec["type"], rec["message"], rec["traceback"])
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Envelope:
     id: str
@@ -169,6 +172,7 @@ def new_envelope_avro(
     }
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ResultRecord:
     task_id: str

@@ -29,6 +29,7 @@ from streamtasks.retry import decide
 from streamtasks.wire import headers as hdr
 from streamtasks.wire.envelope import Envelope, ErrorInfo, ResultRecord, TaskStatus, now_ms
 from streamtasks.wire.headers import TRACEPARENT, header, task_headers
+from streamtasks.wire.quickinit import quick_init
 from streamtasks.wire.topics import Headers, dlq_topic, queue_of, results_topic, retry_topic
 from streamtasks.worker.indexes import FiredIndex
 from streamtasks.worker.pools.processes import ChildError
@@ -62,6 +63,7 @@ _STATUS_BYTES = {s: s.value.encode() for s in TaskStatus}
 OutcomeKind = Literal["success", "failure", "retry", "dead", "expired", "skipped", "revoked"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Record:
     """A consumed task record."""
@@ -79,6 +81,7 @@ class Record:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Output:
     topic: str
@@ -90,6 +93,7 @@ class Output:
     result: ResultRecord | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What a record turned into. ``then`` is produced only after every one of ``outputs`` was

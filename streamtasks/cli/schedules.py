@@ -74,10 +74,14 @@ def schedules(
     from rich.console import Console
     from rich.table import Table
 
+    # distances from the same instant the next fire times were computed at: a fire due within
+    # the second is "(in 0s)", never "(0s ago)" because the table was drawn a moment later
+    now_epoch_ms = int(now.timestamp() * 1000)
+
     def shown(iso: str | None) -> str:
-        return (
-            "-" if iso is None else timestamp(int(datetime.fromisoformat(iso).timestamp() * 1000))
-        )
+        if iso is None:
+            return "-"
+        return timestamp(int(datetime.fromisoformat(iso).timestamp() * 1000), now_epoch_ms)
 
     table = Table(title=f"schedules of {the_app.name}", box=None, padding=(0, 1, 0, 0))
     for col in ("name", "task", "when", "misfire", "next fire", "last fire"):

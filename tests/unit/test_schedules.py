@@ -536,3 +536,22 @@ def test_an_id_of_the_fire_id_shape_with_an_out_of_range_time_is_no_fire_id() ->
     assert parse_fire_task_id("sched.nightly.999999999999999") is None
     assert parse_fire_task_id("sched.nightly.-999999999999999") is None
     assert parse_fire_task_id("sched.nightly.0") is not None
+
+
+def test_the_schedules_table_measures_distances_from_the_instant_it_computed() -> None:
+    # A 1 s schedule's next fire is under a second away; drawing the table later than that
+    # (a loaded machine: here 5 s later) must not turn it into "(... ago)"
+    from unittest import mock
+
+    from typer.testing import CliRunner
+
+    from streamtasks.cli import cli
+    from streamtasks.wire import envelope
+
+    later = envelope.now_ms() + 5000
+    with mock.patch.object(envelope, "now_ms", lambda: later):
+        result = CliRunner().invoke(
+            cli, ["schedules", "tests.integration.apps.periodic:app"], env={"COLUMNS": "200"}
+        )
+    assert result.exit_code == 0, result.output
+    assert "(in " in result.output and " ago)" not in result.output, result.output

@@ -42,27 +42,23 @@ def quick_init(cls: type[T]) -> type[T]:
     signature: list[str] = []
     body: list[str] = []
     for i, f in enumerate(fields):
-        if not f.init or f.kw_only or not f.name.isidentifier():
-            raise TypeError(f"{cls.__qualname__}.{f.name}: quick_init takes init fields only")
+        if f.kw_only or not f.name.isidentifier():
+            raise TypeError(f"{cls.__qualname__}.{f.name}: quick_init takes positional fields")
         setter = f"_set{i}"
         namespace[setter] = cls.__dict__[f.name].__set__
-        if f.default is not dataclasses.MISSING:
-            namespace[f"_default{i}"] = f.default
-            signature.append(f"{f.name}=_default{i}")
-            body.append(f"    {setter}(self, {f.name})")
-        elif f.default_factory is not dataclasses.MISSING:
-            # the dataclass's own "no argument" marker: the same signature (``=<factory>``)
-            namespace[f"_factory{i}"] = f.default_factory
-            namespace[f"_no_arg{i}"] = own[f.name].default
-            signature.append(f"{f.name}=_no_arg{i}")
-            body.append(
-                f"    {setter}(self, _factory{i}() if {f.name} is _no_arg{i} else {f.name})"
-            )
-        else:
-            if signature and "=" in signature[-1]:
-                raise TypeError(f"{cls.__qualname__}.{f.name}: no default after a default")
+        # defaults as the dataclass's own signature has them: a default factory's is its
+        # "no argument" marker (``=<factory>``), replaced by a fresh value per instance
+        default = own[f.name].default
+        if default is inspect.Parameter.empty:
             signature.append(f.name)
-            body.append(f"    {setter}(self, {f.name})")
+        else:
+            namespace[f"_default{i}"] = default
+            signature.append(f"{f.name}=_default{i}")
+        value = f.name
+        if f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory{i}"] = f.default_factory
+            value = f"_factory{i}() if {f.name} is _default{i} else {f.name}"
+        body.append(f"    {setter}(self, {value})")
     source = f"def __init__(self, {', '.join(signature)}):\n" + ("\n".join(body) or "    pass")
     exec(compile(source, f"<quick_init {cls.__qualname__}>", "exec"), namespace)
     init = namespace["__init__"]

@@ -111,9 +111,12 @@ class AsyncResult:
         rec = self._final
         if rec is None:
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
-            rec = self._listener().wait(self.id, left)
+            listener = self._listener()
+            rec = listener.wait(self.id, left)
             if rec is None:
-                raise ResultTimeoutError(f"task {self.id} did not finish within {timeout}s")
+                raise ResultTimeoutError(
+                    f"task {self.id} did not finish within {timeout}s: {listener.describe(self.id)}"
+                )
             self._final = rec
         if rec.status is TaskStatus.SUCCESS:
             return self._decode_value(rec)

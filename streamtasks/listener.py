@@ -39,6 +39,9 @@ __all__ = ["ResultListener"]
 
 log = structlog.get_logger("streamtasks.results")
 
+#: partitions whose read positions a timeout's message names
+_DESCRIBED_PARTITIONS = 12
+
 #: answers about a topic created a moment ago, before its partitions have leaders
 _NO_LEADER_YET = frozenset(
     {
@@ -371,6 +374,30 @@ class ResultListener:
                 if remaining is not None and remaining <= 0:
                     return None, False
                 self._cond.wait(remaining if remaining is not None else 1.0)
+
+    def describe(self, task_id: str) -> str:
+        """Why a wait on ``task_id`` may not have ended, for a timeout's message: the last
+        state read for it and how far this listener has read the results topic."""
+        with self._cond:
+            rec = self._latest.get(task_id)
+            followed = rec is not None or self._from_beginning or task_id in self._expected
+            positions = sorted(self._positions.items())
+            starts = {} if self._start is None else {tp.partition: tp.offset for tp in self._start}
+        if rec is not None:
+            state = f"last state read: {rec.status.value} (attempt {rec.attempts})"
+        elif followed:
+            state = "no record of it read yet"
+        else:
+            state = "not remembered by this process (looked up on demand)"
+        if self._error is not None:
+            return f"{state}; {self._error}"
+        at_end = "read to its end" if self._caught_up.is_set() else "not yet read to its end"
+        shown = ", ".join(
+            f"{p}: {starts.get(p, '?')}..{pos}" for p, pos in positions[:_DESCRIBED_PARTITIONS]
+        )
+        more = "" if len(positions) <= _DESCRIBED_PARTITIONS else ", ..."
+        read = f"offsets read per partition: {shown or 'none'}{more}"
+        return f"{state}; {self._topic} {at_end} ({read})"
 
     def wait_caught_up(self, timeout: float) -> bool:
         """True once every partition was read to its end at least once."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from streamtasks import App, TaskFailedError, TaskStatus
+from streamtasks import App, ResultTimeoutError, TaskFailedError, TaskStatus
 from streamtasks.testing import consume_all
 from streamtasks.wire.topics import results_topic
 from tests.integration.apps.basic import Item, Shape, Summary
@@ -82,6 +82,24 @@ def test_a_result_that_arrived_before_get_is_still_found(
     # the result is on the topic before anyone waits for it
     consume_all(kafka_bootstrap, results_topic(ns), expect=1, timeout=30)
     assert res.get(timeout=10) == 2
+
+
+def test_a_get_that_times_out_says_what_it_saw(
+    app: App, start_workers: StartWorkers, kafka_bootstrap: str, ns: str
+) -> None:
+    # Given a task no worker runs (none is started yet)
+    res = app.tasks["add"].send(1, 2)
+    assert app.flush(30) == 0
+    assert app.results_listener().wait_caught_up(30)
+    # When get() times out, its error names the state it saw and how far results were read
+    with pytest.raises(ResultTimeoutError) as err:
+        res.get(timeout=0.5)
+    text = str(err.value)
+    assert res.id in text and "no record of it read yet" in text, text
+    assert f"{results_topic(ns)} read to its end" in text, text
+    # And once a worker ran it, the same handle resolves
+    start_workers(1)
+    assert res.get(timeout=30) == 3
 
 
 def test_a_handle_made_from_an_id_in_another_app_instance_finds_the_result(

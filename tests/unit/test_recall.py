@@ -238,3 +238,21 @@ def test_records_the_listener_skipped_before_a_handoff_are_read_and_newer_ones_w
     listener._settle([rec("x"), rec("y", TaskStatus.DEAD)])
     assert listener._latest.get("x") == rec("x") and listener._latest.get("y") == rec("y")
     app.close()
+
+
+def test_a_timeouts_description_names_the_last_state_and_the_read_positions() -> None:
+    # Given a listener that follows "x" and has read partition 1 up to offset 4
+    app = App("recalltest", bootstrap_servers="127.0.0.1:1")
+    listener = app.results_listener()
+    listener._expected["x"] = None
+    listener._select([Msg(1, 3, "other")], {1})  # type: ignore[list-item]
+    # Then before any record of x: nothing read yet, not at the end of the topic
+    text = listener.describe("x")
+    assert text.startswith("no record of it read yet;"), text
+    assert ".results not yet read to its end" in text and "partition: 1: ?..4)" in text, text
+    # and once a STARTED record was read, that state and its attempt
+    listener._store([ResultRecord("x", "t", TaskStatus.STARTED, 2, 0)])
+    assert listener.describe("x").startswith("last state read: STARTED (attempt 2);")
+    # and an id this process does not remember says so
+    assert listener.describe("y").startswith("not remembered by this process")
+    app.close()

@@ -1,6 +1,6 @@
 """The worker's own per-task CPU, without a broker: a real Worker on in-process fake clients.
 
-    python bench/worker_path.py [--n 40000] [--repeats 5] [--concurrency 8]
+    python bench/worker_path.py [--n 40000] [--repeats 5] [--concurrency 8] [--no-gc-tuning]
 
 A real :class:`streamtasks.worker.Worker` runs ``bench.noop`` on N pre-encoded envelopes
 (as ``send()`` writes them, 6 partitions, distinct keys). Its consumer and producer are fakes
@@ -217,19 +217,47 @@ def _fakes(run: Run) -> Iterator[None]:
         yield
 
 
-def one_run(n: int, concurrency: int) -> tuple[float, float]:
+class _GcClock:
+    """Time spent in the cyclic collector (``gc.callbacks``) while ``run`` is timed."""
+
+    def __init__(self, run: Run) -> None:
+        self.seconds = 0.0
+        self._run = run
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if not self._run.t0 or self._run.t1:
+            return  # before the first consume() or after the last acknowledgement
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0:
+            self.seconds += time.perf_counter() - self._t0
+
+
+def one_run(n: int, concurrency: int, gc_tuning: bool = True) -> tuple[float, float, float]:
     ns = f"wp{uuid.uuid4().hex[:8]}"
     app = make_app(ns, "fake:9092")
     topic = task_topic(ns, app.tasks["bench.noop"].queue)
     run = Run(n, topic, f"{ns}.results", _messages(topic, n))
     gc.collect()  # the garbage of the last run is not this one's
-    with _fakes(run):
-        worker = Worker(app, concurrency=concurrency, create_topics=False, heartbeat_interval=3600)
-        run.worker = worker
-        worker.run(install_signal_handlers=False)
+    clock = _GcClock(run)
+    gc.callbacks.append(clock)
+    try:
+        with _fakes(run):
+            worker = Worker(
+                app,
+                concurrency=concurrency,
+                create_topics=False,
+                heartbeat_interval=3600,
+                gc_tuning=gc_tuning,
+            )
+            run.worker = worker
+            worker.run(install_signal_handlers=False)
+    finally:
+        gc.callbacks.remove(clock)
     if run.acked != n:
         raise SystemExit(f"only {run.acked} of {n} results acknowledged")
-    return (run.c1 - run.c0) / n * 1e6, (run.t1 - run.t0) / n * 1e6
+    return (run.c1 - run.c0) / n * 1e6, (run.t1 - run.t0) / n * 1e6, clock.seconds / n * 1e6
 
 
 def main() -> int:
@@ -237,19 +265,28 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=40000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument(
+        "--gc-tuning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the worker's collector tuning (streamtasks.worker.gctune), on by default",
+    )
     args = ap.parse_args()
     os.environ.setdefault("STREAMTASKS_LOG_LEVEL", "WARNING")
-    one_run(2000, args.concurrency)  # warm-up: imports, schema parsing
-    cpu, wall = [], []
+    one_run(2000, args.concurrency, args.gc_tuning)  # warm-up: imports, schema parsing
+    cpu, wall, in_gc = [], [], []
     for _ in range(args.repeats):
-        c, w = one_run(args.n, args.concurrency)
+        c, w, g = one_run(args.n, args.concurrency, args.gc_tuning)
         cpu.append(c)
         wall.append(w)
+        in_gc.append(g)
     print(
         f"worker path, {args.n} no-op tasks, concurrency {args.concurrency}, "
+        f"gc tuning {'on' if args.gc_tuning else 'off'}, "
         f"{args.repeats} runs: CPU {statistics.median(cpu):.1f} us/task "
         f"({min(cpu):.1f}-{max(cpu):.1f}), wall {statistics.median(wall):.1f} us/task "
-        f"({min(wall):.1f}-{max(wall):.1f})"
+        f"({min(wall):.1f}-{max(wall):.1f}), in the collector {statistics.median(in_gc):.2f} "
+        f"us/task ({min(in_gc):.2f}-{max(in_gc):.2f})"
     )
     print("  runs, CPU us/task:", " ".join(f"{c:.1f}" for c in cpu))
     return 0

@@ -74,6 +74,12 @@ def worker(
     metrics_lag_interval: Annotated[
         float, typer.Option(help="Seconds between consumer-lag samples for the metrics.")
     ] = 5.0,
+    gc_tuning: Annotated[
+        bool,
+        typer.Option(
+            help="Freeze the start-up heap and collect young objects less often while running."
+        ),
+    ] = True,
     metrics_record: Annotated[
         bool, typer.Option(hidden=True, help="Keep metrics for a supervisor that serves them.")
     ] = False,
@@ -130,6 +136,7 @@ def worker(
             metrics_port=metrics_port,
             metrics=metrics_record,
             metrics_lag_interval=metrics_lag_interval,
+            gc_tuning=gc_tuning,
         )
         if _stopped_while_starting(relay):
             return

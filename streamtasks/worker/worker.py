@@ -59,6 +59,7 @@ from streamtasks.wire.topics import chords_topic, results_topic, task_topic
 from streamtasks.worker import groupwatch
 from streamtasks.worker.burst import DrainWatch
 from streamtasks.worker.events import TaskEvents
+from streamtasks.worker.gctune import tuned_gc
 from streamtasks.worker.health import BrokerWatch, StallWatch
 from streamtasks.worker.heartbeats import HeartbeatCounters, HeartbeatSender
 from streamtasks.worker.hooks import HookSet, WorkerHooks, WorkerStats
@@ -109,10 +110,13 @@ class Worker(TaskRunning, Rebalancing):
         metrics_port: int | None = None,
         metrics: bool = False,
         metrics_lag_interval: float = 5.0,
+        gc_tuning: bool = True,
     ) -> None:
         """``metrics_port``: serve Prometheus metrics on ``/metrics`` there (see
         :mod:`streamtasks.worker.metrics`); ``metrics``: keep them without serving (in
-        ``.metrics.registry``, or a supervisor's multiprocess directory)."""
+        ``.metrics.registry``, or a supervisor's multiprocess directory); ``gc_tuning``:
+        freeze the start-up heap and collect the young generation less often while running
+        (:mod:`streamtasks.worker.gctune`; False leaves the collector alone)."""
         if concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
         self.app = app
@@ -168,6 +172,7 @@ class Worker(TaskRunning, Rebalancing):
         if not heartbeat_interval > 0:
             raise ConfigError(f"heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
         self.heartbeat_interval = heartbeat_interval
+        self.gc_tuning = gc_tuning
         # per-task events (None: as the app says); heartbeats are always on
         self.events = app.events if events is None else events
         self._task_events = TaskEvents(app, self.worker_id) if self.events else None
@@ -284,8 +289,9 @@ class Worker(TaskRunning, Rebalancing):
                 on_revoke=self._on_revoke,
                 on_lost=self._on_lost,
             )
-            self._loop()
-            self._drain_for_shutdown()
+            with tuned_gc(self.gc_tuning):
+                self._loop()
+                self._drain_for_shutdown()
         finally:
             watch.stop()
             self._s.close(wait_for_pool=not self._force.is_set())

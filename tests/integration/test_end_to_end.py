@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,8 +11,12 @@ import pytest
 from streamtasks import App, ResultTimeoutError, TaskFailedError, TaskStatus
 from streamtasks.testing import consume_all
 from streamtasks.wire.topics import results_topic
+from streamtasks.worker import Worker
+from streamtasks.worker.gctune import GEN0_THRESHOLD
+from streamtasks.worker.hooks import WorkerHooks
+from streamtasks.worker.outcomes import Record
 from tests.integration.apps.basic import Item, Shape, Summary
-from tests.integration.conftest import StartWorkers
+from tests.integration.conftest import APP_SPEC, StartWorkers
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +147,33 @@ def test_10000_results_are_awaited_through_one_listener(
     assert app._listener is not None and app._history is None
     mine = f"streamtasks-results-{results_topic(app.settings.namespace)}"
     assert [t.name for t in threading.enumerate()].count(mine) == 1
+
+
+def test_a_worker_tunes_the_collector_while_it_runs_and_leaves_it_as_it_was(app: App) -> None:
+    # Given this process's collector settings, and a hook that notes them as tasks finish
+    before = gc.get_threshold()
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    class Probe(WorkerHooks):
+        def on_finished(self, record: Record, outcome: str) -> None:
+            seen.append((gc.get_threshold(), gc.get_freeze_count()))
+
+    # When a worker runs tasks in this process, with the default tuning and without it
+    handles = [app.tasks["add"].send(i, 1) for i in range(3)]
+    assert app.flush(30) == 0
+    Worker(app, hooks=[Probe()], app_spec=APP_SPEC).run(install_signal_handlers=False, burst=True)
+    assert [h.get(timeout=10) for h in handles] == [1, 2, 3]
+    tuned, seen[:] = list(seen), []
+    after = (gc.get_threshold(), gc.get_freeze_count())
+    app.tasks["add"].send(5, 5)
+    assert app.flush(30) == 0
+    Worker(app, hooks=[Probe()], app_spec=APP_SPEC, gc_tuning=False).run(
+        install_signal_handlers=False, burst=True
+    )
+    # Then the tuned run froze the start-up heap and raised the first threshold only
+    assert len(tuned) == 3 and all(
+        t == (max(before[0], GEN0_THRESHOLD), *before[1:]) and frozen > 0 for t, frozen in tuned
+    ), tuned
+    # and each run left the collector as it found it; the untuned one never touched it
+    assert after == (before, 0)
+    assert seen == [(before, 0)] and gc.get_threshold() == before

@@ -234,11 +234,17 @@ class _GcClock:
             self.seconds += time.perf_counter() - self._t0
 
 
-def one_run(n: int, concurrency: int, gc_tuning: bool = True) -> tuple[float, float, float]:
+def one_run(
+    n: int, concurrency: int, gc_tuning: bool = True, *, setup_only: bool = False
+) -> tuple[float, float, float]:
+    """CPU and wall µs a task and µs a task in the collector (zeros if ``setup_only``: the
+    app and the envelopes are made, no worker runs; for bench/worker_instructions.py)."""
     ns = f"wp{uuid.uuid4().hex[:8]}"
     app = make_app(ns, "fake:9092")
     topic = task_topic(ns, app.tasks["bench.noop"].queue)
     run = Run(n, topic, f"{ns}.results", _messages(topic, n))
+    if setup_only:
+        return 0.0, 0.0, 0.0
     gc.collect()  # the garbage of the last run is not this one's
     clock = _GcClock(run)
     gc.callbacks.append(clock)
@@ -271,12 +277,13 @@ def main() -> int:
         default=True,
         help="the worker's collector tuning (streamtasks.worker.gctune), on by default",
     )
+    ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("STREAMTASKS_LOG_LEVEL", "WARNING")
     one_run(2000, args.concurrency, args.gc_tuning)  # warm-up: imports, schema parsing
     cpu, wall, in_gc = [], [], []
     for _ in range(args.repeats):
-        c, w, g = one_run(args.n, args.concurrency, args.gc_tuning)
+        c, w, g = one_run(args.n, args.concurrency, args.gc_tuning, setup_only=args.setup_only)
         cpu.append(c)
         wall.append(w)
         in_gc.append(g)

@@ -358,12 +358,14 @@ class _Generator:
         elif kind == "record":
             self.emit(d, f"{y}, pos = r{info}(data, pos)")
         elif kind == "optional":
+            # the branch index is 0 or 1, one byte as written (zig-zag: 0x00 or 0x02): any
+            # other byte, an over-long varint of the same number included, is fastavro's
             null_at, some = info
-            i = self.var("i")
-            self.varint(i, d)
-            self.emit(d, f"if {i} == {null_at}:")
+            self.emit(d, "b = data[pos]")
+            self.emit(d, "pos += 1")
+            self.emit(d, f"if b == {2 * null_at}:")
             self.emit(d + 1, f"{y} = None")
-            self.emit(d, f"elif {i} == {1 - null_at}:")
+            self.emit(d, f"elif b == {2 * (1 - null_at)}:")
             self.read(some, y, d + 1)
             self.emit(d, "else:")
             self.emit(d + 1, "raise ValueError")

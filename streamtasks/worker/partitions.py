@@ -39,7 +39,9 @@ class Partitions(Generic[J]):
         self.trackers: dict[TP, OffsetTracker] = {}
         self._generation: dict[TP, int] = {}
         self._generations = itertools.count(1)
-        self._keys: dict[tuple[TP, bytes], deque[J]] = {}
+        #: busy keys: the jobs queued behind the running one (None: none queued, the usual
+        #: case, so a key that is never contended costs no queue)
+        self._keys: dict[tuple[TP, bytes], deque[J] | None] = {}
         self.dirty: set[TP] = set()
 
     # -- assignment -----------------------------------------------------------------------
@@ -67,7 +69,7 @@ class Partitions(Generic[J]):
             self.dirty.discard(tp)
         dropped = 0
         for kk in [kk for kk in self._keys if kk[0] in gone]:
-            dropped += len(self._keys.pop(kk))
+            dropped += len(self._keys.pop(kk) or ())
         return dropped
 
     # -- offsets --------------------------------------------------------------------------
@@ -102,24 +104,28 @@ class Partitions(Generic[J]):
         may run now (and ``key``, if any, is marked busy until :meth:`next_of_key`)."""
         if key is None:
             return False
-        busy = self._keys.get((tp, key))
-        if busy is not None:
-            busy.append(job)
-            return True
-        self._keys[(tp, key)] = deque()
-        return False
+        keys, kk = self._keys, (tp, key)
+        if kk not in keys:
+            keys[kk] = None
+            return False
+        queued = keys[kk]
+        if queued is None:
+            keys[kk] = deque((job,))
+        else:
+            queued.append(job)
+        return True
 
     def next_of_key(self, tp: TP, key: bytes | None) -> J | None:
         """The job of ``key`` finished: the next queued one to run, or None (key not busy)."""
         if key is None:
             return None
-        waiting = self._keys.get((tp, key))
+        kk = (tp, key)
+        waiting = self._keys.get(kk)
         if waiting:
             return waiting.popleft()
-        if waiting is not None:
-            del self._keys[(tp, key)]
+        self._keys.pop(kk, None)
         return None
 
     def waiting(self, tp: TP) -> int:
         """Jobs of this partition queued behind busy keys."""
-        return sum(len(q) for (t, _), q in self._keys.items() if t == tp)
+        return sum(len(q) for (t, _), q in self._keys.items() if t == tp and q)

@@ -208,6 +208,36 @@ def test_a_corrupt_frame_is_fastavros_decode_error_through_the_codec() -> None:
         codec.decode(bytes(bad_enum), expect=known)
 
 
+def test_an_over_long_union_index_is_read_as_fastavro_reads_it() -> None:
+    # Given a result frame whose first union index (worker_id: null) is the over-long varint
+    # 0x80 0x00 of 0, which no writer makes but fastavro reads
+    codec = Codec()
+    known = codec.register(load_builtin_schema("result.avsc"))
+    record = {
+        "task_id": "t1",
+        "task": "x",
+        "status": "SUCCESS",
+        "attempts": 1,
+        "worker_id": None,
+        "created_at": 1,
+        "started_at": None,
+        "finished_at": 3,
+        "value": None,
+        "error": None,
+    }
+    frame = codec.encode(known, record)
+    at = len(known.header) + 7  # "t1", "x", SUCCESS, 1: 3 + 2 + 1 + 1 bytes
+    assert frame[at] == 0
+    odd = frame[:at] + b"\x80\x00" + frame[at + 1 :]
+    # Then the compiled reader refuses it, and the codec answers as fastavro does
+    assert known.fast is not None
+    with pytest.raises(ValueError):
+        known.fast.decode(odd, len(known.header))
+    body = io.BytesIO(odd[len(known.header) :])
+    decoded = codec.decode(odd, expect=known)[1]
+    assert decoded == fastavro.schemaless_reader(body, known.parsed, None) == record
+
+
 @pytest.mark.parametrize(
     "filename",
     [

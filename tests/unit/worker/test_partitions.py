@@ -85,6 +85,22 @@ def test_key_queue_runs_one_job_per_key_in_order() -> None:
     assert parts.next_of_key(A, None) is None
 
 
+def test_a_key_stays_busy_while_its_last_queued_job_runs() -> None:
+    parts: Partitions[str] = Partitions()
+    parts.assign(A)
+    assert not parts.queue_behind_key(A, b"k", "j0")
+    assert parts.waiting(A) == 0  # busy, nothing queued
+    assert parts.queue_behind_key(A, b"k", "j1")
+    assert parts.next_of_key(A, b"k") == "j1"  # j0 done: j1 runs, its queue now empty
+    # a record of k that arrives while j1 runs waits for j1, not beside it
+    assert parts.queue_behind_key(A, b"k", "j2")
+    assert parts.next_of_key(A, b"k") == "j2"
+    assert parts.next_of_key(A, b"k") is None
+    assert not parts.queue_behind_key(A, b"k", "j3")
+    # a busy key with nothing queued is dropped with its partition, counting no job
+    assert parts.forget([A]) == 0
+
+
 def test_forget_drops_everything_and_counts_queued_jobs() -> None:
     parts: Partitions[str] = Partitions()
     for tp in (A, B):

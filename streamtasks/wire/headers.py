@@ -138,6 +138,23 @@ def header(headers: HeaderList | None, name: str) -> bytes | None:
     return found
 
 
+def header_pair(
+    headers: HeaderList | None, first: str, second: str
+) -> tuple[bytes | None, bytes | None]:
+    """:func:`header` of two names, in one pass over the headers."""
+    a: bytes | str | None = None
+    b: bytes | str | None = None
+    for key, value in headers or ():
+        if key == first:
+            a = value
+        elif key == second:
+            b = value
+    return (
+        a.encode() if isinstance(a, str) else a,
+        b.encode() if isinstance(b, str) else b,
+    )
+
+
 def is_own(name: str) -> bool:
     """True for a streamtasks header (one a re-publish drops and rewrites)."""
     return name.startswith(PREFIX)

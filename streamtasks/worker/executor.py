@@ -39,7 +39,7 @@ from streamtasks.errors import (
 from streamtasks.signals import SoftTimeLimitExceeded
 from streamtasks.tracing import record_outcome, spans_on, task_span
 from streamtasks.wire.envelope import Envelope, ErrorInfo, TaskStatus, now_ms
-from streamtasks.wire.headers import TASK, TRACEPARENT, header
+from streamtasks.wire.headers import TASK, TRACEPARENT, header, header_pair
 from streamtasks.wire.topics import REPLAY_HEADER, chords_topic, task_topic
 from streamtasks.wire.tracecontext import checked_traceparent
 from streamtasks.worker.continuation import Continuation
@@ -111,12 +111,12 @@ class Executor:
     def run(self, rec: Record) -> Outcome:
         """Decode and run a synchronous task (on the calling thread), inside its span."""
         if not spans_on():  # no span to open: the record's traceparent goes on as it came
-            trace = _incoming_trace(rec)
-            return self._follow_on(rec, self._run(rec, trace), trace)
+            trace, replay = _incoming(rec)
+            return self._follow_on(rec, self._run(rec, trace), trace, replay)
         with self._span(rec) as trace:
             outcome = self._run(rec, trace)
             record_outcome(outcome.kind)
-        return self._follow_on(rec, outcome, trace)
+        return self._follow_on(rec, outcome, trace, header(rec.headers, REPLAY_HEADER))
 
     def _span(self, rec: Record) -> AbstractContextManager[str | None]:
         return task_span(
@@ -150,12 +150,12 @@ class Executor:
         its next ``await`` (so ``finally`` blocks run), and counts as a failure.
         """
         if not spans_on():
-            trace = _incoming_trace(rec)
-            return self._follow_on(rec, await self._run_async(rec, trace), trace)
+            trace, replay = _incoming(rec)
+            return self._follow_on(rec, await self._run_async(rec, trace), trace, replay)
         with self._span(rec) as trace:
             outcome = await self._run_async(rec, trace)
             record_outcome(outcome.kind)
-        return self._follow_on(rec, outcome, trace)
+        return self._follow_on(rec, outcome, trace, header(rec.headers, REPLAY_HEADER))
 
     async def _run_async(self, rec: Record, trace: str | None) -> Outcome:
         call = self.prepare(rec)
@@ -250,8 +250,11 @@ class Executor:
         if task is None:
             unknown = LookupError(f"task {env.task!r} is not registered in app {app.name!r}")
             return self.outcomes.dead_letter_outcome(rec, "unknown-task", unknown, env)
-        replay = header(rec.headers, REPLAY_HEADER) is not None  # a replay runs it again
-        if FiredIndex.is_fire(env.id) and not replay and self.results.fired_index().done(env.id):
+        if (
+            FiredIndex.is_fire(env.id)
+            and header(rec.headers, REPLAY_HEADER) is None  # a replay runs it again
+            and self.results.fired_index().done(env.id)
+        ):
             log.info("skipped: this task id already ran", task_id=env.id, **rec.log_fields())
             return Outcome("skipped", ())
         started = now_ms()
@@ -279,12 +282,13 @@ class Executor:
             )
         return Call(rec, env, task, args, kwargs, started)
 
-    def _follow_on(self, rec: Record, outcome: Outcome, trace: str | None) -> Outcome:
+    def _follow_on(
+        self, rec: Record, outcome: Outcome, trace: str | None, replay: bytes | None
+    ) -> Outcome:
         """The follow-on task events (next chain step, retry, error callbacks, dead letter)
         carry the task's ``traceparent`` (``trace``: its span's, or the one it came with); a
-        replayed record's stay marked as the replay, so they too run although their
-        deterministic ids may have a final result from the first run."""
-        replay = header(rec.headers, REPLAY_HEADER)
+        replayed record's (``replay``: its replay header) stay marked as the replay, so they
+        too run although their deterministic ids may have a final result from the first run."""
         if replay is None and trace is None:
             return outcome
         prefix = task_topic(self._ns, "")
@@ -324,10 +328,11 @@ class Executor:
         )
 
 
-def _incoming_trace(rec: Record) -> str | None:
-    """The record's ``traceparent``, checked (what :func:`task_span` yields without a span)."""
-    raw = header(rec.headers, TRACEPARENT)
-    return checked_traceparent(raw) if raw is not None else None
+def _incoming(rec: Record) -> tuple[str | None, bytes | None]:
+    """The record's ``traceparent``, checked (what :func:`task_span` yields without a span),
+    and its replay header, read in one pass."""
+    raw, replay = header_pair(rec.headers, TRACEPARENT, REPLAY_HEADER)
+    return (checked_traceparent(raw) if raw is not None else None), replay
 
 
 def _as_local(exc: Exception) -> Exception:

@@ -140,7 +140,7 @@ def test_follow_on_task_records_carry_the_task_traceparent_and_others_do_not() -
     member = Output("streamtasks.chords", None, b"", [])  # to the join: its callback goes on
     outcome = Outcome("retry", (retry, step, member), (result,))
     # When the task's follow-ons are marked with its traceparent
-    marked = Executor._follow_on(ns, rec, outcome, TP)  # type: ignore[arg-type]
+    marked = Executor._follow_on(ns, rec, outcome, TP, b"r1")  # type: ignore[arg-type]
     # Then each task record carries it once (and the replay mark); the result does not
     assert marked.outputs[0].headers == [(TRACEPARENT, TP.encode()), (REPLAY, b"r1")]
     assert marked.outputs[1].headers == [(TRACEPARENT, TP.encode()), (REPLAY, b"r1")]
@@ -148,7 +148,7 @@ def test_follow_on_task_records_carry_the_task_traceparent_and_others_do_not() -
     assert marked.then == (result,)
     # and without a trace or a replay nothing is copied
     plain = Record("streamtasks.tasks.q", 0, 1, None, b"", [])
-    assert Executor._follow_on(ns, plain, outcome, None) is outcome  # type: ignore[arg-type]
+    assert Executor._follow_on(ns, plain, outcome, None, None) is outcome  # type: ignore[arg-type]
 
 
 class _Sent:

@@ -79,3 +79,17 @@ def test_deterministic_ids_round_trip_and_do_not_collide() -> None:
         ids.fire_task_id("bad name", fire)
     with pytest.raises(ArgumentError):
         ids.fire_task_id("nightly", datetime(2026, 1, 2))  # naive: refused
+
+
+def test_a_header_pair_is_what_two_header_lookups_give() -> None:
+    cases: list[list[tuple[str, bytes | str]]] = [
+        [],
+        [("a", b"1")],
+        [("b", "two")],
+        [("a", b"1"), ("x", b"-"), ("b", b"2"), ("a", b"3")],  # the last value wins
+        [("b", b"2"), ("b", "4")],
+    ]
+    for headers in cases:
+        pair = hdr.header_pair(headers, "a", "b")
+        assert pair == (hdr.header(headers, "a"), hdr.header(headers, "b"))
+    assert hdr.header_pair(None, "a", "b") == (None, None)

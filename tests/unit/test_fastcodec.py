@@ -181,10 +181,9 @@ def test_values_not_exactly_of_the_schema_type_are_written_by_fastavro() -> None
         _frames_equal_fastavro(codec, known, loose)
 
 
-def test_a_corrupt_frame_is_fastavros_decode_error_through_the_codec() -> None:
-    codec = Codec()
-    known = codec.register(load_builtin_schema("result.avsc"))
-    record = {
+def _result(**fields: Any) -> dict[str, Any]:
+    """A result record (result.avsc) as the codec takes it."""
+    base: dict[str, Any] = {
         "task_id": "t1",
         "task": "x",
         "status": "SUCCESS",
@@ -193,9 +192,16 @@ def test_a_corrupt_frame_is_fastavros_decode_error_through_the_codec() -> None:
         "created_at": 1,
         "started_at": None,
         "finished_at": 3,
-        "value": b"\x01",
+        "value": None,
         "error": None,
     }
+    return {**base, **fields}
+
+
+def test_a_corrupt_frame_is_fastavros_decode_error_through_the_codec() -> None:
+    codec = Codec()
+    known = codec.register(load_builtin_schema("result.avsc"))
+    record = _result(value=b"\x01")
     frame = codec.encode(known, record)
     assert codec.decode(frame, expect=known)[1] == record
     with pytest.raises(DecodeError, match="trailing bytes"):
@@ -213,18 +219,7 @@ def test_an_over_long_union_index_is_read_as_fastavro_reads_it() -> None:
     # 0x80 0x00 of 0, which no writer makes but fastavro reads
     codec = Codec()
     known = codec.register(load_builtin_schema("result.avsc"))
-    record = {
-        "task_id": "t1",
-        "task": "x",
-        "status": "SUCCESS",
-        "attempts": 1,
-        "worker_id": None,
-        "created_at": 1,
-        "started_at": None,
-        "finished_at": 3,
-        "value": None,
-        "error": None,
-    }
+    record = _result(value=None)
     frame = codec.encode(known, record)
     at = len(known.header) + 7  # "t1", "x", SUCCESS, 1: 3 + 2 + 1 + 1 bytes
     assert frame[at] == 0

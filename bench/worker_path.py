@@ -1,6 +1,7 @@
 """The worker's own per-task CPU, without a broker: a real Worker on in-process fake clients.
 
     python bench/worker_path.py [--n 40000] [--repeats 5] [--concurrency 8] [--no-gc-tuning]
+                                [--raw]
 
 A real :class:`streamtasks.worker.Worker` runs ``bench.noop`` on N pre-encoded envelopes
 (as ``send()`` writes them, 6 partitions, distinct keys). Its consumer and producer are fakes
@@ -12,6 +13,11 @@ broker runs hide in a ±15 % spread. Timed from the first ``consume()`` to the l
 acknowledgement: process CPU (all threads) and wall time per task, median (min-max) of
 ``--repeats`` runs in fresh worker objects.
 
+``--raw`` runs the reference instead: ``bench/raw_worker.py --avro`` (run.py's (a'w) worker:
+the contract's fastavro work and the offset bookkeeping, single-threaded, nothing else) on
+the same envelopes and the same fakes, so the two figures split the (b')/(a'w) gap into the
+Python path (this script) and what the real clients and the broker add (run.py).
+
 This is a relative measure for changes to the worker's code (before/after in one run of
 this script); it is not a throughput figure, which needs the real clients (``run.py``).
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -166,6 +173,12 @@ class _Watch:
         pass
 
 
+class _Stop:
+    def stop(self) -> None:
+        """The raw worker stops on SIGINT (its own handler sets its loop's flag)."""
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 class Run:
     def __init__(self, n: int, topic: str, results: str, messages: list[Message]) -> None:
         self.n = n
@@ -173,7 +186,7 @@ class Run:
         self.results = results
         self.messages = messages
         self.acked = 0
-        self.worker: Worker | None = None
+        self.worker: Worker | _Stop | None = None
         self.t0 = self.c0 = self.t1 = self.c1 = 0.0
 
     def begin(self) -> None:
@@ -266,6 +279,35 @@ def one_run(
     return (run.c1 - run.c0) / n * 1e6, (run.t1 - run.t0) / n * 1e6, clock.seconds / n * 1e6
 
 
+def one_raw_run(n: int, *, setup_only: bool = False) -> float:
+    """CPU µs a task of ``raw_worker.py --avro`` on the fakes (its loop, in this process);
+    0 if ``setup_only`` (the envelopes made, no run)."""
+    import raw_worker
+
+    ns = f"wp{uuid.uuid4().hex[:8]}"
+    topic = f"{ns}.in"
+    run = Run(n, topic, f"{ns}.results", _messages(topic, n))
+    if setup_only:
+        return 0.0
+    run.worker = _Stop()
+    gc.collect()
+    old = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with (
+        mock.patch.object(raw_worker, "Producer", lambda cfg: FakeProducer(run)),
+        mock.patch.object(raw_worker, "Consumer", lambda cfg: FakeConsumer(run, group=True)),
+        mock.patch.object(raw_worker, "_emit", lambda *a, **kw: None),
+    ):
+        try:
+            argv = ["--bootstrap", "fake:9092", "--group", "g", "--in-topic", topic]
+            raw_worker.main([*argv, "--out-topic", run.results, "--avro"])
+        finally:
+            signal.signal(signal.SIGINT, old[0])
+            signal.signal(signal.SIGTERM, old[1])
+    if run.acked != n:
+        raise SystemExit(f"only {run.acked} of {n} results acknowledged")
+    return (run.c1 - run.c0) / n * 1e6
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40000)
@@ -278,8 +320,19 @@ def main() -> int:
         help="the worker's collector tuning (streamtasks.worker.gctune), on by default",
     )
     ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--raw", action="store_true", help="the raw + Avro reference worker instead")
     args = ap.parse_args()
     os.environ.setdefault("STREAMTASKS_LOG_LEVEL", "WARNING")
+    if args.raw:
+        one_raw_run(2000)
+        raw = [one_raw_run(args.n, setup_only=args.setup_only) for _ in range(args.repeats)]
+        print(
+            f"raw + Avro worker path (raw_worker.py --avro), {args.n} no-op tasks, "
+            f"{args.repeats} runs: CPU {statistics.median(raw):.1f} us/task "
+            f"({min(raw):.1f}-{max(raw):.1f})"
+        )
+        print("  runs, CPU us/task:", " ".join(f"{c:.1f}" for c in raw))
+        return 0
     one_run(2000, args.concurrency, args.gc_tuning)  # warm-up: imports, schema parsing
     cpu, wall, in_gc = [], [], []
     for _ in range(args.repeats):

@@ -308,6 +308,12 @@ def one_raw_run(n: int, *, setup_only: bool = False) -> float:
     return (run.c1 - run.c0) / n * 1e6
 
 
+def _spread(values: list[float], digits: int = 1) -> str:
+    """``median (min-max)``."""
+    med, low, high = statistics.median(values), min(values), max(values)
+    return f"{med:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40000)
@@ -320,7 +326,12 @@ def main() -> int:
         help="the worker's collector tuning (streamtasks.worker.gctune), on by default",
     )
     ap.add_argument("--setup-only", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--raw", action="store_true", help="the raw + Avro reference worker instead")
+    ap.add_argument(
+        "--raw",
+        action="store_true",
+        help="the raw + Avro reference worker instead (single-threaded: ignores --concurrency "
+        "and --gc-tuning)",
+    )
     args = ap.parse_args()
     os.environ.setdefault("STREAMTASKS_LOG_LEVEL", "WARNING")
     if args.raw:
@@ -328,8 +339,7 @@ def main() -> int:
         raw = [one_raw_run(args.n, setup_only=args.setup_only) for _ in range(args.repeats)]
         print(
             f"raw + Avro worker path (raw_worker.py --avro), {args.n} no-op tasks, "
-            f"{args.repeats} runs: CPU {statistics.median(raw):.1f} us/task "
-            f"({min(raw):.1f}-{max(raw):.1f})"
+            f"{args.repeats} runs: CPU {_spread(raw)} us/task"
         )
         print("  runs, CPU us/task:", " ".join(f"{c:.1f}" for c in raw))
         return 0
@@ -343,10 +353,8 @@ def main() -> int:
     print(
         f"worker path, {args.n} no-op tasks, concurrency {args.concurrency}, "
         f"gc tuning {'on' if args.gc_tuning else 'off'}, "
-        f"{args.repeats} runs: CPU {statistics.median(cpu):.1f} us/task "
-        f"({min(cpu):.1f}-{max(cpu):.1f}), wall {statistics.median(wall):.1f} us/task "
-        f"({min(wall):.1f}-{max(wall):.1f}), in the collector {statistics.median(in_gc):.2f} "
-        f"us/task ({min(in_gc):.2f}-{max(in_gc):.2f})"
+        f"{args.repeats} runs: CPU {_spread(cpu)} us/task, wall {_spread(wall)} us/task, "
+        f"in the collector {_spread(in_gc, 2)} us/task"
     )
     print("  runs, CPU us/task:", " ".join(f"{c:.1f}" for c in cpu))
     return 0
